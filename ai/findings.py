@@ -1,0 +1,80 @@
+"""The values ai/ hands back: plain dataclasses, usable from a notebook or the node.
+
+Every finding carries where it came from (frames, points in source pixels) and what made it
+(model name, version, sha256, or "classical"), so a result can always be explained.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class View(StrEnum):
+    PLAX = "plax"
+    A4C = "a4c"
+    DOPPLER = "doppler"
+    MMODE = "mmode"
+    OTHER = "other"  # a known view with no pipeline here (e.g. A2C from the classifier)
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class ViewDecision:
+    view: View
+    decided_by: str  # the rule or model, e.g. "region:spectral", "ViewCodeSequence", "echoprime"
+    confidence: float
+    reason: str = ""
+    label: str | None = None  # the classifier's own class name when it has one (e.g. "A2C")
+    doppler_mode: str | None = None  # "PW" or "CW" for spectral clips
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """What produced a value: a model checkpoint or the classical engine."""
+
+    name: str
+    version: str
+    sha256: str | None = None  # None for the classical engine
+    device: str = "cpu"
+
+
+CLASSICAL = "classical"
+
+
+class PipelineStatus(StrEnum):
+    OK = "ok"
+    MODEL_NOT_INSTALLED = "model_not_installed"
+    NOT_APPLICABLE = "not_applicable"  # e.g. a clip too short for the model
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Finding:
+    name: str  # e.g. "IVSd", "LVIDd", "LVPWd", "LVEF", "TR_Vmax", "MV_E", "MV_A", "MV_E_A"
+    value: float
+    unit: str  # UCUM: "cm", "%", "cm/s", "m/s", "1"
+    provenance: Provenance
+    frames: tuple[int, ...] = ()  # zero-based source frame indices
+    points: tuple[tuple[float, float], ...] = ()  # (x, y) in source pixels
+    cardiac_phase: str | None = None  # "diastole" / "systole" where it applies
+    flags: tuple[str, ...] = ()  # quality flags, e.g. "outside_training_layout"
+    spread: tuple[float, float] | None = None  # (min, max) over beats where several
+
+
+@dataclass(frozen=True)
+class PipelineResult:
+    pipeline: str  # "plax", "a4c", "doppler"
+    status: PipelineStatus
+    findings: tuple[Finding, ...] = ()
+    message: str = ""  # why it did not run, with the command that fixes it when there is one
+    series: dict[str, tuple[float, ...]] = field(default_factory=dict)  # per-frame curves
+
+
+@dataclass(frozen=True)
+class ClipResult:
+    sop_instance_uid: str | None
+    view: ViewDecision
+    pipelines: tuple[PipelineResult, ...] = ()
+    frame_count: int = 0
+    frame_time_ms: float | None = None

@@ -1,0 +1,40 @@
+"""The `echo-node` command. Each command lives in its own module and is registered here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from echo_node.cli import importer, studies
+from echo_node.cli.context import CliState
+
+app = typer.Typer(
+    help="Echo Node: a DICOM-native PACS node for echocardiography.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config", "-c", help="TOML file overriding config/default.toml.", exists=True
+        ),
+    ] = None,
+) -> None:
+    ctx.obj = CliState(config_file=config)
+
+
+app.command("status")(studies.status)
+app.command("studies")(studies.studies)
+app.command("import")(importer.import_paths)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,143 @@
+"""`echo-node studies` and `echo-node status`: what the node holds."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from echo_node.cli.context import state
+from storage.models import Instance, Series, Study
+
+
+@dataclass(frozen=True)
+class StudyLine:
+    study_instance_uid: str
+    study_date: str | None
+    modalities: str
+    instances: int
+    size_bytes: int
+    last_received_at: str
+    patient_name: str | None = None
+    patient_id: str | None = None
+
+
+def studies(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    show_phi: Annotated[
+        bool, typer.Option("--show-phi", help="Also show patient name and ID.")
+    ] = False,
+    limit: Annotated[int, typer.Option(help="Most recent studies to list.")] = 100,
+) -> None:
+    """One line a study: date, modality, instances, size, study UID."""
+    node = state(ctx).node()
+    query = (
+        select(
+            Study,
+            func.count(Instance.id),
+            func.coalesce(func.sum(Instance.size), 0),
+        )
+        .join(Series, Series.study_id == Study.id)
+        .join(Instance, Instance.series_id == Series.id)
+        .group_by(Study.id)
+        .order_by(Study.last_received_at.desc())
+        .limit(limit)
+    )
+    lines = []
+    with node.sessions() as session:
+        modalities = _modalities_by_study(session)
+        for study, count, size in session.execute(query):
+            lines.append(
+                StudyLine(
+                    study_instance_uid=study.study_instance_uid,
+                    study_date=study.study_date,
+                    modalities=modalities.get(study.id, ""),
+                    instances=int(count),
+                    size_bytes=int(size),
+                    last_received_at=study.last_received_at.isoformat(),
+                    patient_name=study.patient_name if show_phi else None,
+                    patient_id=study.patient_id if show_phi else None,
+                )
+            )
+    if as_json:
+        rows = [asdict(line) for line in lines]
+        if not show_phi:
+            for row in rows:
+                del row["patient_name"], row["patient_id"]
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table("date", "modality", "instances", "size", "study UID")
+    if show_phi:
+        table.add_column("patient name")
+        table.add_column("patient ID")
+    for line in lines:
+        cells = [
+            line.study_date or "",
+            line.modalities,
+            str(line.instances),
+            _human_size(line.size_bytes),
+            line.study_instance_uid,
+        ]
+        if show_phi:
+            cells += [line.patient_name or "", line.patient_id or ""]
+        table.add_row(*cells)
+    Console().print(table)
+
+
+def _modalities_by_study(session: Session) -> dict[int, str]:
+    found: dict[int, set[str]] = {}
+    for study_id, modality in session.execute(select(Series.study_id, Series.modality)):
+        if modality:
+            found.setdefault(study_id, set()).add(modality)
+    return {key: "\\".join(sorted(values)) for key, values in found.items()}
+
+
+def status(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Counts, disk use and the last instance received."""
+    node = state(ctx).node()
+    with node.sessions() as session:
+        counts = {
+            "studies": session.scalar(select(func.count(Study.id))) or 0,
+            "series": session.scalar(select(func.count(Series.id))) or 0,
+            "instances": session.scalar(select(func.count(Instance.id))) or 0,
+        }
+        last = session.scalar(select(func.max(Instance.received_at)))
+    quarantined = len(list(node.store.quarantine_dir.glob("*.json")))
+    report = {
+        **counts,
+        "quarantined": quarantined,
+        "disk_bytes": node.store.disk_usage(),
+        "last_received_at": last.isoformat() if last else None,
+        "data_dir": str(node.store.root),
+    }
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    table = Table("", "", show_header=False)
+    for key, value in report.items():
+        shown = (
+            _human_size(value)
+            if isinstance(value, int) and key == "disk_bytes"
+            else str(value or "-")
+        )
+        table.add_row(key.replace("_", " "), shown)
+    Console().print(table)
+
+
+def _human_size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TB"

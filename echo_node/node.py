@@ -1,0 +1,37 @@
+"""Opening the node's durable parts: data directory, database (migrated) and file store."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from echo_node.ingest import Ingestor
+from echo_node.settings import Settings
+from storage.db import make_engine, migrate, session_factory
+from storage.files import FileStore
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Node:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    store: FileStore
+
+    @property
+    def ingestor(self) -> Ingestor:
+        return Ingestor(self.store, self.sessions)
+
+
+def open_node(settings: Settings) -> Node:
+    """Prepare the data directory and bring the schema up to date; safe to call repeatedly."""
+    store = FileStore(settings.data_dir)
+    store.prepare()
+    engine = make_engine(settings.resolved_database_url)
+    migrate(engine)
+    return Node(settings, engine, session_factory(engine), store)

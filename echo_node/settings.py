@@ -1,0 +1,150 @@
+"""Settings: read once at start from config/default.toml, a --config file and ECHO_NODE_* env.
+
+Defaults live only in config/default.toml; the model below has none, so a key missing from
+every source is an error rather than a silent second default.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+ENV_PREFIX = "ECHO_NODE_"
+
+
+class ConfigError(ValueError):
+    """A setting is missing or invalid; the message names the key and where it came from."""
+
+
+class PeerRule(BaseModel):
+    """One allowed-peer entry: an AE title, a network, or both."""
+
+    model_config = ConfigDict(frozen=True)
+
+    ae_title: str | None
+    network: ipaddress.IPv4Network | ipaddress.IPv6Network | None
+
+    @classmethod
+    def parse(cls, text: str) -> PeerRule:
+        ae, _, net = text.partition("@") if "@" in text else ("", "", text)
+        if not net or not _looks_like_address(net):
+            ae, net = text, ""
+        network = ipaddress.ip_network(net, strict=False) if net else None
+        return cls(ae_title=_check_ae_title(ae) if ae else None, network=network)
+
+    def matches(self, ae_title: str, address: str) -> bool:
+        if self.ae_title is not None and self.ae_title != ae_title.strip():
+            return False
+        if self.network is not None:
+            try:
+                return ipaddress.ip_address(address) in self.network
+            except ValueError:
+                return False
+        return True
+
+
+def _looks_like_address(text: str) -> bool:
+    try:
+        ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return False
+    return True
+
+
+def _check_ae_title(value: str) -> str:
+    # PS3.5 AE VR: up to 16 characters of the default repertoire, no backslash or control chars.
+    value = value.strip()
+    if not 1 <= len(value) <= 16 or "\\" in value or not value.isprintable():
+        raise ValueError(f"{value!r} is not a valid AE title (1-16 printable characters)")
+    return value
+
+
+class Settings(BaseModel):
+    """Every setting the node reads; see config/default.toml for what each means."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ae_title: str
+    bind: str
+    dimse_port: int = Field(ge=1, le=65535)
+    http_port: int = Field(ge=1, le=65535)
+    data_dir: Path
+    database_url: str
+    allowed_peers: tuple[PeerRule, ...]
+    max_associations: int = Field(ge=1)
+    max_pdu_size: int = Field(ge=0)
+    network_timeout_s: float = Field(gt=0)
+    stable_after_s: float = Field(ge=0)
+    ingest_processes: int = Field(ge=1)
+    log_format: Literal["text", "json"]
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+
+    @field_validator("ae_title")
+    @classmethod
+    def _ae_title(cls, value: str) -> str:
+        return _check_ae_title(value)
+
+    @field_validator("bind")
+    @classmethod
+    def _bind(cls, value: str) -> str:
+        ipaddress.ip_address(value)
+        return value
+
+    @field_validator("allowed_peers", mode="before")
+    @classmethod
+    def _peers(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part for part in value.split(",") if part.strip()]
+        if isinstance(value, list | tuple):
+            return tuple(
+                PeerRule.parse(item.strip()) if isinstance(item, str) else item for item in value
+            )
+        return value
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'echo-node.db').resolve()}"
+
+
+def default_values() -> dict[str, Any]:
+    text = resources.files("config").joinpath("default.toml").read_text(encoding="utf-8")
+    return tomllib.loads(text)
+
+
+def load_settings(
+    config_file: Path | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Merge defaults, the optional config file and ECHO_NODE_* variables, then validate."""
+    environ = os.environ if environ is None else environ
+    values = default_values()
+    origin = dict.fromkeys(values, "config/default.toml")
+    if config_file is not None:
+        try:
+            overrides = tomllib.loads(config_file.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read config file {config_file}: {exc}") from exc
+        values.update(overrides)
+        origin.update(dict.fromkeys(overrides, str(config_file)))
+    for name, raw in environ.items():
+        if name.startswith(ENV_PREFIX):
+            key = name[len(ENV_PREFIX) :].lower()
+            values[key] = raw
+            origin[key] = name
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            key = str(error["loc"][0]) if error["loc"] else "?"
+            source = origin.get(key, "?")
+            problems.append(f"config key '{key}' (from {source}): {error['msg']}")
+        raise ConfigError("; ".join(problems)) from None
