@@ -75,6 +75,11 @@ class Settings(BaseModel):
     bind: str
     dimse_port: int = Field(ge=1, le=65535)
     http_port: int = Field(ge=1, le=65535)
+    dimse_enabled: bool
+    http_enabled: bool
+    tls_certificate: str
+    tls_private_key: str
+    anonymous_loopback_read: bool
     data_dir: Path
     database_url: str
     allowed_peers: tuple[PeerRule, ...]
