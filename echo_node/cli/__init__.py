@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from echo_node.cli import importer, studies
+from echo_node.cli import importer, serve, studies
 from echo_node.cli.context import CliState
 
 app = typer.Typer(
@@ -31,6 +31,7 @@ def _root(
     ctx.obj = CliState(config_file=config)
 
 
+app.command("serve")(serve.serve)
 app.command("status")(studies.status)
 app.command("studies")(studies.studies)
 app.command("import")(importer.import_paths)

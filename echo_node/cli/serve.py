@@ -1,0 +1,29 @@
+"""`echo-node serve`: run the node in the foreground until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from echo_node.cli.context import state
+from echo_node.logsetup import configure_logging
+from echo_node.service import serve as run_services
+from echo_node.service import stop_on_signals
+
+
+def serve(
+    ctx: typer.Context,
+    ingest_processes: Annotated[
+        int | None,
+        typer.Option(min=1, help="Processes accepting DIMSE associations (default: the setting)."),
+    ] = None,
+) -> None:
+    """Run the DICOM services until stopped; SIGTERM finishes the instances in flight first."""
+    cli = state(ctx)
+    settings = cli.settings()
+    if ingest_processes is not None:
+        settings = settings.model_copy(update={"ingest_processes": ingest_processes})
+    configure_logging(settings.log_level, settings.log_format)
+    stop = stop_on_signals()
+    run_services(settings, cli.config_file, stop)

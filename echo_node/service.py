@@ -1,0 +1,95 @@
+"""Running the node: the services `echo-node serve` starts, in one or several processes.
+
+The first process owns start-up (migrations, clearing tmp/) and the services that must run
+once; extra ingest processes only accept DIMSE associations on the shared port.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+
+from echo_node.dimse.server import DimseServer
+from echo_node.logsetup import configure_logging
+from echo_node.node import open_node
+from echo_node.settings import Settings, load_settings
+
+logger = logging.getLogger(__name__)
+
+
+def stop_on_signals() -> threading.Event:
+    """An event set by SIGTERM or SIGINT (the main thread's job is then to shut down)."""
+    stop = threading.Event()
+
+    def _handler(signum: int, _frame: FrameType | None) -> None:
+        logger.info("shutdown requested", extra={"signal": signal.Signals(signum).name})
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _handler)
+    signal.signal(signal.SIGINT, _handler)
+    return stop
+
+
+def wait(stop: threading.Event) -> None:
+    # Short waits keep the main thread responsive to signals.
+    while not stop.wait(0.5):
+        pass
+
+
+def serve(settings: Settings, config_file: Path | None, stop: threading.Event) -> None:
+    node = open_node(settings)
+    stale = node.store.remove_stale_temp_files()
+    if stale:
+        logger.warning(
+            "removed unacknowledged partial files left by a crash", extra={"count": stale}
+        )
+    if not settings.allowed_peers:
+        logger.warning("allowed_peers is empty: every calling AE and address is accepted")
+
+    children = _start_ingest_children(settings.ingest_processes - 1, config_file)
+    dimse = DimseServer(settings, node.ingestor) if settings.dimse_enabled else None
+    if dimse is not None:
+        dimse.start()
+    try:
+        wait(stop)
+    finally:
+        for child in children:
+            child.terminate()  # SIGTERM: each child drains its own C-STOREs
+        if dimse is not None:
+            dimse.stop()
+        for child in children:
+            child.join(timeout=90)
+        node.engine.dispose()
+
+
+def _start_ingest_children(
+    count: int, config_file: Path | None
+) -> list[multiprocessing.process.BaseProcess]:
+    # spawn, not fork: the parent already runs threads and holds database connections.
+    context = multiprocessing.get_context("spawn")
+    children: list[multiprocessing.process.BaseProcess] = []
+    for index in range(count):
+        child = context.Process(
+            target=_ingest_child, args=(config_file,), name=f"echo-node-ingest-{index + 1}"
+        )
+        child.start()
+        children.append(child)
+    return children
+
+
+def _ingest_child(config_file: Path | None) -> None:
+    stop = stop_on_signals()
+    settings = load_settings(config_file)
+    configure_logging(settings.log_level, settings.log_format)
+    node = open_node(settings)
+    dimse = DimseServer(settings, node.ingestor)
+    dimse.start()
+    try:
+        wait(stop)
+    finally:
+        dimse.stop()
+        node.engine.dispose()
