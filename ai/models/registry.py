@@ -1,0 +1,170 @@
+"""The model registry: what each checkpoint is and how it must be fed (config/models.toml).
+
+Everything a pipeline needs to feed a model as it was trained (input size, colour order,
+scaling, mean/std, frames and period) lives here rather than in code, because the checkpoints
+do not carry it and a model fed differently from its training gives confident nonsense.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+ARCHITECTURES = ("deeplabv3_resnet50", "r2plus1d_18", "r3d_18", "convnext_base")
+
+
+class RegistryError(ValueError):
+    """The registry file is malformed; the message names the model and the key."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    version: str
+    task: str
+    architecture: str
+    output_channels: int
+    input_height: int
+    input_width: int
+    frames: int
+    period: int
+    colour_order: str  # "RGB" or "BGR"
+    scale: float  # pixels are divided by this before mean/std
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    file: str
+    sha256: str
+    source_url: str
+    licence: str
+    optional: bool = False
+    labels: tuple[str, ...] = ()
+    notes: str = ""
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """(height, width)."""
+        return (self.input_height, self.input_width)
+
+    def install_command(self) -> str:
+        return f"echo-node models import PATH --name {self.name}"
+
+
+@dataclass(frozen=True)
+class Registry:
+    models: tuple[ModelSpec, ...]
+
+    def __iter__(self) -> Iterator[ModelSpec]:
+        return iter(self.models)
+
+    def __contains__(self, name: object) -> bool:
+        return any(spec.name == name for spec in self.models)
+
+    def get(self, name: str) -> ModelSpec:
+        for spec in self.models:
+            if spec.name == name:
+                return spec
+        known = ", ".join(spec.name for spec in self.models)
+        raise KeyError(f"no model named {name!r} in the registry (known: {known})")
+
+    def by_file(self, file_name: str) -> ModelSpec | None:
+        matches = [spec for spec in self.models if spec.file == file_name]
+        return matches[0] if len(matches) == 1 else None
+
+    def by_sha256(self, digest: str) -> ModelSpec | None:
+        for spec in self.models:
+            if spec.sha256 and spec.sha256.lower() == digest.lower():
+                return spec
+        return None
+
+    def replace(self, spec: ModelSpec) -> Registry:
+        """A copy with one entry swapped (tests and benchmarks feed smaller inputs)."""
+        return Registry(tuple(spec if m.name == spec.name else m for m in self.models))
+
+
+_REQUIRED: dict[str, type | tuple[type, ...]] = {
+    "name": str,
+    "version": str,
+    "task": str,
+    "architecture": str,
+    "output_channels": int,
+    "input_height": int,
+    "input_width": int,
+    "frames": int,
+    "period": int,
+    "colour_order": str,
+    "scale": (int, float),
+    "mean": list,
+    "std": list,
+    "file": str,
+    "sha256": str,
+    "source_url": str,
+    "licence": str,
+}
+
+
+def _spec(entry: Mapping[str, Any]) -> ModelSpec:
+    name = str(entry.get("name", "?"))
+    for key, kind in _REQUIRED.items():
+        if key not in entry:
+            raise RegistryError(f"model {name!r}: missing key {key!r}")
+        if not isinstance(entry[key], kind) or isinstance(entry[key], bool):
+            raise RegistryError(f"model {name!r}: key {key!r} has the wrong type")
+    if entry["architecture"] not in ARCHITECTURES:
+        raise RegistryError(
+            f"model {name!r}: architecture {entry['architecture']!r} is not one of {ARCHITECTURES}"
+        )
+    if entry["colour_order"] not in ("RGB", "BGR"):
+        raise RegistryError(f"model {name!r}: colour_order must be RGB or BGR")
+    mean, std = entry["mean"], entry["std"]
+    if len(mean) != 3 or len(std) != 3 or any(float(s) <= 0 for s in std):
+        raise RegistryError(f"model {name!r}: mean/std need 3 values, std > 0")
+    for key in ("output_channels", "input_height", "input_width", "frames", "period"):
+        if entry[key] < 1:
+            raise RegistryError(f"model {name!r}: {key} must be at least 1")
+    labels = tuple(str(label) for label in entry.get("labels", ()))
+    if labels and len(labels) != entry["output_channels"]:
+        raise RegistryError(f"model {name!r}: {len(labels)} labels for {entry['output_channels']}")
+    return ModelSpec(
+        name=name,
+        version=entry["version"],
+        task=entry["task"],
+        architecture=entry["architecture"],
+        output_channels=entry["output_channels"],
+        input_height=entry["input_height"],
+        input_width=entry["input_width"],
+        frames=entry["frames"],
+        period=entry["period"],
+        colour_order=entry["colour_order"],
+        scale=float(entry["scale"]),
+        mean=(float(mean[0]), float(mean[1]), float(mean[2])),
+        std=(float(std[0]), float(std[1]), float(std[2])),
+        file=entry["file"],
+        sha256=entry["sha256"].lower(),
+        source_url=entry["source_url"],
+        licence=entry["licence"],
+        optional=bool(entry.get("optional", False)),
+        labels=labels,
+        notes=str(entry.get("notes", "")),
+    )
+
+
+def parse_registry(text: str) -> Registry:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise RegistryError(f"models registry is not valid TOML: {exc}") from exc
+    models = tuple(_spec(entry) for entry in data.get("model", ()))
+    names = [spec.name for spec in models]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise RegistryError(f"duplicate model names: {duplicates}")
+    return Registry(models)
+
+
+def default_registry() -> Registry:
+    """config/models.toml, read as package data like config/default.toml."""
+    text = resources.files("config").joinpath("models.toml").read_text(encoding="utf-8")
+    return parse_registry(text)

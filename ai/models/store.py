@@ -1,0 +1,104 @@
+"""The model store: the model directory plus the registry, answering "give me model X".
+
+It answers with a LoadedModel or a NotInstalled that carries the command installing the file,
+so a pipeline never raises for a missing model. Loaded models are kept for reuse.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ai.models.loader import LoadedModel, load_model, select_device
+from ai.models.registry import ModelSpec, Registry, default_registry
+
+logger = logging.getLogger(__name__)
+
+SIDECAR_SUFFIX = ".json"
+
+
+@dataclass(frozen=True)
+class NotInstalled:
+    name: str
+    file: str
+    command: str
+    optional: bool
+
+    @property
+    def message(self) -> str:
+        kind = "optional model" if self.optional else "model"
+        return f"{kind} {self.name} is not installed (no {self.file}); install it with: " + (
+            self.command
+        )
+
+
+def sidecar_path(path: Path) -> Path:
+    """Where `models import` records the digest of a file the registry has no sha256 for."""
+    return path.with_name(path.name + SIDECAR_SUFFIX)
+
+
+def recorded_sha256(path: Path) -> str | None:
+    try:
+        data = json.loads(sidecar_path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    value = data.get("sha256") if isinstance(data, dict) else None
+    return value if isinstance(value, str) else None
+
+
+class ModelStore:
+    """Model directory (<data_dir>/models for the node) + registry + device and threads."""
+
+    def __init__(
+        self,
+        model_dir: Path,
+        registry: Registry | None = None,
+        device: str = "cpu",
+        threads: int | None = None,
+        batch_size: int = 16,
+    ) -> None:
+        self.model_dir = Path(model_dir)
+        self.registry = registry or default_registry()
+        self.device = select_device(device)
+        self.batch_size = batch_size
+        if threads is not None:
+            # Process-wide in torch; the node runs inference in its own worker processes.
+            torch.set_num_threads(threads)
+        self._loaded: dict[str, LoadedModel] = {}
+        self._lock = threading.Lock()
+
+    def spec(self, name: str) -> ModelSpec:
+        return self.registry.get(name)
+
+    def path(self, name: str) -> Path:
+        return self.model_dir / self.spec(name).file
+
+    def installed(self, name: str) -> bool:
+        return self.path(name).is_file()
+
+    def get(self, name: str) -> LoadedModel | NotInstalled:
+        """The loaded model, or NotInstalled. A file that does not fit raises CheckpointError."""
+        spec = self.spec(name)
+        with self._lock:
+            if name in self._loaded:
+                return self._loaded[name]
+            path = self.model_dir / spec.file
+            if not path.is_file():
+                return NotInstalled(name, spec.file, spec.install_command(), spec.optional)
+            loaded = load_model(path, spec, self.device)
+            recorded = recorded_sha256(path)
+            if recorded is not None and recorded != loaded.sha256:
+                logger.warning(
+                    "model %s: %s changed since it was imported (sha256 %s, recorded %s)",
+                    name,
+                    spec.file,
+                    loaded.sha256[:12],
+                    recorded[:12],
+                )
+            self._loaded[name] = loaded
+            return loaded
