@@ -1,0 +1,11 @@
+"""Result objects written back to the PACS: the TID 5200 SR and the overlay secondary captures.
+
+The worker calls `build_sr` once per study run and `build_overlay_sc` once per processed clip;
+both return pydicom datasets ready to store and send.
+"""
+
+from echo_node.results.device import DeviceInfo
+from echo_node.results.sc import build_overlay_sc
+from echo_node.results.sr import SourceClip, build_sr
+
+__all__ = ["DeviceInfo", "SourceClip", "build_overlay_sc", "build_sr"]
