@@ -93,3 +93,19 @@ class Instance(Base):
     received_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
 
     series: Mapped[Series] = relationship(back_populates="instances")
+
+
+class ApiToken(Base):
+    """A bearer token for the DICOMweb service; only its sha256 is kept (the token is shown once).
+
+    Scope "read" allows QIDO-RS and WADO-RS; "write" allows STOW-RS as well.
+    """
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(64))
+    scope: Mapped[str] = mapped_column(String(16))
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

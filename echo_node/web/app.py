@@ -1,0 +1,34 @@
+"""The HTTP application: DICOMweb under /dicom-web, the OpenAPI schema at /openapi.json."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from echo_node import __version__
+from echo_node.node import Node
+from echo_node.web import qido, stow, wado
+from echo_node.web.auth import require
+from echo_node.web.errors import install_error_handlers
+
+PREFIX = "/dicom-web"
+
+
+def create_app(node: Node) -> FastAPI:
+    app = FastAPI(
+        title="Echo Node DICOMweb",
+        version=__version__,
+        description=(
+            "STOW-RS, QIDO-RS and WADO-RS (DICOM PS3.18). Authenticate with "
+            "`Authorization: Bearer <token>` (tokens: `echo-node tokens add`)."
+        ),
+        docs_url=None,
+        redoc_url=None,
+    )
+    install_error_handlers(app)
+    anonymous = node.settings.anonymous_loopback_read
+    read = require("read", node.sessions, anonymous)
+    write = require("write", node.sessions, anonymous)
+    app.include_router(stow.make_router(node, write), prefix=PREFIX)
+    app.include_router(qido.make_router(node, read), prefix=PREFIX)
+    app.include_router(wado.make_router(node, read), prefix=PREFIX)
+    return app

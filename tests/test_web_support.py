@@ -1,0 +1,73 @@
+"""Shared pieces of the DICOMweb tests: the node's HTTP service on a free loopback port."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from echo_node.node import Node, open_node
+from echo_node.settings import load_settings
+from echo_node.web.auth import add_token
+from echo_node.web.server import run_http
+from tests.conftest import free_port
+
+
+@dataclass
+class WebNode:
+    node: Node
+    port: int
+    write_token: str
+    read_token: str
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/dicom-web"
+
+    def auth(self, token: str | None = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token or self.write_token}"}
+
+
+def wait_for_port(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on port {port} after {timeout} s")
+
+
+def settings_env(data_dir: Path, port: int, **extra: str) -> dict[str, str]:
+    env = {
+        "ECHO_NODE_DATA_DIR": str(data_dir),
+        "ECHO_NODE_BIND": "127.0.0.1",
+        "ECHO_NODE_HTTP_PORT": str(port),
+        "ECHO_NODE_DIMSE_PORT": str(free_port()),
+        "ECHO_NODE_LOG_LEVEL": "WARNING",
+    }
+    env.update({f"ECHO_NODE_{k.upper()}": v for k, v in extra.items()})
+    return env
+
+
+@pytest.fixture
+def web(tmp_path: Path) -> Iterator[WebNode]:
+    """The HTTP service in a thread of the test process, with a write and a read token."""
+    port = free_port()
+    node = open_node(load_settings(environ=settings_env(tmp_path / "data", port)))
+    _, write_token = add_token(node.sessions, "write", "test writer")
+    _, read_token = add_token(node.sessions, "read", "test reader")
+    stop = threading.Event()
+    thread = threading.Thread(target=run_http, args=(node, stop), daemon=True)
+    thread.start()
+    wait_for_port(port)
+    yield WebNode(node, port, write_token, read_token)
+    stop.set()
+    thread.join(30)
+    node.engine.dispose()
