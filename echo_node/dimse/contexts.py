@@ -12,13 +12,9 @@ from pynetdicom import AllStoragePresentationContexts, build_context
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
-# Order matters only when a requestor offers several in one context: uncompressed first keeps
-# the bytes closest to what most archives expect; compressed ones follow.
+# Within a context the requestor's order decides: pynetdicom accepts the first syntax it offers
+# that is listed here. Every syntax a scanner sends is listed, so none needs a transcode.
 TRANSFER_SYNTAXES: tuple[str, ...] = (
-    uid.ExplicitVRLittleEndian,
-    uid.ImplicitVRLittleEndian,
-    uid.DeflatedExplicitVRLittleEndian,
-    uid.ExplicitVRBigEndian,
     uid.JPEGBaseline8Bit,
     uid.JPEGExtended12Bit,
     uid.JPEGLossless,
@@ -31,6 +27,10 @@ TRANSFER_SYNTAXES: tuple[str, ...] = (
     uid.HTJ2KLosslessRPCL,
     uid.HTJ2K,
     uid.RLELossless,
+    uid.DeflatedExplicitVRLittleEndian,
+    uid.ExplicitVRLittleEndian,
+    uid.ImplicitVRLittleEndian,
+    uid.ExplicitVRBigEndian,
 )
 
 

@@ -1,0 +1,133 @@
+"""Shared fixtures: real peers (dcmtk, the node itself as a process) on free loopback ports."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from pydicom.data import get_testdata_file
+
+REPO = Path(__file__).resolve().parent.parent
+ECHO_NODE = Path(sys.executable).parent / "echo-node"
+# dcmtk stalls ~50 ms per message without it (MEASURED.md).
+DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def us_file(name: str) -> Path:
+    path = get_testdata_file(name)
+    if path is None:
+        raise FileNotFoundError(f"pydicom test file {name} not found (is pydicom-data installed?)")
+    return Path(path)
+
+
+def node_env(data_dir: Path, port: int, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ECHO_NODE_")}
+    env.update(
+        ECHO_NODE_DATA_DIR=str(data_dir),
+        ECHO_NODE_DIMSE_PORT=str(port),
+        ECHO_NODE_HTTP_PORT=str(free_port()),
+        ECHO_NODE_HTTP_ENABLED="false",
+        ECHO_NODE_BIND="127.0.0.1",
+        ECHO_NODE_LOG_FORMAT="json",
+    )
+    env.update({f"ECHO_NODE_{k.upper()}": v for k, v in extra.items()})
+    return env
+
+
+def echoscu(port: int, calling_ae: str = "ECHOSCU", timeout: float = 10) -> bool:
+    result = subprocess.run(
+        ["echoscu", "-aet", calling_ae, "-aec", "ECHONODE", "-to", "5", "127.0.0.1", str(port)],
+        env=DCMTK_ENV,
+        capture_output=True,
+        timeout=timeout,
+    )
+    return result.returncode == 0
+
+
+@dataclass
+class NodeProcess:
+    """`echo-node serve` started as its own process, as an operator would run it."""
+
+    data_dir: Path
+    port: int
+    extra_env: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    @property
+    def env(self) -> dict[str, str]:
+        return node_env(self.data_dir, self.port, **self.extra_env)
+
+    def start(self, *args: str) -> NodeProcess:
+        self.log_path = self.data_dir.parent / f"node-{self.port}-{time.monotonic_ns()}.log"
+        log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            [str(ECHO_NODE), "serve", *args], env=self.env, stdout=log, stderr=log
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"node exited at start:\n{self.log()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return self
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"node did not listen within 60 s:\n{self.log()}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        return self.process.wait(timeout)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path else ""
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(ECHO_NODE), *args], env=self.env, capture_output=True, text=True, timeout=120
+        )
+
+
+@pytest.fixture
+def node_factory(tmp_path: Path) -> Iterator[type[NodeProcess]]:
+    started: list[NodeProcess] = []
+
+    class _Node(NodeProcess):
+        def start(self, *args: str) -> NodeProcess:
+            started.append(self)
+            return super().start(*args)
+
+    yield _Node
+    for node in started:
+        if node.process is not None and node.process.poll() is None:
+            node.process.kill()
+            node.process.wait(10)
+
+
+@pytest.fixture
+def node(tmp_path: Path, node_factory: type[NodeProcess]) -> NodeProcess:
+    return node_factory(tmp_path / "data", free_port()).start()
+
+
+def require_tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:  # make test installs them; a missing one is a set-up fault, not a skip
+        raise RuntimeError(f"{name} is not installed: run `make test`, which installs it")
+    return path
