@@ -26,6 +26,7 @@ from pydicom.uid import UID, ExplicitVRLittleEndian, JPEGBaseline8Bit, generate_
 from ai.findings import ClipResult
 from echo_node.results.device import DeviceInfo
 from echo_node.results.draw import burn_in
+from echo_node.results.patient import copy_patient_and_study
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +122,7 @@ def _base(
             series_description=SERIES_DESCRIPTION,
             specific_character_set=source.get("SpecificCharacterSet"),
         )
-        ds.copy_patient_and_study_information(source)
+        copy_patient_and_study(ds, source)
     ds.Laterality = None  # General Series, Type 2C: empty is allowed and dciodvfy wants it
     return ds
 

@@ -38,6 +38,7 @@ from pydicom.uid import generate_uid
 from ai.findings import ClipResult, Finding, PipelineStatus, View
 from echo_node.results import codes
 from echo_node.results.device import DeviceInfo
+from echo_node.results.patient import copy_patient_and_study
 
 logger = logging.getLogger(__name__)
 
@@ -150,6 +151,7 @@ def build_sr(
             software_versions=node.software_version,
             series_description=SERIES_DESCRIPTION,
         )
+    copy_patient_and_study(sr, pairs[0][0])
     # Preliminary Flag is Type 3; highdicom writes PRELIMINARY for non-final documents, which
     # some receivers read as "ignore". Completion/Verification flags say what is meant.
     if "PreliminaryFlag" in sr:
