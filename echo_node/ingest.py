@@ -185,7 +185,9 @@ def read_header(path: Path, expected_sop_instance_uid: str | None = None) -> Ins
     if end > size:
         raise RejectedInstance(f"truncated: {size} bytes on file, {end} declared")
     if len(dataset) == 0:
-        raise RejectedInstance("empty dataset")
+        # pydicom returns no elements at all when the data end inside one (its EOFError is
+        # turned into a warning), so an empty dataset here is nearly always a cut-off one.
+        raise RejectedInstance(f"truncated or empty dataset ({size} bytes on file)")
     try:
         return _header(dataset, expected_sop_instance_uid)
     except InvalidUID as exc:
