@@ -73,6 +73,8 @@ def test_sc_validates_and_decodes(
     assert reference.ReferencedSOPInstanceUID == ds.SOPInstanceUID
     assert reference.ReferencedSOPClassUID == ds.SOPClassUID
     assert back.Manufacturer == NODE.manufacturer
+    models = {item.ManufacturerModelName for item in back.ContributingEquipmentSequence}
+    assert models == {f.provenance.name for f in result.pipelines[0].findings}
     assert "Laterality" in back and "PatientOrientation" in back
 
 

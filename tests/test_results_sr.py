@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import highdicom as hd
@@ -281,3 +281,24 @@ def test_bad_arguments_are_named() -> None:
         build_sr([SourceClip(header)], node=NODE, template="5300")
     with pytest.raises(ValueError, match="results"):
         build_sr([SourceClip(header)], [plax_result("1.2.3.9")], node=NODE)
+
+
+def test_flagged_duplicate_loses_and_flags_are_stated() -> None:
+    first, second = source_header(), sibling(source_header())
+    flagged = plax_result(first.SOPInstanceUID)
+    findings = tuple(
+        replace(f, flags=("outside_training_layout",)) for f in flagged.pipelines[0].findings
+    )
+    flagged = replace(flagged, pipelines=(replace(flagged.pipelines[0], findings=findings),))
+    clean = plax_result(second.SOPInstanceUID)
+    sr = build_sr([SourceClip(first, flagged), SourceClip(second, clean)], node=NODE)
+    items = list(_walk(sr.ContentSequence))
+    refs = {
+        i.ReferencedSOPSequence[0].ReferencedSOPInstanceUID for i in items if i.ValueType == "IMAGE"
+    }
+    assert refs == {second.SOPInstanceUID}
+    texts = [i.TextValue for i in items if i.ValueType == "TEXT"]
+    assert not any("outside_training_layout" in t for t in texts)
+    single = build_sr([SourceClip(first, flagged)], node=NODE)
+    texts = [i.TextValue for i in _walk(single.ContentSequence) if i.ValueType == "TEXT"]
+    assert sum("outside_training_layout" in t for t in texts) == len(findings)

@@ -24,7 +24,7 @@ from pydicom.tag import Tag
 from pydicom.uid import UID, ExplicitVRLittleEndian, JPEGBaseline8Bit, generate_uid
 
 from ai.findings import ClipResult
-from echo_node.results.device import DeviceInfo
+from echo_node.results.device import DeviceInfo, contributing_equipment
 from echo_node.results.draw import burn_in
 from echo_node.results.patient import copy_patient_and_study
 
@@ -80,6 +80,9 @@ def build_overlay_sc(
     if frame_time is not None:
         ds.FrameTime = f"{frame_time:.3f}"
     _pixels(ds, burned, UID(transfer_syntax), jpeg_quality)
+    provenances = [f.provenance for p in result.pipelines for f in p.findings]
+    if provenances:
+        ds.ContributingEquipmentSequence = DicomSequence(contributing_equipment(provenances))
     logger.info(
         "built overlay SC %s from %s (%d frames)",
         ds.SOPInstanceUID,

@@ -37,7 +37,7 @@ from pydicom.uid import generate_uid
 
 from ai.findings import ClipResult, Finding, PipelineStatus, View
 from echo_node.results import codes
-from echo_node.results.device import DeviceInfo
+from echo_node.results.device import DeviceInfo, contributing_equipment
 from echo_node.results.patient import copy_patient_and_study
 
 logger = logging.getLogger(__name__)
@@ -146,7 +146,9 @@ def build_sr(
             is_complete=True,
             is_verified=False,  # machine output: nobody has signed it
             previous_versions=[predecessor] if predecessor is not None else None,
-            contributing_equipment=_contributing_equipment(measurements),
+            contributing_equipment=contributing_equipment(
+                m.finding.provenance for m in measurements
+            ),
             manufacturer_model_name=node.model_name,
             software_versions=node.software_version,
             series_description=SERIES_DESCRIPTION,
@@ -193,9 +195,8 @@ def _collect(
     pairs: Sequence[tuple[Dataset, ClipResult | None]],
 ) -> tuple[list[_Measurement], list[str]]:
     """The measurements to write (one per concept) and the notes on what was not measured."""
-    measurements: list[_Measurement] = []
+    candidates: list[_Measurement] = []
     notes: list[str] = []
-    seen: dict[tuple[str, str, str | None], str] = {}
     for header, result in pairs:
         uid = header.SOPInstanceUID
         if result is None:
@@ -218,25 +219,41 @@ def _collect(
                 coding = codes.FINDING_CODING.get(finding.name)
                 if coding is None:
                     notes.append(f"Finding {finding.name} of {uid} has no code; not reported.")
-                    continue
-                if not math.isfinite(finding.value):
+                elif not math.isfinite(finding.value):
                     notes.append(f"Finding {finding.name} of {uid} has no finite value.")
-                    continue
-                key = (
-                    coding.section.value,
-                    coding.concept.value,
-                    coding.flow_direction.value if coding.flow_direction else None,
-                )
-                if key in seen:
-                    # Exactly one value per measurement: receivers cannot choose between two.
-                    logger.info(
-                        "SR keeps %s from %s, drops the one from %s", finding.name, seen[key], uid
-                    )
-                    continue
-                seen[key] = uid
-                mode = _image_mode(result, coding)
-                measurements.append(_Measurement(finding, coding, mode, header, result.view.view))
+                else:
+                    mode = _image_mode(result, coding)
+                    candidates.append(_Measurement(finding, coding, mode, header, result.view.view))
+    measurements = _one_per_concept(candidates)
+    for m in measurements:
+        if m.finding.flags:
+            notes.append(
+                f"{m.finding.name} of {m.source.SOPInstanceUID} has quality flags: "
+                f"{', '.join(m.finding.flags)}."
+            )
     return measurements, notes
+
+
+def _one_per_concept(candidates: Sequence[_Measurement]) -> list[_Measurement]:
+    """Exactly one value per measurement: receivers cannot choose between two.
+
+    The first value without quality flags wins, else the first; order is the sources' order.
+    """
+    chosen: dict[tuple[str, str, str | None], _Measurement] = {}
+    for m in candidates:
+        direction = m.coding.flow_direction
+        key = (m.coding.section.value, m.coding.concept.value, direction and direction.value)
+        kept = chosen.get(key)
+        if kept is None or (kept.finding.flags and not m.finding.flags):
+            chosen[key] = m
+        if kept is not None:
+            logger.info(
+                "SR keeps one %s of %s and %s",
+                m.finding.name,
+                kept.source.SOPInstanceUID,
+                m.source.SOPInstanceUID,
+            )
+    return list(chosen.values())
 
 
 def _image_mode(result: ClipResult, coding: codes.MeasurementCoding) -> Code:
@@ -371,23 +388,3 @@ def _source_reference(finding: Finding, source: Dataset) -> Dataset:
         ]
     )
     return scoord
-
-
-def _contributing_equipment(measurements: Sequence[_Measurement]) -> list[hd.ContributingEquipment]:
-    """The algorithms and models behind the values (PS3.3 C.12.1 Contributing Equipment)."""
-    seen: list[tuple[str, str, str | None]] = []
-    for m in measurements:
-        p = m.finding.provenance
-        key = (p.name, p.version, p.sha256)
-        if key not in seen:
-            seen.append(key)
-    return [
-        hd.ContributingEquipment(
-            manufacturer="Echo Node",
-            purpose_of_reference=codes.PROCESSING_EQUIPMENT,
-            manufacturer_model_name=name,
-            software_versions=version,
-            contribution_description=f"sha256 {sha}" if sha else "classical measurement",
-        )
-        for name, version, sha in seen
-    ]
