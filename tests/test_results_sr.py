@@ -302,3 +302,21 @@ def test_flagged_duplicate_loses_and_flags_are_stated() -> None:
     single = build_sr([SourceClip(first, flagged)], node=NODE)
     texts = [i.TextValue for i in _walk(single.ContentSequence) if i.ValueType == "TEXT"]
     assert sum("outside_training_layout" in t for t in texts) == len(findings)
+
+
+def test_non_ascii_names_keep_their_character_set(tmp_path: Path) -> None:
+    header = source_header()
+    header.SpecificCharacterSet = "ISO_IR 192"
+    header.PatientName = "Müller^Jürgen"
+    header.StudyDescription = "Échographie cardiaque"
+    del header.PatientBirthDate  # a Type 2 attribute the SR must still carry (empty)
+    sr = build_sr([SourceClip(header, plax_result(header.SOPInstanceUID))], node=NODE)
+    path = tmp_path / "utf8.dcm"
+    sr.save_as(path, enforce_file_format=True)
+    errors, _ = dciodvfy(path)
+    assert errors == []
+    back = pydicom.dcmread(path)
+    assert back.SpecificCharacterSet == "ISO_IR 192"
+    assert str(back.PatientName) == "Müller^Jürgen"
+    assert back.StudyDescription == "Échographie cardiaque"
+    assert "PatientBirthDate" in back and not back.PatientBirthDate
