@@ -16,6 +16,10 @@ class MultipartError(ValueError):
     """The body is not well-formed multipart; the message says where."""
 
 
+class TruncatedPart(MultipartError):
+    """The body ended inside a part; the sink was told (``end(False)``)."""
+
+
 class PartSink(Protocol):
     def begin(self, headers: dict[str, str]) -> None: ...
 
@@ -55,7 +59,7 @@ class MultipartParser:
             self._buffer.clear()
             self._sink.end(False)
             self._state = "done"
-            raise MultipartError("body ended inside a part (no closing boundary)")
+            raise TruncatedPart("body ended inside a part (no closing boundary)")
         if self._state == "preamble":
             raise MultipartError("no part found: the body does not contain the boundary")
         if self._state in ("headers", "after_delimiter"):

@@ -24,7 +24,12 @@ from echo_node.node import Node
 from echo_node.web.dicomjson import DICOM_JSON
 from echo_node.web.errors import WebError
 from echo_node.web.lookup import series_and_class
-from echo_node.web.multipart import MultipartError, MultipartParser, content_type_parameters
+from echo_node.web.multipart import (
+    MultipartError,
+    MultipartParser,
+    TruncatedPart,
+    content_type_parameters,
+)
 from storage.files import FileStore
 
 logger = logging.getLogger(__name__)
@@ -139,6 +144,8 @@ async def _store(node: Node, request: Request, study: str | None) -> JSONRespons
             parser.feed(chunk)
             await _ingest_done(node, sink, peer, study, outcomes)
         parser.close()
+    except TruncatedPart:
+        pass  # the cut part itself is reported as failed
     except MultipartError as exc:
         problem = str(exc)
     except ClientDisconnect:
