@@ -1,0 +1,162 @@
+"""One phantom study: PLAX and A4C clips, TR CW and mitral PW Doppler, each with its truth."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydicom.uid import generate_uid
+
+from ai.clip import UltrasoundRegion
+from ai.phantom.clips import make_a4c, make_plax
+from ai.phantom.dicom import MODE_2D, MODE_CW, MODE_PW, InstanceSpec, StudyHeader, write_instance
+from ai.phantom.doppler import make_doppler
+from ai.phantom.physiology import Patient, cine_timing, sample_patient
+
+logger = logging.getLogger(__name__)
+
+# pydicom's root for generated UIDs; pass your organisation's root in production.
+DEFAULT_UID_ROOT = "1.2.826.0.1.3680043.8.498."
+SCHEMA = "echo-node-phantom/1"
+CLIP_NAMES = ("plax", "a4c", "tr_cw", "mv_pw")
+
+
+def generate_study(
+    out_dir: Path,
+    seed: int,
+    *,
+    heart_rate_bpm: float | None = None,
+    compressed: bool = True,
+    rows: int = 600,
+    columns: int = 800,
+    uid_root: str = DEFAULT_UID_ROOT,
+    view_codes: bool = False,
+    cycles: int = 2,
+    frame_rate: float = 50.0,
+) -> list[Path]:
+    """Write plax.dcm, a4c.dcm, tr_cw.dcm, mv_pw.dcm (+ NAME.json each) into out_dir.
+
+    Everything (anatomy, speckle, UIDs, dates) follows from `seed`: the same seed gives the
+    same files. Patient "PHANTOM^ECHO^<seed>". Returns the DICOM paths in that order.
+    """
+    if rows < 120 or columns < 160:
+        raise ValueError(f"image must be at least 120×160, got {rows}×{columns}")
+    if not uid_root.endswith("."):
+        uid_root += "."
+    rng = np.random.default_rng(seed)
+    patient = sample_patient(rng, heart_rate_bpm)
+    timing = cine_timing(patient.heart_rate_bpm, frame_rate, cycles)
+    header = _header(seed, uid_root)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    expected = _expected(patient)
+    paths = []
+
+    def uid(name: str) -> str:
+        return str(generate_uid(uid_root, [str(seed), name]))
+
+    for number, name in enumerate(CLIP_NAMES, start=1):
+        clip_rng = np.random.default_rng([seed, number])
+        frame_time_ms: float | None = timing.frame_time_s * 1000.0
+        if name in ("plax", "a4c"):
+            make = make_plax if name == "plax" else make_a4c
+            cine = make(patient, timing, rows, columns, clip_rng)
+            frames, truth = cine.frames, cine.truth
+            regions: tuple[UltrasoundRegion, ...] = (cine.region,)
+            truth["ed_frames"] = timing.ed_frames()
+            truth["es_frames"] = timing.es_frames()
+            truth["r_wave_times_s"] = [i * timing.frame_time_s for i in timing.ed_frames()]
+            modes = MODE_2D
+            view = name if view_codes else None
+        else:
+            kind = "TR" if name == "tr_cw" else "MV"
+            doppler = make_doppler(patient, kind, rows, columns, clip_rng)
+            frames, regions, truth = doppler.pixels[None], doppler.regions, doppler.truth
+            truth["view"] = "doppler"
+            truth["spectral_region_index"] = 1
+            frame_time_ms = None
+            modes = MODE_2D | (MODE_CW if name == "tr_cw" else MODE_PW)
+            view = None
+        spec = InstanceSpec(
+            sop_instance_uid=uid(name),
+            instance_number=number,
+            series_description=name.upper().replace("_", " "),
+            modes=modes,
+            regions=regions,
+            frame_time_ms=frame_time_ms,
+            heart_rate_bpm=patient.heart_rate_bpm,
+            view=view,
+        )
+        path = out_dir / f"{name}.dcm"
+        write_instance(path, frames, header, spec, compressed)
+        document = {
+            "schema": SCHEMA,
+            "clip": name,
+            "file": path.name,
+            "seed": seed,
+            "sop_instance_uid": spec.sop_instance_uid,
+            "study_instance_uid": header.study_instance_uid,
+            "series_instance_uid": header.series_instance_uid,
+            "rows": rows,
+            "columns": columns,
+            "number_of_frames": int(frames.shape[0]),
+            "frame_time_ms": frame_time_ms,
+            "heart_rate_bpm": patient.heart_rate_bpm,
+            "compressed": compressed,
+            "regions": [dataclasses.asdict(r) for r in regions],
+            **truth,
+            "expected": {k: v for k, v in expected.items() if k in _EXPECTED_BY_CLIP[name]},
+        }
+        path.with_suffix(".json").write_text(json.dumps(document, indent=1))
+        logger.info("phantom %s written: SOPInstanceUID %s", name, spec.sop_instance_uid)
+        paths.append(path)
+    return paths
+
+
+_EXPECTED_BY_CLIP = {
+    "plax": ("IVSd", "LVIDd", "LVPWd", "LVIDs"),
+    "a4c": ("LVEDV", "LVESV", "LVEF"),
+    "tr_cw": ("TR_Vmax",),
+    "mv_pw": ("MV_E", "MV_A", "MV_E_A"),
+}
+
+
+def _expected(patient: Patient) -> dict[str, dict[str, Any]]:
+    """Study-level values under the names ai.findings uses, with UCUM units."""
+    return {
+        "IVSd": {"value": patient.ivsd_cm, "unit": "cm"},
+        "LVIDd": {"value": patient.lvidd_cm, "unit": "cm"},
+        "LVPWd": {"value": patient.lvpwd_cm, "unit": "cm"},
+        "LVIDs": {"value": patient.lvids_cm, "unit": "cm"},
+        "LVEDV": {"value": patient.edv_ml, "unit": "ml"},
+        "LVESV": {"value": patient.esv_ml, "unit": "ml"},
+        "LVEF": {"value": patient.ef_percent, "unit": "%"},
+        "TR_Vmax": {"value": patient.tr_vmax_cm_s / 100.0, "unit": "m/s"},
+        "MV_E": {"value": patient.mv_e_cm_s, "unit": "cm/s"},
+        "MV_A": {"value": patient.mv_a_cm_s, "unit": "cm/s"},
+        "MV_E_A": {"value": patient.mv_e_cm_s / patient.mv_a_cm_s, "unit": "1"},
+    }
+
+
+def _header(seed: int, uid_root: str) -> StudyHeader:
+    day = dt.date(2025, 1, 1) + dt.timedelta(days=seed % 365)
+    seconds = 8 * 3600 + (seed * 7919) % (9 * 3600)
+    return StudyHeader(
+        patient_name=f"PHANTOM^ECHO^{seed}",
+        patient_id=f"PHANTOM-{seed}",
+        study_instance_uid=str(generate_uid(uid_root, [str(seed), "study"])),
+        series_instance_uid=str(generate_uid(uid_root, [str(seed), "series"])),
+        study_date=day.strftime("%Y%m%d"),
+        study_time=f"{seconds // 3600:02d}{seconds // 60 % 60:02d}{seconds % 60:02d}",
+        accession_number=f"PH{seed % 10**14:014d}",
+        study_id=str(seed % 10**16)[:16],
+    )
+
+
+def region_of(document: dict[str, Any], index: int) -> UltrasoundRegion:
+    """A region of a ground-truth JSON document as the shared dataclass."""
+    return UltrasoundRegion(**document["regions"][index])
