@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -131,3 +132,65 @@ def require_tool(name: str) -> str:
     if path is None:  # make test installs them; a missing one is a set-up fault, not a skip
         raise RuntimeError(f"{name} is not installed: run `make test`, which installs it")
     return path
+
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A throw-away PostgreSQL 15 server on a free loopback port, stopped after the session."""
+    # Not under pytest's tmp dir: that is private to root, and the server runs as postgres.
+    root = Path(tempfile.mkdtemp(prefix="echo-node-pg-"))
+    data, port = root / "data", free_port()
+    # initdb refuses to run as root; Debian's package provides the postgres user for that.
+    run_as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    if run_as:
+        shutil.chown(root, "postgres")
+    subprocess.run(
+        [*run_as, str(PG_BIN / "initdb"), "-D", str(data), "-U", "echo", "--auth=trust"],
+        check=True,
+        capture_output=True,
+    )
+    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=on"
+    subprocess.run(
+        [
+            *run_as,
+            str(PG_BIN / "pg_ctl"),
+            "-D",
+            str(data),
+            "-o",
+            options,
+            "-w",
+            "-l",
+            str(root / "log"),
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        subprocess.run(
+            [
+                "psql",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-U",
+                "echo",
+                "-d",
+                "postgres",
+                "-c",
+                "CREATE DATABASE echonode",
+            ],
+            check=True,
+            capture_output=True,
+        )
+        yield f"postgresql+psycopg://echo@127.0.0.1:{port}/echonode"
+    finally:
+        subprocess.run(
+            [*run_as, str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"],
+            capture_output=True,
+        )
+        shutil.rmtree(root, ignore_errors=True)
