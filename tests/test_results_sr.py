@@ -98,7 +98,7 @@ def _dsrdump(path: Path) -> str:
         timeout=60,
         check=True,
     )
-    assert "Error" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip() == "", proc.stderr  # no constraint or encoding warnings
     return proc.stdout
 
 
@@ -162,18 +162,19 @@ def test_sr_validates_with_dciodvfy(report: Report) -> None:
 def test_dsrdump_shows_each_value_with_code_and_unit(report: Report) -> None:
     dump = _dsrdump(report.path)
     assert '(125200,DCM,"Adult Echocardiography Procedure Report")' in dump
-    num = re.compile(r'NUM:\(([^,]+),LN,"[^"]*"\)="([^"]+)" \(([^,]+),UCUM')
-    written = [(m[0], float(m[1]), m[2]) for m in num.findall(dump)]
+    num = re.compile(r'NUM:\(([^,]+),LN,"([^"]*)"\)="([^"]+)" \(([^,]+),UCUM')
+    written = [(m[0], m[1], float(m[2]), m[3]) for m in num.findall(dump)]
     expected = []
     for name, value, unit in _ok_findings([s.result for s in report.sources if s.result]):
         coding = codes.FINDING_CODING[name]
         factor = TO_SR_UNIT.get((unit, coding.unit.value), 1.0)
-        expected.append((coding.concept.value, value * factor, coding.unit.value))
-    assert sorted(c for c, _, _ in written) == sorted(c for c, _, _ in expected)
-    for code, value, unit in expected:
-        match = [w for w in written if w[0] == code and w[2] == unit]
+        concept = coding.concept
+        expected.append((concept.value, concept.meaning, value * factor, coding.unit.value))
+    assert sorted(w[0] for w in written) == sorted(e[0] for e in expected)
+    for code, meaning, value, unit in expected:
+        match = [w for w in written if w[0] == code and w[1] == meaning and w[3] == unit]
         assert len(match) == 1, code
-        assert match[0][1] == pytest.approx(value, rel=1e-5)
+        assert match[0][2] == pytest.approx(value, rel=1e-5)
     for section in (codes.LEFT_VENTRICLE, codes.MITRAL_VALVE, codes.TRICUSPID_VALVE):
         assert f'"Finding Site")=({section.value},SCT,' in dump
     assert '"Direction of Flow")=(397417004,SCT,' in dump
