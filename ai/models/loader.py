@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,8 +71,14 @@ def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     try:
         with torch.serialization.safe_globals(_numpy_safe_globals()):
             content = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        # torch's text suggests weights_only=False; keep only what it refused.
+        detail = str(exc).split("WeightsUnpickler error:")[-1].strip().splitlines()[0]
+        raise CheckpointError(
+            f"cannot read checkpoint {path.name}: it holds objects other than tensors and "
+            f"plain metadata, refused without running them ({detail})"
+        ) from None
     except (OSError, RuntimeError, EOFError, ValueError) as exc:
-        # weights_only refusals are UnpicklingError (a RuntimeError subclass in torch).
         raise CheckpointError(f"cannot read checkpoint {path.name}: {exc}") from exc
     return extract_state_dict(content, path.name)
 
