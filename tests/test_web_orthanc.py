@@ -52,9 +52,7 @@ def orthanc(web: WebNode, tmp_path: Path) -> Iterator[str]:  # noqa: F811
     config_path = tmp_path / "orthanc.json"
     config_path.write_text(json.dumps(config))
     log = (tmp_path / "orthanc.log").open("wb")
-    process = subprocess.Popen(
-        [require_tool("Orthanc"), str(config_path)], stdout=log, stderr=log
-    )
+    process = subprocess.Popen([require_tool("Orthanc"), str(config_path)], stdout=log, stderr=log)
     url = f"http://127.0.0.1:{http_port}"
     try:
         deadline = time.monotonic() + 60
