@@ -100,9 +100,11 @@ def make_router(node: Node, read: Any) -> APIRouter:
             offset: int = Query(0, ge=0, le=1_000_000_000),
             includefield: list[str] = Query([]),  # noqa: B008 - FastAPI's declaration style
             fuzzymatching: bool = False,
+            # A dependency, so that the path's UIDs are declared in the OpenAPI schema.
+            in_path: dict[str, str] = Depends(fixed),  # noqa: B008
         ) -> JSONResponse:
             search = _parse(request, levels, limit, offset, includefield)
-            search.filters.update(fixed(**request.path_params))
+            search.filters.update(in_path)
             results = await anyio.to_thread.run_sync(_run, node, levels, search)
             absolute_urls(results, f"{str(request.base_url).rstrip('/')}/dicom-web")
             headers = {}

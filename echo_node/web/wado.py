@@ -5,10 +5,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import anyio.to_thread
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydicom import dcmread
 
@@ -143,7 +143,11 @@ def make_router(node: Node, read: Any) -> APIRouter:
         response_class=Response,
     )
     async def retrieve_frames(
-        request: Request, study: str, series: str, instance: str, frames: str
+        request: Request,
+        study: str,
+        series: str,
+        instance: str,
+        frames: Annotated[str, Path(pattern=r"^[1-9][0-9]{0,8}(,[1-9][0-9]{0,8})*$")],
     ) -> Response:
         numbers = _frame_numbers(frames)
         (item,) = await _instances(study, series, instance)
@@ -206,7 +210,11 @@ def make_router(node: Node, read: Any) -> APIRouter:
         response_class=Response,
     )
     async def frame_rendered(
-        request: Request, study: str, series: str, instance: str, frame: int
+        request: Request,
+        study: str,
+        series: str,
+        instance: str,
+        frame: Annotated[int, Path(ge=1, le=999_999_999)],
     ) -> Response:
         return await rendered(request, study, series, instance, frame)
 
