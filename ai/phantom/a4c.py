@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ai.phantom.physiology import Patient
-from ai.phantom.sector import Label, Labels, Points, Sector, fill, polyline
+from ai.phantom.sector import HALF_ANGLE_DEG, Label, Labels, Points, Sector, fill, polyline
 
 MYOCARDIUM_CM = 1.0
 RV_WALL_CM = 0.45
@@ -80,13 +80,25 @@ def lv_outline_cm(layout: A4cLayout, state: A4cState) -> Points:
 
 
 def a4c_layout(patient: Patient, rng: np.random.Generator) -> tuple[A4cLayout, float]:
-    """Layout and imaging depth: the apex near the top, the atria still inside the fan."""
-    layout = A4cLayout(
-        apex_cm=(float(rng.uniform(0.3, 0.8)), float(rng.uniform(2.0, 2.6))),
-        tilt_rad=math.radians(patient.a4c_tilt_deg),
+    """Layout and imaging depth: the whole LV cavity inside the fan, the atria below it.
+
+    The apex starts near the top of the fan and moves deeper until the end-diastolic and
+    end-systolic outlines fit 0.3 cm inside the fan's edges (a wide, short LV needs room).
+    """
+    x = float(rng.uniform(0.3, 0.8))
+    z = float(rng.uniform(2.0, 2.6))
+    tilt = math.radians(patient.a4c_tilt_deg)
+    states = (
+        A4cState(patient.edv_ml, patient.lv_length_ed_cm, 0.0),
+        A4cState(patient.esv_ml, patient.lv_length_es_cm, 0.0),
     )
-    depth = layout.apex_cm[1] + patient.lv_length_ed_cm + 5.5
-    return layout, float(max(16.0, math.ceil(depth)))
+    for step in range(40):
+        layout = A4cLayout(apex_cm=(x * (1 - step / 40), z + 0.25 * step), tilt_rad=tilt)
+        depth = float(max(16.0, math.ceil(layout.apex_cm[1] + patient.lv_length_ed_cm + 5.5)))
+        fan = Sector(0, 0, 100.0, math.radians(HALF_ANGLE_DEG), depth / 100.0)
+        if all(fan.contains_cm(lv_outline_cm(layout, s), margin_cm=0.3) for s in states):
+            return layout, depth
+    raise RuntimeError("no A4C layout keeps this LV inside the fan")
 
 
 def draw_a4c(labels: Labels, sector: Sector, layout: A4cLayout, state: A4cState) -> None:

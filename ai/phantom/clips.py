@@ -26,7 +26,7 @@ from ai.phantom.sector import (
 
 @dataclass(frozen=True)
 class Cine:
-    frames: npt.NDArray[np.uint8]  # (n, rows, columns, 3)
+    frames: npt.NDArray[np.uint8]  # (n, rows, columns) grey; written as RGB/YBR
     labels: npt.NDArray[np.uint8]  # (n, rows, columns): the label map of each frame
     region: UltrasoundRegion
     truth: dict[str, Any]
@@ -70,18 +70,17 @@ def valve_open(phase_s: float, rr_s: float, es_s: float) -> float:
 def _frames(
     sector: Sector, rows: int, columns: int, rng: np.random.Generator, count: int
 ) -> tuple[npt.NDArray[np.uint8], Labels, Speckle]:
-    frames = np.zeros((count, rows, columns, 3), np.uint8)
-    labels = np.zeros((count, rows, columns), np.uint8)
-    labels[:] = np.where(sector.mask(rows, columns), Label.TISSUE, Label.OUTSIDE)
+    frames = np.zeros((count, rows, columns), np.uint8)
+    labels = np.empty((count, rows, columns), np.uint8)
+    labels[:] = np.where(sector.mask(rows, columns), Label.TISSUE, Label.OUTSIDE).astype(np.uint8)
     return frames, labels, make_speckle(rng, sector, rows, columns)
 
 
 def _finish(
     frame: npt.NDArray[np.uint8], labels: Labels, speckle: Speckle, fade: float, sector: Sector
 ) -> None:
-    gray = render(labels, speckle, fade)
-    depth_marks(gray, sector)
-    frame[:] = gray[:, :, None]
+    frame[:] = render(labels, speckle, fade)
+    depth_marks(frame, sector)
 
 
 def _fade(index: int) -> float:

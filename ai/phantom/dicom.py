@@ -73,9 +73,14 @@ def write_instance(
     spec: InstanceSpec,
     compressed: bool,
 ) -> Dataset:
-    """Write frames (n, rows, columns, 3) RGB as one US (Multi-frame) Image and return it."""
-    if frames.ndim != 4 or frames.shape[3] != 3 or frames.dtype != np.uint8:
-        raise ValueError(f"frames must be (n, rows, columns, 3) uint8, got {frames.shape}")
+    """Write frames as one US (Multi-frame) Image and return it.
+
+    frames: (n, rows, columns, 3) RGB or (n, rows, columns) grey, uint8; grey frames are
+    written as colour too (SamplesPerPixel 3), as echo scanners export them.
+    """
+    rgb = frames.ndim == 4 and frames.shape[3] == 3
+    if not (rgb or frames.ndim == 3) or frames.dtype != np.uint8:
+        raise ValueError(f"frames must be (n, rows, columns[, 3]) uint8, got {frames.shape}")
     multiframe = spec.frame_time_ms is not None
     if not multiframe and frames.shape[0] != 1:
         raise ValueError("a single-frame US Image needs exactly one frame")
@@ -179,16 +184,22 @@ def _pixels(ds: Dataset, frames: npt.NDArray[np.uint8], compressed: bool) -> Non
     if not compressed:
         ds.PhotometricInterpretation = "RGB"
         ds.LossyImageCompression = "00"
-        ds.PixelData = np.ascontiguousarray(frames).tobytes()
+        ds.PixelData = b"".join(_rgb(frame).tobytes() for frame in frames)
         return
-    encoded = [encode_jpeg(frame) for frame in frames]
+    encoded = [encode_jpeg(_rgb(frame)) for frame in frames]
     ds.PhotometricInterpretation = "YBR_FULL_422"
     ds.LossyImageCompression = "01"
     ds.LossyImageCompressionMethod = "ISO_10918_1"
-    ratio = frames.nbytes / max(1, sum(len(e) for e in encoded))
+    ratio = 3 * frames.shape[0] * ds.Rows * ds.Columns / max(1, sum(len(e) for e in encoded))
     ds.LossyImageCompressionRatio = f"{ratio:.2f}"
     ds.PixelData = encapsulate(encoded, has_bot=True)
     ds["PixelData"].VR = "OB"
+
+
+def _rgb(frame: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    if frame.ndim == 3:
+        return frame
+    return np.repeat(frame[:, :, None], 3, axis=2)
 
 
 def encode_jpeg(frame: npt.NDArray[np.uint8]) -> bytes:

@@ -130,7 +130,7 @@ def _spectral(
     velocity_of_row = (np.arange(height, dtype=np.float64) - baseline) * delta_y
     spectrum = render_spectrum(env, velocity_of_row, hollow=kind == "MV", rng=rng)
     spectrum[ecg_top - y0 :, :] = np.minimum(spectrum[ecg_top - y0 :, :], 0.08)
-    out[y0 : y1 + 1, x0 : x1 + 1] = (spectrum * 255).astype(np.uint8)[:, :, None]
+    out[y0 : y1 + 1, x0 : x1 + 1] = (np.clip(spectrum, 0.0, 1.0) * 255).astype(np.uint8)[..., None]
     out[y0 + baseline, x0 : x1 + 1] = 150  # the baseline, as scanners draw it
     _scale_marks(out, x1, y0 + baseline, delta_y, y0, ecg_top)
     r_waves = [b.r_wave_s for b in all_beats]

@@ -6,10 +6,12 @@ import dataclasses
 import datetime as dt
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from pydicom.uid import generate_uid
 
 from ai.clip import UltrasoundRegion
@@ -44,52 +46,31 @@ def generate_study(
     Everything (anatomy, speckle, UIDs, dates) follows from `seed`: the same seed gives the
     same files. Patient "PHANTOM^ECHO^<seed>". Returns the DICOM paths in that order.
     """
-    if rows < 120 or columns < 160:
-        raise ValueError(f"image must be at least 120×160, got {rows}×{columns}")
     if not uid_root.endswith("."):
         uid_root += "."
-    rng = np.random.default_rng(seed)
-    patient = sample_patient(rng, heart_rate_bpm)
-    timing = cine_timing(patient.heart_rate_bpm, frame_rate, cycles)
     header = _header(seed, uid_root)
     out_dir.mkdir(parents=True, exist_ok=True)
-    expected = _expected(patient)
     paths = []
-
-    def uid(name: str) -> str:
-        return str(generate_uid(uid_root, [str(seed), name]))
-
     for number, name in enumerate(CLIP_NAMES, start=1):
-        clip_rng = np.random.default_rng([seed, number])
-        frame_time_ms: float | None = timing.frame_time_s * 1000.0
-        if name in ("plax", "a4c"):
-            make = make_plax if name == "plax" else make_a4c
-            cine = make(patient, timing, rows, columns, clip_rng)
-            frames, truth = cine.frames, cine.truth
-            regions: tuple[UltrasoundRegion, ...] = (cine.region,)
-            truth["ed_frames"] = timing.ed_frames()
-            truth["es_frames"] = timing.es_frames()
-            truth["r_wave_times_s"] = [i * timing.frame_time_s for i in timing.ed_frames()]
-            modes = MODE_2D
-            view = name if view_codes else None
-        else:
-            kind = "TR" if name == "tr_cw" else "MV"
-            doppler = make_doppler(patient, kind, rows, columns, clip_rng)
-            frames, regions, truth = doppler.pixels[None], doppler.regions, doppler.truth
-            truth["view"] = "doppler"
-            truth["spectral_region_index"] = 1
-            frame_time_ms = None
-            modes = MODE_2D | (MODE_CW if name == "tr_cw" else MODE_PW)
-            view = None
+        clip = make_clip(
+            name,
+            seed,
+            heart_rate_bpm=heart_rate_bpm,
+            rows=rows,
+            columns=columns,
+            cycles=cycles,
+            frame_rate=frame_rate,
+        )
+        frames, truth = clip.frames, clip.truth
         spec = InstanceSpec(
-            sop_instance_uid=uid(name),
+            sop_instance_uid=str(generate_uid(uid_root, [str(seed), name])),
             instance_number=number,
             series_description=name.upper().replace("_", " "),
-            modes=modes,
-            regions=regions,
-            frame_time_ms=frame_time_ms,
-            heart_rate_bpm=patient.heart_rate_bpm,
-            view=view,
+            modes=clip.modes,
+            regions=clip.regions,
+            frame_time_ms=clip.frame_time_ms,
+            heart_rate_bpm=clip.patient.heart_rate_bpm,
+            view=name if view_codes and clip.frame_time_ms is not None else None,
         )
         path = out_dir / f"{name}.dcm"
         write_instance(path, frames, header, spec, compressed)
@@ -104,17 +85,86 @@ def generate_study(
             "rows": rows,
             "columns": columns,
             "number_of_frames": int(frames.shape[0]),
-            "frame_time_ms": frame_time_ms,
-            "heart_rate_bpm": patient.heart_rate_bpm,
+            "frame_time_ms": clip.frame_time_ms,
+            "heart_rate_bpm": clip.patient.heart_rate_bpm,
             "compressed": compressed,
-            "regions": [dataclasses.asdict(r) for r in regions],
+            "regions": [dataclasses.asdict(r) for r in clip.regions],
             **truth,
-            "expected": {k: v for k, v in expected.items() if k in _EXPECTED_BY_CLIP[name]},
+            "expected": {
+                k: v for k, v in _expected(clip.patient).items() if k in _EXPECTED_BY_CLIP[name]
+            },
         }
         path.with_suffix(".json").write_text(json.dumps(document, indent=1))
         logger.info("phantom %s written: SOPInstanceUID %s", name, spec.sop_instance_uid)
         paths.append(path)
     return paths
+
+
+@dataclass(frozen=True)
+class RenderedClip:
+    """One clip before it is written: pixels, regions, truth (and labels for 2D clips)."""
+
+    name: str
+    patient: Patient
+    frames: npt.NDArray[np.uint8]  # (n, rows, columns) grey or (1, rows, columns, 3) RGB
+    labels: npt.NDArray[np.uint8] | None  # (n, rows, columns) Label values, 2D clips only
+    regions: tuple[UltrasoundRegion, ...]
+    truth: dict[str, Any]
+    frame_time_ms: float | None  # None for the single-frame Doppler images
+    modes: int
+
+
+def make_clip(
+    name: str,
+    seed: int,
+    *,
+    heart_rate_bpm: float | None = None,
+    rows: int = 600,
+    columns: int = 800,
+    cycles: int = 2,
+    frame_rate: float = 50.0,
+) -> RenderedClip:
+    """Render one of CLIP_NAMES exactly as generate_study does for the same arguments."""
+    if name not in CLIP_NAMES:
+        raise ValueError(f"name must be one of {CLIP_NAMES}, got {name!r}")
+    if rows < 120 or columns < 160:
+        raise ValueError(f"image must be at least 120×160, got {rows}×{columns}")
+    patient = sample_patient(np.random.default_rng(seed), heart_rate_bpm)
+    timing = cine_timing(patient.heart_rate_bpm, frame_rate, cycles)
+    # Each clip has its own stream, so one clip's draws never shift another's.
+    rng = np.random.default_rng([seed, CLIP_NAMES.index(name) + 1])
+    if name in ("plax", "a4c"):
+        cine = (make_plax if name == "plax" else make_a4c)(patient, timing, rows, columns, rng)
+        truth = {
+            **cine.truth,
+            "ed_frames": timing.ed_frames(),
+            "es_frames": timing.es_frames(),
+            "r_wave_times_s": [i * timing.frame_time_s for i in timing.ed_frames()],
+        }
+        return RenderedClip(
+            name=name,
+            patient=patient,
+            frames=cine.frames,
+            labels=cine.labels,
+            regions=(cine.region,),
+            truth=truth,
+            frame_time_ms=timing.frame_time_s * 1000.0,
+            modes=MODE_2D,
+        )
+    kind = "TR" if name == "tr_cw" else "MV"
+    doppler = make_doppler(patient, kind, rows, columns, rng)
+    truth = {**doppler.truth, "view": "doppler", "spectral_region_index": 1}
+    modes = MODE_2D | (MODE_CW if kind == "TR" else MODE_PW)
+    return RenderedClip(
+        name=name,
+        patient=patient,
+        frames=doppler.pixels[None],
+        labels=None,
+        regions=doppler.regions,
+        truth=truth,
+        frame_time_ms=None,
+        modes=modes,
+    )
 
 
 _EXPECTED_BY_CLIP = {

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from echo_node.cli import importer, serve, studies, tokens
+from echo_node.cli import importer, phantom, serve, studies, tokens
 from echo_node.cli.context import CliState
 
 app = typer.Typer(
@@ -35,6 +35,7 @@ app.command("serve")(serve.serve)
 app.command("status")(studies.status)
 app.command("studies")(studies.studies)
 app.command("import")(importer.import_paths)
+app.command("phantom")(phantom.phantom)
 app.add_typer(tokens.app, name="tokens")
 
 
