@@ -29,7 +29,9 @@ What the flow is (assumptions, stated because the image alone cannot prove them)
   as "TR_Vmax" or "AV_Vmax" with the flag "flow_identified_by_shape" when no keyword decided.
 - PW, dominant flow above the baseline (toward an apical transducer) with two peaks per beat
   (early filling, then atrial): mitral inflow → "MV_E", "MV_A" and "MV_E_A" (E/A per beat,
-  median). A PW flow that is not biphasic, or is below the baseline, is not claimed as mitral.
+  median). When the dip between E and A stays above half the A peak the waves are fused and the
+  findings carry the flag "EA_fused". A PW flow that is not biphasic, or is below the baseline,
+  is not claimed as mitral.
 - CW flow above the baseline is not recognised (no finding, status not_applicable).
 
 Units: every velocity is in cm/s (UCUM "cm/s", the unit of the region's calibration, also for
@@ -103,7 +105,7 @@ class Envelope:
 @dataclass(frozen=True)
 class Peak:
     column: int  # strip column
-    row: int  # strip row
+    row: float  # strip row of the envelope (sub-pixel)
     velocity: float  # cm/s, signed
 
 
@@ -146,12 +148,14 @@ def extract_strip(
 def signal_mask(intensity: FloatArray, baseline: int) -> npt.NDArray[np.bool_]:
     """Pixels that belong to the spectrum (see module docstring, step 2)."""
     flattened = np.clip(intensity - np.median(intensity, axis=1, keepdims=True), 0, 255)
+    # Thresholds from a median-blurred copy (speckle cannot raise them); the mask itself from
+    # the unblurred pixels, because blurring erodes the envelope's tips by a pixel or two.
     smooth = cv2.medianBlur(flattened.astype(np.uint8), 3).astype(np.float64)
     noise = float(np.percentile(smooth, 50))
     bright = float(np.percentile(smooth, 99.5))
     if bright - noise < 10:
         return np.zeros(intensity.shape, dtype=bool)
-    mask = smooth > noise + 0.25 * (bright - noise)
+    mask = flattened > noise + 0.15 * (bright - noise)
     # The baseline line itself (its row-median may not vanish on a short strip).
     lo, hi = max(baseline - 1, 0), max(min(baseline + 2, mask.shape[0]), 0)
     mask[lo:hi] = False
@@ -193,10 +197,14 @@ def _median_filter(values: FloatArray, width: int) -> FloatArray:
 
 
 def speed_profile(env: Envelope, baseline: int, side: str) -> FloatArray:
-    """Distance in pixels of the envelope from the baseline per column, median-filtered."""
+    """Distance in pixels of the envelope from the baseline per column, median-filtered.
+
+    A pixel shows signal when its centre lies inside the envelope, so the envelope itself lies
+    between the last lit centre and the next: half a pixel further on average.
+    """
     rows = env.above if side == "above" else env.below
-    distance = np.where(rows >= 0, np.abs(rows - baseline), 0).astype(np.float64)
-    return _median_filter(distance, 5)
+    distance = np.where(rows >= 0, np.abs(rows - baseline) + 0.5, 0.0).astype(np.float64)
+    return _median_filter(distance, 3)
 
 
 def ecg_r_columns(
@@ -282,7 +290,7 @@ def _peak(strip: Strip, speed: FloatArray, side: str, span: tuple[int, int]) -> 
     """The fastest column of a span; its row is on the flow's side of the baseline."""
     a, b = span
     column = a + int(np.argmax(speed[a:b]))
-    distance = round(float(speed[column]))
+    distance = float(speed[column])
     row = strip.baseline - distance if side == "above" else strip.baseline + distance
     velocity = row_to_velocity(strip.region, row + strip.region.min_y0)
     return Peak(column=column, row=row, velocity=velocity)
@@ -429,6 +437,9 @@ def _measure_pw(traced: _Traced) -> PipelineResult:
     e_peaks = [_peak(strip, speed, traced.side, (e, e + 1)) for e, _ in found]
     a_peaks = [_peak(strip, speed, traced.side, (a, a + 1)) for _, a in found]
     flags = traced.flags + beat_flags
+    # E and A fused (fast heart rate): the A peak rides on the E tail and reads high.
+    if any(float(speed[e:a].min()) > 0.5 * float(speed[a]) for e, a in found):
+        flags += ("EA_fused",)
     ratios = [e.velocity / a.velocity for e, a in zip(e_peaks, a_peaks, strict=True)]
     ratio = Finding(
         name="MV_E_A",
