@@ -98,6 +98,8 @@ def test_bad_parts_are_named_and_good_parts_stored(web: WebNode, tmp_path: Path)
     sidecars = list(web.node.store.quarantine_dir.glob("*.json"))
     reasons = sorted(json.loads(path.read_text())["reason"][:9] for path in sidecars)
     assert reasons == ["not DICOM", "truncated"]
+    # Nothing is left behind in tmp/: every part was stored, quarantined or removed.
+    assert not list(web.node.store.tmp.iterdir())
 
 
 def test_body_cut_short_keeps_the_complete_parts(web: WebNode, tmp_path: Path) -> None:  # noqa: F811
