@@ -73,7 +73,8 @@ def studies(
                 del row["patient_name"], row["patient_id"]
         typer.echo(json.dumps(rows, indent=2))
         return
-    table = Table("date", "modality", "instances", "size", "study UID")
+    table = Table("date", "modality", "instances", "size")
+    table.add_column("study UID", overflow="fold")
     if show_phi:
         table.add_column("patient name")
         table.add_column("patient ID")
