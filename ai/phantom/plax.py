@@ -113,6 +113,10 @@ def draw_plax(labels: Labels, sector: Sector, layout: PlaxLayout, state: PlaxSta
     put(band(u, -septum, np.zeros_like(u)), Label.IVS)
     put(band(u, np.zeros_like(u), posterior), Label.LVPW)
     put(band(u, -cavity, cavity), Label.LV)
+    # The septum thins into the anterior aortic wall (aorto-septal continuity).
+    join = np.linspace(BASE_U_CM - 1.0, BASE_U_CM + 1.0, 12)
+    thickness = np.interp(join, [BASE_U_CM - 1.0, BASE_U_CM + 1.0], [state.ivs_cm, AORTIC_WALL_CM])
+    put(band(join, -half - thickness, np.full_like(join, -half)), Label.IVS)
     _draw_base(labels, sector, layout, state, half)
 
 

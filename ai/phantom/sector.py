@@ -41,7 +41,7 @@ class Label(IntEnum):
 
 
 ECHOGENICITY = np.array(
-    [0.0, 0.30, 0.50, 0.035, 0.55, 0.035, 0.52, 0.90, 0.50, 0.75], dtype=np.float32
+    [0.0, 0.24, 0.50, 0.035, 0.55, 0.035, 0.52, 0.90, 0.50, 0.75], dtype=np.float32
 )
 
 
