@@ -147,5 +147,26 @@ def test_retrieve_errors(web: WebNode, client: DICOMwebClient, tmp_path: Path) -
     frame = f"{base}/series/{rgb.SeriesInstanceUID}/instances/{rgb.SOPInstanceUID}/frames/2"
     answer = httpx.get(frame, headers=headers)
     assert answer.status_code == 404 and "frame 2" in answer.json()["message"]
+    # OHIF asks for octet-stream in any syntax: compressed frames come as stored, labelled.
+    ybr = _copy(YBR, tmp_path)
+    client.store_instances([ybr])
+    frames = (
+        f"{web.url}/studies/{ybr.StudyInstanceUID}/series/{ybr.SeriesInstanceUID}"
+        f"/instances/{ybr.SOPInstanceUID}/frames/2,30"
+    )
+    any_syntax = 'multipart/related; type="application/octet-stream"; transfer-syntax=*'
+    answer = httpx.get(frames, headers={**headers, "Accept": any_syntax})
+    assert answer.status_code == 200
+    boundary = answer.headers["content-type"].split("boundary=")[1].encode()
+    parts = answer.content.split(b"--" + boundary)[1:-1]
+    assert len(parts) == 2
+    head, _, data = parts[1].partition(b"\r\n\r\n")
+    assert b"transfer-syntax=1.2.840.10008.1.2.4.50" in head
+    assert data[:-2] == get_frame(ybr.PixelData, 29, number_of_frames=30)
+    strict = 'multipart/related; type="application/octet-stream"'
+    assert httpx.get(frames, headers={**headers, "Accept": strict}).status_code == 406
+    beyond = httpx.get(frames.replace("2,30", "31"), headers=headers)
+    assert beyond.status_code == 404 and "frame 31" in beyond.json()["message"]
+
     bad = httpx.get(f"{web.url}/studies", params={"limit": "x"}, headers=headers)
     assert bad.status_code == 400 and "limit" in bad.json()["message"]

@@ -47,6 +47,22 @@ class Frame:
     transfer_syntax_uid: str
 
 
+@dataclass(frozen=True)
+class FrameInfo:
+    count: int
+    media_type: str  # of the frames as stored
+    transfer_syntax_uid: str
+
+
+def frame_info(path: Path) -> FrameInfo:
+    header = dcmread(path, stop_before_pixels=True)
+    syntax = UID(header.file_meta.TransferSyntaxUID)
+    media = (
+        FRAME_MEDIA_TYPES.get(str(syntax), OCTET_STREAM) if syntax.is_encapsulated else OCTET_STREAM
+    )
+    return FrameInfo(frame_count(header), media, str(syntax))
+
+
 def frame_count(header: Dataset) -> int:
     value = header.get("NumberOfFrames")
     return int(value) if value not in (None, "") else 1

@@ -151,6 +151,10 @@ async def _store(node: Node, request: Request, study: str | None) -> JSONRespons
     except ClientDisconnect:
         sink.discard()
         raise WebError(400, "client disconnected before the body was complete") from None
+    except OSError as exc:  # disk full or the data directory gone: nothing half-kept
+        sink.discard()
+        logger.error("STOW-RS body could not be written", extra={"error": type(exc).__name__})
+        raise WebError(507, f"the node cannot store the body: {exc.strerror}") from None
     # Also ingests the part cut off by a truncated body (quarantined, not stored).
     await _ingest_done(node, sink, peer, study, outcomes)
     sink.discard()

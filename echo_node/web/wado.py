@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path as FilePath
 from typing import Annotated, Any
 
 import anyio.to_thread
@@ -15,7 +16,7 @@ from pydicom import dcmread
 from echo_node.node import Node
 from echo_node.web.dicomjson import DICOM_JSON, to_json, without_bulk_data
 from echo_node.web.errors import WebError
-from echo_node.web.frames import OCTET_STREAM, Frame, read_frame, render_frame
+from echo_node.web.frames import OCTET_STREAM, frame_info, read_frame, render_frame
 from echo_node.web.lookup import StoredInstance, find_instances
 from echo_node.web.multipart import _split_unquoted, content_type_parameters
 
@@ -151,22 +152,25 @@ def make_router(node: Node, read: Any) -> APIRouter:
     ) -> Response:
         numbers = _frame_numbers(frames)
         (item,) = await _instances(study, series, instance)
-        parts = await anyio.to_thread.run_sync(
-            lambda: [read_frame(item.path, number) for number in numbers]
-        )
-        media = parts[0].media_type
+        info = await anyio.to_thread.run_sync(frame_info, item.path)
+        if max(numbers) > info.count:
+            raise WebError(
+                404, f"frame {max(numbers)} does not exist (the instance has {info.count})"
+            )
         for accept in accepted(request):
             if not accept.multipart and accept.media_type != "*/*":
                 continue
-            if _wants(accept, media) and accept.transfer_syntax in (
-                None,
-                "*",
-                parts[0].transfer_syntax_uid,
-            ):
-                return _multipart_frames(parts)
+            syntax_ok = accept.transfer_syntax in (None, "*", info.transfer_syntax_uid)
+            if _wants(accept, info.media_type) and syntax_ok:
+                return _multipart_frames(item.path, numbers, info.media_type)
+            # PS3.18 §8.7.3.5: octet-stream with transfer-syntax=* takes the frames in
+            # whatever syntax they are stored in (what OHIF asks for).
+            if accept.media_type == OCTET_STREAM and accept.transfer_syntax == "*":
+                return _multipart_frames(item.path, numbers, OCTET_STREAM)
         raise WebError(
             406,
-            f"frames are served as stored ({media}); this node does not transcode them",
+            f"frames are served as stored ({info.media_type}, transfer syntax "
+            f"{info.transfer_syntax_uid}); this node does not transcode them",
         )
 
     async def rendered(
@@ -260,17 +264,22 @@ def _multipart_files(instances: list[StoredInstance]) -> StreamingResponse:
     )
 
 
-def _multipart_frames(frames: list[Frame]) -> Response:
+def _multipart_frames(path: FilePath, numbers: list[int], media: str) -> StreamingResponse:
+    """Frames read one at a time while sending: a request for all frames of a 500 MB clip
+    holds one frame in memory, not the clip."""
     boundary = uuid.uuid4().hex
-    media = frames[0].media_type
-    chunks = []
-    for frame in frames:
-        head = f"--{boundary}\r\nContent-Type: {frame.media_type}"
-        if frame.media_type != OCTET_STREAM:
-            head += f"; transfer-syntax={frame.transfer_syntax_uid}"
-        chunks += [head.encode("ascii"), b"\r\n\r\n", frame.data, b"\r\n"]
-    chunks.append(f"--{boundary}--\r\n".encode("ascii"))
-    return Response(
-        b"".join(chunks),
-        media_type=f'multipart/related; type="{media}"; boundary={boundary}',
+
+    def body() -> Iterator[bytes]:
+        for number in numbers:
+            frame = read_frame(path, number)
+            head = f"--{boundary}\r\nContent-Type: {media}"
+            if media != OCTET_STREAM or frame.media_type != OCTET_STREAM:
+                head += f"; transfer-syntax={frame.transfer_syntax_uid}"
+            yield head.encode("ascii") + b"\r\n\r\n"
+            yield frame.data
+            yield b"\r\n"
+        yield f"--{boundary}--\r\n".encode("ascii")
+
+    return StreamingResponse(
+        body(), media_type=f'multipart/related; type="{media}"; boundary={boundary}'
     )
