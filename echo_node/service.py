@@ -17,6 +17,7 @@ from echo_node.dimse.server import DimseServer
 from echo_node.logsetup import configure_logging
 from echo_node.node import open_node
 from echo_node.settings import Settings, load_settings
+from echo_node.web.server import run_http
 
 logger = logging.getLogger(__name__)
 
@@ -54,13 +55,20 @@ def serve(settings: Settings, config_file: Path | None, stop: threading.Event) -
     dimse = DimseServer(settings, node.ingestor) if settings.dimse_enabled else None
     if dimse is not None:
         dimse.start()
+    http_stop = threading.Event()
+    http = threading.Thread(target=run_http, args=(node, http_stop), name="http", daemon=True)
+    if settings.http_enabled:
+        http.start()
     try:
         wait(stop)
     finally:
         for child in children:
             child.terminate()  # SIGTERM: each child drains its own C-STOREs
+        http_stop.set()
         if dimse is not None:
             dimse.stop()
+        if http.is_alive():
+            http.join(timeout=60)
         for child in children:
             child.join(timeout=90)
         node.engine.dispose()
