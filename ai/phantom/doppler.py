@@ -203,9 +203,12 @@ def _beats_truth(
             if wave.start_s < 0.0 or end > sweep_s:
                 complete = False
                 break
-            inside = (times >= wave.start_s) & (times <= end)
-            index = int(np.flatnonzero(inside)[np.argmax(np.abs(env[inside]))])
+            # The wave's own peak column; the drawn envelope there is this wave alone, since
+            # E peaks before A starts and A after E ends (checked, not assumed).
+            index = int(np.argmax(np.abs(wave.velocity(times))))
             v = float(env[index])
+            if not math.isclose(v, float(wave.velocity(times[index : index + 1])[0])):
+                raise RuntimeError(f"{name} wave fused with its neighbour; lower the heart rate")
             entry[name] = {
                 "peak_velocity_cm_s": v,
                 "peak_time_s": float(times[index]),

@@ -58,8 +58,9 @@ class Patient:
 def sample_patient(rng: np.random.Generator, heart_rate_bpm: float | None = None) -> Patient:
     """Draw a patient; the heart rate is drawn too unless given."""
     hr = float(heart_rate_bpm) if heart_rate_bpm is not None else float(rng.uniform(55, 95))
-    if not 30.0 <= hr <= 150.0:
-        raise ValueError(f"heart_rate_bpm must lie in 30–150, got {hr}")
+    # Above ~120 bpm the E and A waves fuse and their peaks stop being separable.
+    if not 30.0 <= hr <= 120.0:
+        raise ValueError(f"heart_rate_bpm must lie in 30–120, got {hr}")
     ivsd = float(rng.uniform(0.6, 1.6))
     lvpwd = float(np.clip(ivsd * rng.uniform(0.8, 1.1), 0.6, 1.6))
     lvidd = float(rng.uniform(3.5, 6.5))
@@ -151,8 +152,8 @@ def contraction(phase_s: FloatArray, rr_s: float, es_s: float) -> FloatArray:
     """
     t = np.mod(phase_s, rr_s)
     e_start = es_s + IVRT_S
-    e_end = min(e_start + E_WAVE_S, rr_s - A_WAVE_S)
-    a_start = rr_s - A_WAVE_S
+    a_start = max(rr_s - A_WAVE_S, e_start + 0.02)
+    e_end = min(e_start + E_WAVE_S, a_start)
     out = np.ones_like(t)
     systole = t <= es_s
     out[systole] = 0.5 * (1.0 - np.cos(np.pi * t[systole] / es_s))
@@ -164,5 +165,6 @@ def contraction(phase_s: FloatArray, rr_s: float, es_s: float) -> FloatArray:
     diastasis = (t > e_end) & (t <= a_start)
     out[diastasis] = A_FILL_SHARE
     atrial = t > a_start
-    out[atrial] = A_FILL_SHARE * 0.5 * (1.0 + np.cos(np.pi * (t[atrial] - a_start) / A_WAVE_S))
+    a_length = rr_s - a_start
+    out[atrial] = A_FILL_SHARE * 0.5 * (1.0 + np.cos(np.pi * (t[atrial] - a_start) / a_length))
     return out

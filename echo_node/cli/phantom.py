@@ -16,7 +16,7 @@ def phantom(
     seed: Annotated[int, typer.Option(help="Seed of the first study; study k uses seed+k.")] = 0,
     studies: Annotated[int, typer.Option(min=1, help="How many studies to write.")] = 1,
     heart_rate: Annotated[
-        float | None, typer.Option("--heart-rate", help="Heart rate in bpm (default: drawn).")
+        float | None, typer.Option("--heart-rate", help="Heart rate, 30–120 bpm (default: drawn).")
     ] = None,
     compressed: Annotated[
         bool,
