@@ -7,6 +7,7 @@ every source is an error rather than a silent second default.
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import tomllib
 from collections.abc import Mapping
@@ -14,7 +15,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 ENV_PREFIX = "ECHO_NODE_"
 
@@ -66,6 +74,30 @@ def _check_ae_title(value: str) -> str:
     return value
 
 
+class Destination(BaseModel):
+    """Where results are sent: a DIMSE storage SCP or a DICOMweb (STOW-RS) base URL."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=64)
+    kind: Literal["dimse", "dicomweb"]
+    ae_title: str | None = None
+    host: str | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    url: str | None = None
+    token: str | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> Destination:
+        if self.kind == "dimse" and not (self.ae_title and self.host and self.port):
+            raise ValueError(f"destination {self.name!r}: dimse needs ae_title, host and port")
+        if self.kind == "dicomweb" and not self.url:
+            raise ValueError(f"destination {self.name!r}: dicomweb needs url")
+        if self.ae_title is not None:
+            _check_ae_title(self.ae_title)
+        return self
+
+
 class Settings(BaseModel):
     """Every setting the node reads; see config/default.toml for what each means."""
 
@@ -90,6 +122,20 @@ class Settings(BaseModel):
     ingest_processes: int = Field(ge=1)
     log_format: Literal["text", "json"]
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+    process_enabled: bool
+    sweep_interval_s: float = Field(gt=0)
+    process_modalities: tuple[str, ...]
+    process_calling_aes: tuple[str, ...]
+    worker_threads: int = Field(ge=1)
+    job_lease_s: float = Field(gt=0)
+    job_max_attempts: int = Field(ge=1)
+    retry_backoff_s: float = Field(ge=0)
+    models_dir: str
+    torch_threads: int = Field(ge=0)
+    min_view_confidence: float = Field(ge=0, le=1)
+    overlay_jpeg: bool
+    destinations: tuple[Destination, ...]
+    delivery_max_attempts: int = Field(ge=1)
 
     @field_validator("ae_title")
     @classmethod
@@ -101,6 +147,31 @@ class Settings(BaseModel):
     def _bind(cls, value: str) -> str:
         ipaddress.ip_address(value)
         return value
+
+    @field_validator("process_modalities", "process_calling_aes", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("destinations", mode="before")
+    @classmethod
+    def _destinations(cls, value: Any) -> Any:
+        if isinstance(value, str):  # from the environment: a JSON list
+            return json.loads(value) if value.strip() else []
+        return value
+
+    @model_validator(mode="after")
+    def _unique_destinations(self) -> Settings:
+        names = [destination.name for destination in self.destinations]
+        if len(names) != len(set(names)):
+            raise ValueError("destination names must be unique")
+        return self
+
+    @property
+    def resolved_models_dir(self) -> Path:
+        return Path(self.models_dir) if self.models_dir else self.data_dir / "models"
 
     @field_validator("allowed_peers", mode="before")
     @classmethod
