@@ -1,0 +1,1 @@
+"""Study processing jobs: the durable queue, the stable-study scheduler and the worker."""
