@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -12,7 +14,7 @@ from pydicom import dcmread
 from echo_node.node import open_node
 from echo_node.settings import load_settings
 from echo_node.web.server import run_http
-from tests.conftest import ECHO_NODE, free_port, us_file
+from tests.conftest import REPO, free_port, us_file
 from tests.test_web_support import WebNode, settings_env, wait_for_port, web  # noqa: F401
 
 DICOM = 'multipart/related; type="application/dicom"; boundary=b0und'
@@ -53,8 +55,15 @@ def test_tokens_cli(tmp_path: Path) -> None:
     env = settings_env(tmp_path / "data", port)
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        # The CLI of this source tree (cwd first on sys.path), as `echo-node tokens ...`.
+        command = [sys.executable, "-c", "from echo_node.cli import main; main()", "tokens"]
         return subprocess.run(
-            [str(ECHO_NODE), "tokens", *args], env=env, capture_output=True, text=True, timeout=60
+            [*command, *args],
+            env={**os.environ, **env},
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
 
     added = cli("add", "--scope", "write", "--name", "scanner room 1")
