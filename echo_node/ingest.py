@@ -34,6 +34,11 @@ _INDEX_ATTEMPTS = 3
 
 Outcome = Literal["stored", "duplicate", "quarantined", "failed"]
 
+# The peer address recorded on what the node stores itself (its SR and overlays). Such
+# instances do not count as new content of their study: they must not make it "unstable"
+# again and queue another job.
+OWN_OUTPUT_ADDRESS = "echo-node"
+
 
 @dataclass(frozen=True)
 class Peer:
@@ -96,6 +101,7 @@ class Ingestor:
             source_ae=peer.ae_title,
             source_address=peer.address,
             received_at=datetime.now(UTC),
+            new_content=peer.address != OWN_OUTPUT_ADDRESS,
         )
         try:
             return self._index(temp, target, header, receipt)

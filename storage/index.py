@@ -48,6 +48,9 @@ class Receipt:
     source_ae: str | None
     source_address: str | None
     received_at: datetime
+    # False for what the node stores itself: the study's last_received_at (which the
+    # stable-study trigger watches) is left as it was.
+    new_content: bool = True
 
 
 def _insert_ignoring_conflict(session: Session, table: Any, values: dict[str, Any]) -> None:
@@ -79,7 +82,8 @@ def add_instance(session: Session, header: InstanceHeader, receipt: Receipt) -> 
     study = session.scalars(
         select(Study).where(Study.study_instance_uid == header.study_instance_uid)
     ).one()
-    study.last_received_at = max(study.last_received_at, receipt.received_at)
+    if receipt.new_content:
+        study.last_received_at = max(study.last_received_at, receipt.received_at)
     for attribute in (
         "patient_name",
         "patient_id",

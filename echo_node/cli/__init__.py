@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from echo_node.cli import importer, phantom, serve, studies, tokens
+from echo_node.cli import analyze, importer, jobs, phantom, reprocess, serve, studies, tokens
 from echo_node.cli.context import CliState
 
 app = typer.Typer(
@@ -36,7 +36,10 @@ app.command("status")(studies.status)
 app.command("studies")(studies.studies)
 app.command("import")(importer.import_paths)
 app.command("phantom")(phantom.phantom)
+app.command("analyze")(analyze.analyze)
 app.add_typer(tokens.app, name="tokens")
+app.add_typer(jobs.app, name="jobs")
+app.command("reprocess")(reprocess.reprocess)
 
 
 def main() -> None:

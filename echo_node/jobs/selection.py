@@ -12,11 +12,11 @@ import hashlib
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from echo_node.ingest import OWN_OUTPUT_ADDRESS
 from echo_node.settings import Settings
 from storage.models import Instance, Output, Series
 
-# The address recorded on instances the node stores itself (its SR and overlays).
-OWN_OUTPUT_ADDRESS = "echo-node"
+__all__ = ["OWN_OUTPUT_ADDRESS", "content_key", "processable_instances"]
 
 
 def processable_instances(session: Session, study_id: int, settings: Settings) -> list[Instance]:

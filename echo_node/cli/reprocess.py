@@ -1,0 +1,76 @@
+"""`echo-node reprocess`: put studies back through processing, e.g. with a newer model.
+
+The new run writes new SR/SC instances; the new SR names the earlier one as its predecessor
+and the earlier results stay on record.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from echo_node.cli.context import state
+from echo_node.jobs import queue
+from storage.models import Job, Study
+
+PIPELINES = ("plax", "a4c", "doppler")
+
+
+def reprocess(
+    ctx: typer.Context,
+    study_uids: Annotated[list[str] | None, typer.Argument(help="Study Instance UIDs.")] = None,
+    since: Annotated[
+        datetime | None, typer.Option(help="Every study received since this date/time (UTC).")
+    ] = None,
+    failed: Annotated[
+        bool, typer.Option("--failed", help="Every study whose last job failed.")
+    ] = False,
+    pipeline: Annotated[
+        str | None, typer.Option(help=f"Run only this pipeline: {', '.join(PIPELINES)}.")
+    ] = None,
+) -> None:
+    """Queue studies for processing again."""
+    if pipeline is not None and pipeline not in PIPELINES:
+        raise typer.BadParameter(f"pipeline must be one of {', '.join(PIPELINES)}")
+    if not study_uids and since is None and not failed:
+        raise typer.BadParameter("name studies, or use --since or --failed")
+    node = state(ctx).node()
+    with node.sessions.begin() as session:
+        study_ids = _select(session, study_uids or [], since, failed)
+        job_ids = queue.enqueue_reprocess(session, study_ids, queue.now_utc(), pipeline)
+    typer.echo(f"queued {len(job_ids)} job(s): {', '.join(map(str, job_ids)) or '-'}")
+
+
+def _select(
+    session: Session, study_uids: list[str], since: datetime | None, failed: bool
+) -> list[int]:
+    ids: list[int] = []
+    if study_uids:
+        found = dict(
+            session.execute(
+                select(Study.study_instance_uid, Study.id).where(
+                    Study.study_instance_uid.in_(study_uids)
+                )
+            ).all()
+        )
+        missing = [uid for uid in study_uids if uid not in found]
+        if missing:
+            typer.echo(f"unknown study: {', '.join(missing)}", err=True)
+            raise typer.Exit(1)
+        ids += [found[uid] for uid in study_uids]
+    if since is not None:
+        moment = since if since.tzinfo else since.replace(tzinfo=UTC)
+        ids += session.scalars(select(Study.id).where(Study.last_received_at >= moment)).all()
+    if failed:
+        latest = select(Job.study_id, func.max(Job.id).label("job_id")).group_by(Job.study_id)
+        latest_jobs = latest.subquery()
+        ids += session.scalars(
+            select(Job.study_id)
+            .join(latest_jobs, latest_jobs.c.job_id == Job.id)
+            .where(Job.state == queue.FAILED)
+        ).all()
+    return list(dict.fromkeys(ids))

@@ -1,0 +1,198 @@
+"""The durable job queue in the database (DESIGN §1, §3).
+
+Every hand-over goes through these rows, so any number of schedulers and workers, in any
+number of processes and hosts, can share one database: a unique content key stops duplicate
+jobs, and claims take a lease under ``FOR UPDATE SKIP LOCKED`` (PostgreSQL) or inside the
+serialised ``BEGIN IMMEDIATE`` transaction (SQLite).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, exists, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from echo_node.jobs.outcome import JobOutcome
+from echo_node.jobs.selection import content_key, processable_instances
+from echo_node.settings import Settings
+from storage.models import Job, Study
+
+logger = logging.getLogger(__name__)
+
+QUEUED, RUNNING, DONE, FAILED, SKIPPED = "queued", "running", "done", "failed", "skipped"
+STATES = (QUEUED, RUNNING, DONE, FAILED, SKIPPED)
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def enqueue_stable_studies(session: Session, settings: Settings, now: datetime) -> list[int]:
+    """Queue a job for each study quiet for ``stable_after_s`` whose content has no job yet.
+
+    A study none of whose instances is processable gets a job that is skipped at once, with
+    the reason, so `echo-node jobs` explains why it was not processed.
+    """
+    cutoff = now - timedelta(seconds=settings.stable_after_s)
+    newer_job = exists().where(
+        Job.study_id == Study.id, Job.reason == "stable", Job.created_at >= Study.last_received_at
+    )
+    candidates = session.scalars(
+        select(Study.id).where(Study.last_received_at <= cutoff, ~newer_job)
+    ).all()
+    created = []
+    for study_id in candidates:
+        instances = processable_instances(session, study_id, settings)
+        values: dict[str, Any] = {
+            "study_id": study_id,
+            "content_key": content_key(instances),
+            "reason": "stable",
+            "state": QUEUED,
+            "attempts": 0,
+            "not_before": now,
+            "created_at": now,
+            "steps": [],
+        }
+        if not instances:
+            values.update(
+                state=SKIPPED,
+                finished_at=now,
+                message="no instance to process (modality "
+                f"{'/'.join(settings.process_modalities)} from an allowed sender)",
+            )
+        job_id = _insert_job(session, values)
+        if job_id is not None:
+            created.append(job_id)
+            logger.info(
+                "study stable, job queued", extra={"job_id": job_id, "state": values["state"]}
+            )
+    return created
+
+
+def _insert_job(session: Session, values: dict[str, Any]) -> int | None:
+    """Insert unless this study content already has a job (another sweeper may have won)."""
+    dialect: Any = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(Job).values(**values).on_conflict_do_nothing().returning(Job.id)
+    job_id: int | None = session.scalar(statement)
+    return job_id
+
+
+def enqueue_reprocess(
+    session: Session, study_ids: Iterable[int], now: datetime, pipelines: str | None
+) -> list[int]:
+    """Queue a reprocessing job per study (no content key: reprocessing is deliberate)."""
+    jobs = [
+        Job(
+            study_id=study_id,
+            content_key=None,
+            reason="reprocess",
+            pipelines=pipelines,
+            state=QUEUED,
+            attempts=0,
+            not_before=now,
+            created_at=now,
+            steps=[],
+        )
+        for study_id in study_ids
+    ]
+    session.add_all(jobs)
+    session.flush()
+    return [job.id for job in jobs]
+
+
+def claim_job(session: Session, worker_id: str, settings: Settings, now: datetime) -> Job | None:
+    """Take the next due job (or one whose worker's lease ran out) and lease it."""
+    due = or_(
+        and_(Job.state == QUEUED, Job.not_before <= now),
+        and_(Job.state == RUNNING, Job.lease_until < now),
+    )
+    job = session.scalars(
+        select(Job)
+        .where(due)
+        .order_by(Job.not_before, Job.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    ).first()
+    if job is None:
+        return None
+    if job.state == RUNNING:
+        logger.warning(
+            "lease expired, taking the job over",
+            extra={"job_id": job.id, "previous_worker": job.worker_id},
+        )
+        if job.attempts >= settings.job_max_attempts:
+            _end(job, FAILED, now, error=f"worker lost {job.attempts} times (lease expired)")
+            return None
+    job.state = RUNNING
+    job.attempts += 1
+    job.worker_id = worker_id
+    job.started_at = now
+    job.lease_until = now + timedelta(seconds=settings.job_lease_s)
+    return job
+
+
+def renew_lease(session: Session, job_id: int, worker_id: str, settings: Settings) -> bool:
+    """Extend the lease; False when the job is no longer this worker's."""
+    job = session.get(Job, job_id, with_for_update=True)
+    if job is None or job.state != RUNNING or job.worker_id != worker_id:
+        return False
+    job.lease_until = now_utc() + timedelta(seconds=settings.job_lease_s)
+    return True
+
+
+def _owned(session: Session, job_id: int, worker_id: str) -> Job | None:
+    job = session.get(Job, job_id, with_for_update=True)
+    if job is None or job.state != RUNNING or job.worker_id != worker_id:
+        logger.warning(
+            "job no longer held by this worker; outcome dropped", extra={"job_id": job_id}
+        )
+        return None
+    return job
+
+
+def _end(job: Job, state: str, now: datetime, *, message: str = "", error: str = "") -> None:
+    job.state = state
+    job.finished_at = now
+    job.lease_until = None
+    job.message = message or job.message
+    job.error = error or None
+
+
+def record_outcome(session: Session, job_id: int, worker_id: str, outcome: JobOutcome) -> None:
+    job = _owned(session, job_id, worker_id)
+    if job is not None:
+        job.steps = [*job.steps, *outcome.steps]
+        _end(job, outcome.state, now_utc(), message=outcome.message)
+
+
+def record_failure(
+    session: Session, job_id: int, worker_id: str, error: str, transient: bool, settings: Settings
+) -> None:
+    """A transient error is retried with doubling backoff until job_max_attempts."""
+    job = _owned(session, job_id, worker_id)
+    if job is None:
+        return
+    now = now_utc()
+    if transient and job.attempts < settings.job_max_attempts:
+        delay = settings.retry_backoff_s * 2 ** (job.attempts - 1)
+        job.state = QUEUED
+        job.not_before = now + timedelta(seconds=delay)
+        job.lease_until = None
+        job.error = f"attempt {job.attempts}: {error} (retry in {delay:.0f} s)"
+        return
+    _end(job, FAILED, now, error=error)
+
+
+def retry_job(session: Session, job: Job, now: datetime) -> None:
+    """An operator's retry: back to the queue with fresh attempts."""
+    job.state = QUEUED
+    job.attempts = 0
+    job.not_before = now
+    job.lease_until = None
+    job.worker_id = None
+    job.error = None

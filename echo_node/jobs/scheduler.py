@@ -1,0 +1,39 @@
+"""The stable-study sweep on APScheduler: every ``sweep_interval_s`` seconds, queue a job for
+each study that has been quiet for ``stable_after_s`` (echo_node.jobs.queue does the work).
+
+Running this in several processes is safe: the job's unique content key lets only one insert
+win. A sweep that overruns is not started twice (max_instances=1, coalesce).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from echo_node.jobs import queue
+from echo_node.node import Node
+
+logger = logging.getLogger(__name__)
+
+
+def sweep(node: Node) -> list[int]:
+    with node.sessions.begin() as session:
+        return queue.enqueue_stable_studies(session, node.settings, queue.now_utc())
+
+
+def start_scheduler(node: Node) -> BackgroundScheduler:
+    scheduler = BackgroundScheduler(timezone="UTC")
+    scheduler.add_job(
+        sweep,
+        "interval",
+        args=[node],
+        seconds=node.settings.sweep_interval_s,
+        id="stable-study-sweep",
+        max_instances=1,
+        coalesce=True,
+    )
+    scheduler.start()
+    # APScheduler logs every run at INFO; the sweep logs what it queues itself.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    return scheduler
