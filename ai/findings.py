@@ -78,3 +78,4 @@ class ClipResult:
     pipelines: tuple[PipelineResult, ...] = ()
     frame_count: int = 0
     frame_time_ms: float | None = None
+    message: str = ""  # why no pipeline ran (unknown view, a view without a pipeline here)

@@ -38,8 +38,10 @@ _CODED_VIEWS: dict[tuple[str, str], View] = {
     ("SCT", "399214001"): View.A4C,
     ("SRT", "G-A19C"): View.A4C,
 }
-# Legacy SNOMED-RT codes of other CID 12226 views seen in older files.
-_LEGACY_OTHER = {
+# Legacy SNOMED-RT codes (older files) of CID 12226 views.
+_LEGACY = {
+    ("SRT", "G-0396"): "Parasternal long axis",
+    ("SRT", "G-A19C"): "Apical four chamber",
     ("SRT", "G-A19B"): "Apical two chamber",
     ("SRT", "G-0395"): "Apical long axis",
     ("SRT", "G-0397"): "Parasternal short axis",
@@ -69,7 +71,7 @@ def _cid12226() -> dict[tuple[str, str], str]:
         (str(code.scheme_designator), str(code.value)): str(code.meaning)
         for code in (getattr(group, name) for name in group.dir())
     }
-    known.update(_LEGACY_OTHER)
+    known.update(_LEGACY)
     return known
 
 

@@ -1,0 +1,83 @@
+"""One ultrasound instance in, a ClipResult out: decode → view → the view's pipelines.
+
+    from ai.analyze import analyze
+    result = analyze("clip.dcm")            # a path or a pydicom Dataset
+    result.view.view, result.view.decided_by, result.pipelines
+
+`models` is the model store (ai.models.store.ModelStore) the neural pipelines load from; without
+it they report model_not_installed. `classifier` is an optional view classifier (a callable
+Clip → ViewDecision | None, e.g. the EchoPrime one from ai.models) consulted after the header
+rules. A clip whose view is unknown, M-mode or another view without a pipeline here gets no
+pipeline, and the result says why.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ai.clip import Clip
+from ai.decode import Source, load_clip
+from ai.findings import ClipResult, PipelineResult, PipelineStatus, View, ViewDecision
+from ai.pipelines import PipelineFn, pipelines_for
+from ai.pipelines.all import registered
+from ai.views import DEFAULT_MIN_CONFIDENCE, Classifier, decide_view
+
+logger = logging.getLogger(__name__)
+
+
+def analyze(
+    dataset_or_path: Source,
+    models: Any = None,
+    classifier: Classifier | None = None,
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+) -> ClipResult:
+    """Decode the instance, decide its view and run every pipeline registered for it."""
+    clip = load_clip(dataset_or_path)
+    decision = decide_view(clip, classifier, min_confidence)
+    return run_pipelines(clip, decision, models)
+
+
+def run_pipelines(clip: Clip, decision: ViewDecision, models: Any = None) -> ClipResult:
+    registered()
+    functions = pipelines_for(decision.view.value)
+    if not functions:
+        note = _why_no_pipeline(decision)
+        logger.info("%s: view %s, %s", clip.sop_instance_uid, decision.view.value, note)
+        return ClipResult(
+            sop_instance_uid=clip.sop_instance_uid,
+            view=decision,
+            frame_count=len(clip),
+            frame_time_ms=clip.frame_time_ms,
+            message=note,
+        )
+    results = tuple(_run(function, clip, models) for function in functions)
+    return ClipResult(
+        sop_instance_uid=clip.sop_instance_uid,
+        view=decision,
+        pipelines=results,
+        frame_count=len(clip),
+        frame_time_ms=clip.frame_time_ms,
+    )
+
+
+def _why_no_pipeline(decision: ViewDecision) -> str:
+    if decision.view == View.UNKNOWN:
+        return f"not processed: view unknown ({decision.reason})"
+    shown = decision.label or decision.view.value
+    return f"not processed: no pipeline for view {shown!r} (decided by {decision.decided_by})"
+
+
+def _run(function: PipelineFn, clip: Clip, models: Any) -> PipelineResult:
+    """One pipeline; a fault in it becomes a failed result naming the error, so the other
+    pipelines of the clip still run. The traceback goes to the log."""
+    try:
+        return function(clip, models)
+    except Exception as error:
+        logger.exception("pipeline %s failed on %s", function.__name__, clip.sop_instance_uid)
+        name = function.__module__.rsplit(".", 1)[-1]
+        return PipelineResult(
+            pipeline=name,
+            status=PipelineStatus.FAILED,
+            message=f"{type(error).__name__}: {error}",
+        )

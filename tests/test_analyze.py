@@ -1,0 +1,124 @@
+"""ai.analyze and `echo-node analyze`: decode → view → pipelines, on the phantom and real files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pydicom
+import pytest
+from click.testing import Result
+from pydicom.data import get_testdata_file
+from typer.testing import CliRunner
+
+from ai.analyze import analyze
+from ai.clip import Clip
+from ai.findings import PipelineStatus, View, ViewDecision
+from ai.pipelines import pipelines_for
+
+ECHO_NODE = Path(sys.executable).parent / "echo-node"
+
+
+@pytest.fixture(scope="module")
+def phantom(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from ai.phantom import generate_study
+
+    out = tmp_path_factory.mktemp("phantom")
+    generate_study(out, 7, rows=240, columns=320, cycles=1, frame_rate=20, heart_rate_bpm=60)
+    return out
+
+
+def test_doppler_pipeline_is_registered() -> None:
+    analyze(phantom_free_clip())  # importing the pipelines happens on the first call
+    names = [function.__module__ for function in pipelines_for("doppler")]
+    assert names == ["ai.pipelines.doppler"]
+
+
+def phantom_free_clip() -> Path:
+    path = get_testdata_file("US1_UNCR.dcm")
+    assert path is not None
+    return Path(path)
+
+
+@pytest.mark.parametrize("as_dataset", [False, True])
+def test_phantom_tr_end_to_end(phantom: Path, as_dataset: bool) -> None:
+    path = phantom / "tr_cw.dcm"
+    truth = json.loads((phantom / "tr_cw.json").read_text())
+    result = analyze(pydicom.dcmread(path) if as_dataset else path)
+    assert result.sop_instance_uid == truth["sop_instance_uid"]
+    assert result.view.view == View.DOPPLER and result.view.doppler_mode == "CW"
+    (doppler,) = result.pipelines
+    assert doppler.pipeline == "doppler" and doppler.status == PipelineStatus.OK
+    (finding,) = doppler.findings
+    expected_m_s = truth["expected"]["TR_Vmax"]["value"]
+    assert finding.name == "TR_Vmax"
+    assert abs(abs(finding.value) / 100 - expected_m_s) <= 0.08 * expected_m_s
+
+
+def test_unknown_view_is_recorded_not_processed() -> None:
+    result = analyze(phantom_free_clip())
+    assert result.view.view == View.UNKNOWN
+    assert not result.pipelines
+    assert result.message.startswith("not processed: view unknown")
+    assert result.frame_count == 1
+
+
+def test_a_view_without_a_pipeline_says_so() -> None:
+    def a2c(clip: Clip) -> ViewDecision:
+        return ViewDecision(View.OTHER, "test-classifier", 0.9, label="A2C")
+
+    result = analyze(phantom_free_clip(), classifier=a2c)
+    assert result.view.label == "A2C" and not result.pipelines
+    assert "no pipeline for view 'A2C'" in result.message
+
+
+def _env(data_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ECHO_NODE_")}
+    env["ECHO_NODE_DATA_DIR"] = str(data_dir)
+    return env
+
+
+def _invoke(data_dir: Path, *args: str) -> Result:
+    """The command in this process (the subprocess start-up with torch costs ~10 s here)."""
+    from echo_node.cli import app
+
+    # Rich wraps to COLUMNS; wide enough that names stay whole.
+    env = {"ECHO_NODE_DATA_DIR": str(data_dir), "COLUMNS": "160"}
+    return CliRunner().invoke(app, ["analyze", *args], env=env)
+
+
+def test_cli_table(phantom: Path, tmp_path: Path) -> None:
+    out = _invoke(tmp_path, str(phantom / "mv_pw.dcm"))
+    assert out.exit_code == 0, out.output
+    assert "view doppler (PW)" in out.output and "region:spectral" in out.output
+    for name in ("MV_E", "MV_A", "MV_E_A", "cm/s", "range over beats"):
+        assert name in out.output
+
+
+def test_cli_unknown_view(tmp_path: Path) -> None:
+    out = _invoke(tmp_path, str(phantom_free_clip()))
+    assert out.exit_code == 0, out.output
+    assert "view unknown" in out.output and "not processed" in out.output
+
+
+def test_cli_json_from_the_installed_command(phantom: Path, tmp_path: Path) -> None:
+    done = subprocess.run(
+        [str(ECHO_NODE), "analyze", "--json", str(phantom / "tr_cw.dcm")],
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["view"]["view"] == "doppler" and data["view"]["doppler_mode"] == "CW"
+    (pipeline,) = data["pipelines"]
+    assert pipeline["status"] == "ok"
+    (finding,) = pipeline["findings"]
+    assert finding["name"] == "TR_Vmax" and finding["unit"] == "cm/s" and finding["value"] < 0
+    assert finding["provenance"]["name"] == "classical-doppler"
+    assert len(finding["points"]) >= 2
