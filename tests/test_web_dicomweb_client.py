@@ -14,6 +14,7 @@ from pydicom.dataset import Dataset
 from pydicom.encaps import get_frame
 from pydicom.uid import generate_uid
 
+from echo_node.web import qido
 from tests.conftest import us_file
 from tests.test_web_support import WebNode, web  # noqa: F401 - the fixture
 
@@ -132,7 +133,12 @@ def test_store_search_retrieve_byte_exact(
     assert image.size == (ybr.Columns, ybr.Rows) and image.mode == "RGB"
 
 
-def test_retrieve_errors(web: WebNode, client: DICOMwebClient, tmp_path: Path) -> None:  # noqa: F811
+def test_retrieve_errors(
+    web: WebNode,  # noqa: F811
+    client: DICOMwebClient,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     rgb = _copy(RGB, tmp_path)
     client.store_instances([rgb])
     base = f"{web.url}/studies/{rgb.StudyInstanceUID}"
@@ -167,6 +173,17 @@ def test_retrieve_errors(web: WebNode, client: DICOMwebClient, tmp_path: Path) -
     assert httpx.get(frames, headers={**headers, "Accept": strict}).status_code == 406
     beyond = httpx.get(frames.replace("2,30", "31"), headers=headers)
     assert beyond.status_code == 404 and "frame 31" in beyond.json()["message"]
+
+    # Keys the index cannot match are ignored with a Warning; unknown names are an error.
+    ignored = httpx.get(f"{web.url}/studies", params={"PatientSex": "F"}, headers=headers)
+    assert ignored.status_code == 200 and "PatientSex" in ignored.headers["warning"]
+    unknown = httpx.get(f"{web.url}/studies", params={"NoSuchKeyword": "1"}, headers=headers)
+    assert unknown.status_code == 400 and "NoSuchKeyword" in unknown.json()["message"]
+    # More matches than the node returns at once: said in a Warning, reachable by offset.
+    monkeypatch.setattr(qido, "DEFAULT_LIMIT", 1)
+    capped = httpx.get(f"{web.url}/studies", headers=headers)
+    assert len(capped.json()) == 1 and "additional results" in capped.headers["warning"]
+    assert len(httpx.get(f"{web.url}/studies?offset=1", headers=headers).json()) == 1
 
     bad = httpx.get(f"{web.url}/studies", params={"limit": "x"}, headers=headers)
     assert bad.status_code == 400 and "limit" in bad.json()["message"]

@@ -85,6 +85,7 @@ class Search:
     limit: int
     offset: int
     ignored: tuple[str, ...]
+    capped: bool  # the node's limit applies, not the client's
 
 
 def make_router(node: Node, read: Any) -> APIRouter:
@@ -105,15 +106,19 @@ def make_router(node: Node, read: Any) -> APIRouter:
         ) -> JSONResponse:
             search = _parse(request, levels, limit, offset, includefield)
             search.filters.update(in_path)
-            results = await anyio.to_thread.run_sync(_run, node, levels, search)
+            results, more = await anyio.to_thread.run_sync(_run, node, levels, search)
             absolute_urls(results, f"{str(request.base_url).rstrip('/')}/dicom-web")
-            headers = {}
+            warnings = []
             if search.ignored:
-                headers["Warning"] = (
-                    '299 echo-node "not supported for matching, ignored: '
-                    + ", ".join(search.ignored)
-                    + '"'
+                ignored = ", ".join(search.ignored)
+                warnings.append(f'299 echo-node "not supported for matching, ignored: {ignored}"')
+            if more:
+                # PS3.18 §8.3.4.4: say that more results exist; the client pages with offset.
+                warnings.append(
+                    f'299 echo-node "there are additional results that can be requested '
+                    f'(at most {DEFAULT_LIMIT} per request)"'
                 )
+            headers = {"Warning": ", ".join(warnings)} if warnings else {}
             return JSONResponse(results, 200, headers=headers, media_type=DICOM_JSON)
 
         router.add_api_route(
@@ -174,15 +179,21 @@ def _parse(
         DEFAULT_LIMIT if limit is None else min(limit, DEFAULT_LIMIT),
         offset,
         tuple(ignored),
+        capped=limit is None or limit > DEFAULT_LIMIT,
     )
 
 
-def _run(node: Node, levels: tuple[Level, ...], search: Search) -> list[dict[str, Any]]:
+def _run(
+    node: Node, levels: tuple[Level, ...], search: Search
+) -> tuple[list[dict[str, Any]], bool]:
+    """The results, and whether more matched than the node's own limit let through."""
     level = levels[0]
     with node.sessions() as session:
         query = _query(level, search.filters)
-        rows = session.execute(query.limit(search.limit).offset(search.offset)).all()
-        return [_result(node, session, level, row, search) for row in rows]
+        rows = session.execute(query.limit(search.limit + 1).offset(search.offset)).all()
+        more = len(rows) > search.limit
+        results = [_result(node, session, level, row, search) for row in rows[: search.limit]]
+        return results, more and search.capped
 
 
 def _query(level: Level, filters: dict[str, str]) -> Select[Any]:
