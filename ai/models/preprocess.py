@@ -54,17 +54,25 @@ class Geometry:
 
 
 def crop_window(
-    rows: int, columns: int, out_width: int, out_height: int, zoom: float = 0.0
+    rows: int,
+    columns: int,
+    out_width: int,
+    out_height: int,
+    zoom: float = 0.0,
+    bounds: tuple[int, int, int, int] | None = None,
 ) -> Geometry:
-    """The centred window of the output aspect, minus zoom·size on each side."""
-    x0, y0, width, height = 0, 0, columns, rows
+    """The centred window of the output aspect, minus zoom·size on each side.
+
+    bounds (x0, y0, width, height) restricts the window to part of the frame (a region).
+    """
+    x0, y0, width, height = bounds or (0, 0, columns, rows)
     target = out_width / out_height
-    if columns / rows > target:
-        width = max(1, round(rows * target))
-        x0 = (columns - width) // 2
-    elif columns / rows < target:
-        height = max(1, round(columns / target))
-        y0 = (rows - height) // 2
+    if width / height > target:
+        cropped = max(1, round(height * target))
+        x0, width = x0 + (width - cropped) // 2, cropped
+    elif width / height < target:
+        cropped = max(1, round(width / target))
+        y0, height = y0 + (height - cropped) // 2, cropped
     if zoom > 0:
         pad_x, pad_y = round(width * zoom), round(height * zoom)
         x0, y0 = x0 + pad_x, y0 + pad_y
