@@ -31,7 +31,13 @@ def _part(data: bytes, content_type: str = "application/dicom") -> bytes:
     return f"--{BOUNDARY}\r\nContent-Type: {content_type}\r\n\r\n".encode() + data + b"\r\n"
 
 
-def _curl(web: WebNode, body: bytes, tmp: Path, content_type: str = RELATED) -> tuple[int, Any]:  # noqa: F811
+def _curl(
+    web: WebNode,  # noqa: F811
+    body: bytes,
+    tmp: Path,
+    content_type: str = RELATED,
+    path: str = "/studies",
+) -> tuple[int, Any]:
     body_path = tmp / "body.bin"
     body_path.write_bytes(body)
     out = tmp / "response.json"
@@ -51,7 +57,7 @@ def _curl(web: WebNode, body: bytes, tmp: Path, content_type: str = RELATED) -> 
             "Accept: application/dicom+json",
             "--data-binary",
             f"@{body_path}",
-            f"{web.url}/studies",
+            f"{web.url}{path}",
         ],
         capture_output=True,
         text=True,
@@ -126,3 +132,24 @@ def test_malformed_requests(web: WebNode, tmp_path: Path) -> None:  # noqa: F811
     # All-failed: 409 with the reasons (PS3.18 §10.5.3).
     status, response = _curl(web, _part(b"garbage") + f"--{BOUNDARY}--\r\n".encode(), tmp_path)
     assert status == 409 and _comments(response)[0].startswith("not DICOM")
+
+
+def test_store_into_a_named_study(web: WebNode, tmp_path: Path) -> None:  # noqa: F811
+    """POST /studies/{study}: instances of another study are refused (0xA900), kept aside."""
+    good = _instance(tmp_path)
+    study = str(dcmread(good, stop_before_pixels=True).StudyInstanceUID)
+    closing = f"--{BOUNDARY}--\r\n".encode()
+    status, response = _curl(
+        web, _part(good.read_bytes()) + closing, tmp_path, path=f"/studies/{study}"
+    )
+    assert status == 200 and _stored(response) == {_uid(good)}
+    assert Dataset.from_json(response).RetrieveURL.endswith(f"/studies/{study}")
+
+    other = _instance(tmp_path)
+    status, response = _curl(
+        web, _part(other.read_bytes()) + closing, tmp_path, path="/studies/1.2.3.999"
+    )
+    assert status == 409
+    (failed,) = Dataset.from_json(response).FailedSOPSequence
+    assert failed.FailureReason == 0xA900 and failed.ReferencedSOPInstanceUID == _uid(other)
+    assert len(list(web.node.store.quarantine_dir.glob("*.json"))) == 1
