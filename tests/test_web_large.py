@@ -125,6 +125,15 @@ def test_300_mb_instance_with_flat_memory(tmp_path: Path) -> None:
                 headers=headers,
                 timeout=60,
             )
+            # And the whole instance back, streamed: hashed here, never held by either side.
+            retrieved = hashlib.sha256()
+            with httpx.stream(
+                "GET", f"{url}/studies/{study}", headers=headers, timeout=600
+            ) as answer:
+                assert answer.status_code == 200
+                for chunk in answer.iter_bytes(1 << 20):
+                    retrieved.update(chunk)
+                boundary = answer.headers["content-type"].split("boundary=")[1]
         finally:
             done.set()
             sampler.join()
@@ -147,6 +156,16 @@ def test_300_mb_instance_with_flat_memory(tmp_path: Path) -> None:
     kept = dcmread(stored[0], stop_before_pixels=True)
     assert kept == original
     assert _pixel_digest(stored[0]) == _pixel_digest(clip)
+    # The retrieved body is the stored file inside one multipart part, byte for byte.
+    expected = hashlib.sha256(
+        f"--{boundary}\r\nContent-Type: application/dicom; "
+        f"transfer-syntax={ExplicitVRLittleEndian}\r\n\r\n".encode()
+    )
+    with stored[0].open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            expected.update(chunk)
+    expected.update(f"\r\n--{boundary}--\r\n".encode())
+    assert retrieved.hexdigest() == expected.hexdigest()
 
 
 def _pixel_digest(path: Path) -> str:
