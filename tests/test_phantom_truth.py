@@ -160,17 +160,15 @@ def test_a4c_mask_area_and_volumes_match_the_truth(study: Path) -> None:
         traced = np.zeros_like(drawn, dtype=np.uint8)
         cv2.fillPoly(traced, [np.round(outline * 16).astype(np.int32)], 1, cv2.LINE_8, 4)
         lv = clip.labels[frame["index"]] == Label.LV
-        # Every LV pixel lies in the traced outline, and the outline is all LV or leaflet
-        # except a rim of at most a pixel.
-        assert not np.any(lv & (traced == 0))
-        missing = (traced == 1) & ~drawn
-        rim = cv2.dilate(traced, np.ones((3, 3), np.uint8)) - cv2.erode(
-            traced, np.ones((3, 3), np.uint8)
-        )
-        assert not np.any(missing & (rim == 0))
+        # Drawn LV and traced outline differ at most on a rim of one pixel around the outline.
+        kernel = np.ones((3, 3), np.uint8)
+        rim = cv2.dilate(traced, kernel) - cv2.erode(traced, kernel)
+        assert not np.any(lv & (traced == 0) & (rim == 0))
+        assert not np.any((traced == 1) & ~drawn & (rim == 0))
         assert lv.sum() * pixel_area == pytest.approx(frame["lv_area_cm2"], rel=0.04)
         disks = _method_of_disks(lv, frame, region.physical_delta_x)
-        assert disks == pytest.approx(frame["lv_volume_ml"], rel=0.06)
+        # Pixel steps limit the method of disks: ±6 %, or ±2 ml for a small end-systole.
+        assert disks == pytest.approx(frame["lv_volume_ml"], rel=0.06, abs=2.0)
 
 
 def _method_of_disks(lv: npt.NDArray[np.bool_], frame: dict[str, Any], cm_per_px: float) -> float:
