@@ -11,12 +11,20 @@ import numpy as np
 import numpy.typing as npt
 import pydicom
 import pytest
-from conftest import testdata as sample
+from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.pixels.processing import apply_color_lut, convert_color_space
 from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless, generate_uid
 
 from ai.decode import DecodeError, load_clip
+
+
+def sample(name: str) -> Path:
+    """A file of pydicom's bundled examples or pydicom-data."""
+    path = get_testdata_file(name)
+    assert path is not None, f"{name} missing: is pydicom-data installed?"
+    return Path(path)
+
 
 # Every US file of pydicom's bundled examples and pydicom-data (MEASURED.md), covering native
 # little/big endian, RLE, JPEG baseline YBR, JPEG lossless, JPEG 2000 (RCT/ICT), 8- and 16-bit
