@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ai.clip import UltrasoundRegion
-from ai.phantom import CLIP_NAMES, generate_study, region_of
+from ai.phantom import CLIP_NAMES, generate_study, make_clip, region_of
 from echo_node.cli import app
 
 SMALL: dict[str, Any] = {"rows": 240, "columns": 320, "cycles": 2, "frame_rate": 25.0}
@@ -141,6 +141,19 @@ def test_same_seed_same_pixels_other_seed_other_heart(tmp_path: Path) -> None:
     plax_a = pydicom.dcmread(first[0]).pixel_array
     plax_c = pydicom.dcmread(other[0]).pixel_array
     assert not np.array_equal(plax_a[0], plax_c[0])
+
+
+def test_a_rendered_clip_converts_to_the_ai_clip() -> None:
+    rendered = make_clip("plax", 8, rows=160, columns=200, cycles=1, frame_rate=20.0)
+    clip = rendered.to_clip()
+    assert len(clip) == rendered.truth["ed_frames"][-1] + 1
+    assert clip.frames[0].shape == (160, 200, 3)
+    assert np.array_equal(clip.frames[0][..., 1], rendered.frames[0])
+    assert clip.regions == rendered.regions
+    assert clip.r_wave_times_ms[1] == pytest.approx(60000.0 / rendered.patient.heart_rate_bpm)
+    doppler = make_clip("mv_pw", 8, rows=160, columns=200).to_clip()
+    assert len(doppler) == 1 and doppler.regions[1].data_type == 3
+    assert doppler.r_wave_times_ms
 
 
 def test_cli_writes_studies_with_truth_and_previews(tmp_path: Path) -> None:

@@ -13,8 +13,9 @@ tr_cw      US Image (…5.1.4.1.1.6.1), single frame     CW through the tricuspi
 mv_pw      US Image, single frame                      PW at the mitral leaflet tips (E and A)
 =========  ==========================================  ==========================================
 
-`make_clip(name, seed, ...)` renders one clip in memory exactly as generate_study writes it,
-with the label map of every 2D frame (ai.phantom.sector.Label), for tests that need the masks.
+`make_clip(name, seed, ...)` renders one clip in memory exactly as generate_study writes it
+(same keyword arguments), with the label map of every 2D frame (ai.phantom.sector.Label) for
+tests that need the masks; `.to_clip()` turns it into an ai.clip.Clip without any DICOM.
 
 Everything follows from the seed (numpy Generator streams, UIDs from `generate_uid(uid_root,
 [seed, name])`, study date 2025-01-01 + seed % 365 days): same seed, same bytes. Pixel data is

@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 from pydicom.uid import generate_uid
 
-from ai.clip import UltrasoundRegion
+from ai.clip import ArrayFrames, Clip, UltrasoundRegion
 from ai.phantom.clips import make_a4c, make_plax
 from ai.phantom.dicom import MODE_2D, MODE_CW, MODE_PW, InstanceSpec, StudyHeader, write_instance
 from ai.phantom.doppler import make_doppler
@@ -112,6 +112,23 @@ class RenderedClip:
     truth: dict[str, Any]
     frame_time_ms: float | None  # None for the single-frame Doppler images
     modes: int
+
+    def to_clip(self) -> Clip:
+        """The clip as ai/ sees a decoded instance (RGB frames), without writing DICOM."""
+        rgb = self.frames if self.frames.ndim == 4 else np.repeat(self.frames[..., None], 3, 3)
+        r_waves = self.truth.get("r_wave_times_s")
+        if r_waves is None:  # Doppler: the R waves of the ECG under the spectrum
+            r_waves = self.truth["ecg"]["r_wave_times_s"]
+        return Clip(
+            frames=ArrayFrames(rgb),
+            rows=int(rgb.shape[1]),
+            columns=int(rgb.shape[2]),
+            regions=self.regions,
+            frame_time_ms=self.frame_time_ms,
+            heart_rate_bpm=self.patient.heart_rate_bpm,
+            r_wave_times_ms=tuple(1000.0 * t for t in r_waves),
+            metadata={"phantom_clip": self.name},
+        )
 
 
 def make_clip(
