@@ -1,0 +1,124 @@
+"""The run's result objects: one SR for the study, one overlay SC per measured clip, stored.
+
+Each object is written as a Part 10 file into the store's tmp/ and taken in by the same Ingestor
+every received instance goes through, marked as the node's own (OWN_OUTPUT_ADDRESS) so it never
+makes a job of its own. Database rows for the outputs are the caller's (record.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydicom.dataset import Dataset
+from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit, generate_uid
+
+from echo_node.ingest import Peer
+from echo_node.jobs.outcome import TransientJobError
+from echo_node.jobs.selection import OWN_OUTPUT_ADDRESS
+from echo_node.node import Node
+from echo_node.processing.analysis import ClipRun
+from echo_node.results import DeviceInfo, SourceClip, build_overlay_sc, build_sr
+from echo_node.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+_OWN = Peer(ae_title=None, address=OWN_OUTPUT_ADDRESS)
+
+
+@dataclass(frozen=True)
+class StoredOutput:
+    kind: str  # "sr" or "sc"
+    sop_instance_uid: str
+    version: int
+    path: Path
+
+
+def device_info(settings: Settings) -> DeviceInfo:
+    """The node as SR device observer. Its UID follows from the AE title and the database, so
+    it is stable for an installation and the same for every worker sharing one queue."""
+    uid = generate_uid(entropy_srcs=[settings.ae_title, settings.resolved_database_url])
+    return DeviceInfo(ae_title=settings.ae_title, device_uid=str(uid))
+
+
+def write_sr(
+    node: Node,
+    runs: Sequence[ClipRun],
+    predecessor: Dataset | None,
+    steps: list[dict[str, Any]],
+) -> StoredOutput:
+    """One Comprehensive SR over every processable clip of the study (measured or not: the SR
+    says what was not measured and why)."""
+    started = time.perf_counter()
+    sr = build_sr(
+        [SourceClip(run.header, run.result) for run in runs],
+        node=device_info(node.settings),
+        predecessor=predecessor,
+    )
+    stored = _store(node, sr, "sr")
+    steps.append(_step("sr", stored.sop_instance_uid, started))
+    return stored
+
+
+def write_overlays(
+    node: Node, runs: Sequence[ClipRun], steps: list[dict[str, Any]]
+) -> list[StoredOutput]:
+    """An overlay SC per clip with findings, all in one new series of the study."""
+    device = device_info(node.settings)
+    series_uid = str(generate_uid())
+    syntax = JPEGBaseline8Bit if node.settings.overlay_jpeg else ExplicitVRLittleEndian
+    stored = []
+    measured = [run for run in runs if run.has_findings and run.frames is not None]
+    for number, run in enumerate(measured, start=1):
+        assert run.frames is not None  # filtered above; for the type checker
+        started = time.perf_counter()
+        sc = build_overlay_sc(
+            run.header,
+            run.frames,
+            run.result,
+            node=device,
+            series_uid=series_uid,
+            instance_number=number,
+            transfer_syntax=syntax,
+        )
+        _single_frame_timing(sc)
+        output = _store(node, sc, "sc")
+        steps.append(
+            _step("sc", run.source.sop_instance_uid, started, output=output.sop_instance_uid)
+        )
+        stored.append(output)
+    return stored
+
+
+def _single_frame_timing(sc: Dataset) -> None:
+    """A one-frame overlay (a spectral Doppler still) has no frame time; the Frame Increment
+    Pointer to Frame Time is then conditional and must go (dciodvfy: PS3.3 C.7.6.6, C.8.6.3)."""
+    single = int(sc.get("NumberOfFrames", 1)) == 1
+    if single and "FrameTime" not in sc and "FrameIncrementPointer" in sc:
+        del sc.FrameIncrementPointer
+
+
+def _store(node: Node, dataset: Dataset, kind: str) -> StoredOutput:
+    temp = node.store.new_temp_path()
+    try:
+        dataset.save_as(temp, enforce_file_format=True)
+    except OSError as error:  # disk full for a moment: worth another attempt
+        temp.unlink(missing_ok=True)
+        raise TransientJobError(f"writing {kind} {dataset.SOPInstanceUID}: {error}") from error
+    result = node.ingestor.ingest(temp, _OWN)
+    if result.outcome == "failed":
+        raise TransientJobError(f"storing {kind} {dataset.SOPInstanceUID}: {result.reason}")
+    if not result.acknowledged or result.version is None or result.path is None:
+        # Refused by our own ingest checks: a fault in what we built, not a passing one.
+        raise RuntimeError(f"{kind} {dataset.SOPInstanceUID} refused by ingest: {result.reason}")
+    logger.info("stored %s %s", kind, dataset.SOPInstanceUID)
+    return StoredOutput(kind, str(dataset.SOPInstanceUID), result.version, result.path)
+
+
+def _step(name: str, uid: str, started: float, **extra: Any) -> dict[str, Any]:
+    seconds = round(time.perf_counter() - started, 4)
+    return {"step": name, "sop_instance_uid": uid, "seconds": seconds, **extra}

@@ -1,0 +1,146 @@
+"""run_job: one claimed job from the study's instances to stored, queued results.
+
+Three phases so that one process never holds the SQLite write lock while models run:
+read what is needed (short session) → compute with no session open (decode, views, pipelines,
+SR and overlays, stored through ingest which commits its own rows) → one short transaction with
+the clips, findings, outputs, deliveries and the superseded earlier SR.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pydicom
+from pydicom.dataset import Dataset
+from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
+
+from echo_node.export.queue import queue_deliveries
+from echo_node.jobs.outcome import JobOutcome, TransientJobError
+from echo_node.jobs.selection import processable_instances
+from echo_node.node import Node
+from echo_node.processing.analysis import ClipInput, ClipRun, analyse_clip
+from echo_node.processing.classifier import view_classifier
+from echo_node.processing.outputs import StoredOutput, write_overlays, write_sr
+from echo_node.processing.record import (
+    record_clips,
+    record_outputs,
+    supersede_reports,
+)
+from echo_node.processing.summary import nothing_measured, pipelines_failed
+from storage.models import Job, Output, Study
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    job_id: int
+    study_id: int
+    study_uid: str
+    only: tuple[str, ...] | None  # a reprocess limited to these pipelines
+    clips: list[ClipInput]
+    predecessor: Path | None  # the study's latest SR written by an earlier job
+    written: int  # outputs this job already has (an attempt that got that far)
+
+
+def run_job(node: Node, job_id: int, models: Any) -> JobOutcome:
+    """Process the study of job `job_id` (already claimed by the caller) and say how it went.
+
+    Returns done (SR and overlays stored, deliveries queued) or skipped (nothing measurable,
+    with the reason). Raises TransientJobError for faults worth a retry; anything else is a
+    failure with its text.
+    """
+    try:
+        plan = _read_plan(node, job_id)
+    except OperationalError as error:  # database busy or gone for a moment
+        raise TransientJobError(f"reading job {job_id}: {error}") from error
+    if plan.written:
+        # An earlier attempt committed its results and died before the worker recorded it.
+        return JobOutcome("done", f"results already written by this job ({plan.written})")
+    if not plan.clips:
+        return JobOutcome("skipped", "no processable instance in the study")
+
+    classifier = view_classifier(models)
+    runs = [
+        analyse_clip(clip, models, classifier, node.settings.min_view_confidence, plan.only)
+        for clip in plan.clips
+    ]
+    steps = [step for run in runs for step in run.steps]
+    measured = [run for run in runs if run.measured]
+    if not measured:
+        failures = pipelines_failed(runs)
+        if failures:
+            raise RuntimeError(failures)
+        reason = nothing_measured(runs)
+        _write(node, plan, runs, [])
+        logger.info("job %s skipped: study %s, %s", job_id, plan.study_uid, reason)
+        return JobOutcome("skipped", reason, steps)
+
+    predecessor = _predecessor(plan.predecessor)
+    stored = [write_sr(node, runs, predecessor, steps), *write_overlays(node, runs, steps)]
+    _write(node, plan, runs, stored)
+    overlays = len(stored) - 1
+    message = (
+        f"{len(runs)} clip(s), {len(measured)} measured: SR {stored[0].sop_instance_uid}"
+        f" and {overlays} overlay(s)"
+        + (f", superseding SR {predecessor.SOPInstanceUID}" if predecessor is not None else "")
+    )
+    logger.info("job %s done: study %s, %s", job_id, plan.study_uid, message)
+    return JobOutcome("done", message, steps)
+
+
+def _read_plan(node: Node, job_id: int) -> _Plan:
+    with node.sessions() as session:
+        job = session.get(Job, job_id)
+        if job is None:
+            raise LookupError(f"job {job_id} does not exist")
+        study = session.get(Study, job.study_id)
+        assert study is not None  # foreign key
+        instances = processable_instances(session, job.study_id, node.settings)
+        clips = [ClipInput(i.id, i.sop_instance_uid, node.store.root / i.path) for i in instances]
+        earlier = session.scalars(
+            select(Output)
+            .where(Output.study_id == job.study_id, Output.kind == "sr", Output.job_id != job_id)
+            .order_by(Output.id.desc())
+            .limit(1)
+        ).first()
+        written = session.scalar(select(func.count(Output.id)).where(Output.job_id == job_id))
+        only = (
+            tuple(p.strip() for p in job.pipelines.split(",") if p.strip())
+            if job.pipelines
+            else None
+        )
+        return _Plan(
+            job_id=job_id,
+            study_id=job.study_id,
+            study_uid=study.study_instance_uid,
+            only=only,
+            clips=clips,
+            predecessor=node.store.root / earlier.instance.path if earlier else None,
+            written=int(written or 0),
+        )
+
+
+def _predecessor(path: Path | None) -> Dataset | None:
+    """The earlier SR's header, read from its stored file (its UIDs go in the new SR)."""
+    if path is None:
+        return None
+    return pydicom.dcmread(path, stop_before_pixels=True)
+
+
+def _write(node: Node, plan: _Plan, runs: list[ClipRun], stored: list[StoredOutput]) -> None:
+    """Clips, findings, outputs, deliveries and the superseded SR: one short transaction."""
+    try:
+        with node.sessions.begin() as session:
+            record_clips(session, plan.job_id, runs)
+            outputs = record_outputs(session, plan.job_id, plan.study_id, stored)
+            for output in outputs:
+                queue_deliveries(session, output, node.settings.destinations)
+            if any(item.kind == "sr" for item in stored):
+                supersede_reports(session, plan.job_id, plan.study_id)
+    except OperationalError as error:
+        raise TransientJobError(f"recording job {plan.job_id}: {error}") from error
