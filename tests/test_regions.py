@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import cv2
+import numpy as np
+import numpy.typing as npt
 import pydicom
 import pytest
-from conftest import testdata as sample
+from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 
-from ai.clip import UltrasoundRegion
+from ai.clip import ArrayFrames, Clip, UltrasoundRegion
+from ai.decode import load_clip
 from ai.regions import (
     DATA_CW,
     DATA_PW,
@@ -23,6 +29,15 @@ from ai.regions import (
     tissue_region,
     velocity_to_row,
 )
+from ai.sector import apply_mask, sector_mask
+
+
+def sample(name: str) -> Path:
+    """A file of pydicom's bundled examples or pydicom-data."""
+    path = get_testdata_file(name)
+    assert path is not None, f"{name} missing: is pydicom-data installed?"
+    return Path(path)
+
 
 FILES_WITH_REGIONS = {
     "examples_ybr_color.dcm": 1,
@@ -147,3 +162,58 @@ def test_region_outside_the_image_is_dropped() -> None:
     )
     assert len(regions) == 1
     assert spectral_region(regions) == regions[0]
+
+
+# --- the sector mask (ai.sector) -------------------------------------------------------------
+
+
+def _fan_clip(frames: int, seed: int = 0) -> tuple[Clip, npt.NDArray[np.bool_]]:
+    """A fan of changing speckle, burned-in white text and a green ECG trace."""
+    rng = np.random.default_rng(seed)
+    rows, columns = 240, 320
+    fan = np.zeros((rows, columns), np.uint8)
+    cv2.ellipse(fan, (160, 20), (200, 200), 0, 50, 130, 1, -1)
+    truth = fan.astype(bool)
+    video = np.zeros((frames, rows, columns, 3), np.uint8)
+    for k in range(frames):
+        grey = (rng.gamma(1.5, 40.0, (rows, columns)).clip(0, 255) * truth).astype(np.uint8)
+        frame = np.repeat(grey[..., None], 3, axis=2)
+        cv2.putText(frame, "HR 72 PLAX", (5, 15), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255,) * 3, 1)
+        cv2.putText(frame, "MI 1.2", (260, 120), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (230,) * 3, 1)
+        xs = np.arange(columns)
+        ys = (225 - 12 * np.exp(-((((xs - 40 - 8 * k) % 120 - 60) / 3.0) ** 2))).astype(int)
+        frame[ys, xs] = (30, 220, 40)
+        video[k] = frame
+    return Clip(frames=ArrayFrames(video), rows=rows, columns=columns), truth
+
+
+@pytest.mark.parametrize("frames", [1, 12])
+def test_sector_mask_keeps_the_fan_and_drops_text_and_ecg(frames: int) -> None:
+    clip, truth = _fan_clip(frames)
+    mask = sector_mask(clip)
+    iou = (mask & truth).sum() / (mask | truth).sum()
+    assert iou > 0.93, iou
+    first = clip.frames[0]
+    text = (first.min(axis=2) > 200) & ~truth
+    ecg = (first[..., 1] > 200) & (first[..., 0] < 100)
+    assert text.sum() > 50 and not (mask & text).any()
+    assert ecg.sum() > 100 and not (mask & ecg).any()
+    masked = apply_mask(first, mask)
+    assert masked[~mask].max() == 0 and (masked[mask] == first[mask]).all()
+
+
+def test_sector_mask_stays_inside_the_tissue_region() -> None:
+    clip, _ = _fan_clip(4)
+    region = UltrasoundRegion(1, 1, 0, 0, 0, 319, 150, 3, 3, 0.05, 0.05)
+    mask = sector_mask(Clip(clip.frames, clip.rows, clip.columns, regions=(region,)))
+    assert mask.any() and not mask[151:].any()
+
+
+def test_sector_mask_on_a_real_clip() -> None:
+    """pydicom-data's 120-frame SonoSite clip: the fan, not the text band around it."""
+    clip = load_clip(sample("color3d_jpeg_baseline.dcm"))
+    mask = sector_mask(clip, max_frames=8)
+    assert 0.15 < mask.mean() < 0.5
+    assert not mask[:20, :100].any()  # the "PLA Gen THI" text at the top left
+    assert not mask[440:].any()  # the button bar at the bottom
+    assert mask[200, 320]  # the middle of the fan
