@@ -86,7 +86,6 @@ def test_tokens_cli(tmp_path: Path) -> None:
         assert httpx.get(url, headers=headers).status_code == 200
         token_id = listing.stdout.split()[0]
         assert cli("revoke", token_id).returncode == 0
-        assert "revoked" in cli("list").stdout
         assert httpx.get(url, headers=headers).status_code == 401
         assert cli("revoke", token_id).returncode == 1
     finally:
