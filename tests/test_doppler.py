@@ -39,10 +39,12 @@ class Spectrum:
     peaks: dict[str, list[float]]  # "TR" or "E"/"A" → per complete beat
 
 
-def _tr_velocity(t: npt.NDArray[np.float64], rr: float, vmax: float) -> npt.NDArray[np.float64]:
+def _tr_velocity(
+    t: npt.NDArray[np.float64], rr: float, vmax: float, jet_s: float = 0.42
+) -> npt.NDArray[np.float64]:
     """Holosystolic TR jet: rounded, from 0.03 s after R for 0.42 s, below the baseline."""
     phase = np.mod(t, rr)
-    u = np.clip((phase - 0.03) / 0.42, 0, 1)
+    u = np.clip((phase - 0.03) / jet_s, 0, 1)
     return -vmax * np.sin(np.pi * u) ** 0.7
 
 
@@ -66,6 +68,7 @@ def synthetic_doppler(
     ecg: bool = False,
     seed: int = 0,
     description: str = "",
+    jet_s: float = 0.42,
 ) -> tuple[Dataset, Spectrum]:
     """A 400×500 RGB US image: a grey 2D area on top and a spectral strip with speckle, a bright
     baseline line, scale text blobs and optionally a green ECG trace, calibrated by its regions."""
@@ -80,7 +83,9 @@ def synthetic_doppler(
     baseline = STRIP_TOP + baseline_offset
     width = STRIP_RIGHT - STRIP_LEFT + 1
     t = np.arange(width) * SECONDS_PER_COLUMN + 0.3  # the sweep starts mid-beat
-    velocity = _tr_velocity(t, rr_s, tr_vmax) if mode == "CW" else _mv_velocity(t, rr_s, e, a)
+    velocity = (
+        _tr_velocity(t, rr_s, tr_vmax, jet_s) if mode == "CW" else _mv_velocity(t, rr_s, e, a)
+    )
     for i, v in enumerate(velocity):
         reach = abs(v) / abs(delta_y)
         if reach < 1:
@@ -216,6 +221,49 @@ def test_keyword_decides_av_over_shape() -> None:
     ds, _ = synthetic_doppler("CW", description="CW AV apical 5ch")
     (finding,) = measure(load_clip(ds)).findings
     assert finding.name == "AV_Vmax" and "flow_identified_by_shape" not in finding.flags
+
+
+def test_short_ejection_is_taken_for_aortic_flow() -> None:
+    """No keyword: a jet lasting a third of the beat is ejection (AV), not a holosystolic TR."""
+    ds, _ = synthetic_doppler("CW", rr_s=0.9, tr_vmax=150.0, jet_s=0.28)
+    (finding,) = measure(load_clip(ds)).findings
+    assert finding.name == "AV_Vmax" and "flow_identified_by_shape" in finding.flags
+    assert _within(finding.value, -150.0)
+
+
+def test_pw_direction_comes_from_the_calibration() -> None:
+    """The same picture is mitral inflow when the scale says "toward" and is refused when an
+    inverted scale (positive PhysicalDeltaY) says the flow drawn on top runs away."""
+    ds, _ = synthetic_doppler("PW", e=80.0, a=50.0)
+    assert measure(load_clip(ds)).status == PipelineStatus.OK
+    ds.SequenceOfUltrasoundRegions[1].PhysicalDeltaY = 0.9
+    result = measure(load_clip(ds))
+    assert result.status == PipelineStatus.NOT_APPLICABLE
+    assert "not recognised as mitral inflow" in result.message
+
+
+def test_inverted_display_mitral_below_the_baseline() -> None:
+    """Inverted display: inflow drawn below the baseline, PhysicalDeltaY positive."""
+    ds, _ = synthetic_doppler("PW", e=80.0, a=50.0)
+    rgb = load_clip(ds).frames[0].copy()
+    baseline = STRIP_TOP + 150
+    strip = rgb[STRIP_TOP : baseline + 1]
+    height = strip.shape[0]
+    rgb[STRIP_TOP : STRIP_TOP + height] = strip[::-1]  # baseline now at the strip top
+    ds.PixelData = rgb.tobytes()
+    region = ds.SequenceOfUltrasoundRegions[1]
+    region.ReferencePixelY0, region.PhysicalDeltaY = 0, 0.9
+    result = measure(load_clip(ds))
+    assert result.status == PipelineStatus.OK, result.message
+    found = {f.name: f for f in result.findings}
+    assert _within(found["MV_E"].value, 80.0) and _within(found["MV_A"].value, 50.0)
+
+
+def test_missing_baseline_is_refused() -> None:
+    ds, _ = synthetic_doppler("CW")
+    del ds.SequenceOfUltrasoundRegions[1].ReferencePixelY0
+    result = measure(load_clip(ds))
+    assert result.status == PipelineStatus.NOT_APPLICABLE and "ReferencePixelY0" in result.message
 
 
 def test_frequency_scale_is_refused() -> None:

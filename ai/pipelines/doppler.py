@@ -22,17 +22,20 @@ Steps:
 What the flow is (assumptions, stated because the image alone cannot prove them):
 
 - The dominant side of the baseline is the one with the larger 95th-percentile envelope speed.
-- CW, dominant flow below the baseline (away from an apical transducer): tricuspid
-  regurgitation or aortic ejection. SeriesDescription / ImageComments keywords decide first
-  (TR, TV, tricuspid → TR; AV, AS, aortic, LVOT → AV). Otherwise the shape decides: a TR jet is
-  holosystolic, so its flow lasts at least 40 % of the beat; aortic ejection is shorter. Reported
-  as "TR_Vmax" or "AV_Vmax" with the flag "flow_identified_by_shape" when no keyword decided.
-- PW, dominant flow above the baseline (toward an apical transducer) with two peaks per beat
-  (early filling, then atrial): mitral inflow → "MV_E", "MV_A" and "MV_E_A" (E/A per beat,
-  median). When the dip between E and A stays above half the A peak the waves are fused and the
-  findings carry the flag "EA_fused". A PW flow that is not biphasic, or is below the baseline,
-  is not claimed as mitral.
-- CW flow above the baseline is not recognised (no finding, status not_applicable).
+  Its direction comes from the calibration, not from the side: flow toward the transducer has
+  positive velocity (drawn above the baseline, or below it on an inverted display, which the
+  region's positive PhysicalDeltaY then says).
+- CW, dominant flow away from the transducer (apical view): tricuspid regurgitation or aortic
+  ejection. SeriesDescription / ImageComments keywords decide first (TR, TV, tricuspid → TR;
+  AV, AS, aortic, LVOT → AV). Otherwise the shape decides: a TR jet is holosystolic, so its flow
+  lasts at least 40 % of the beat; aortic ejection is shorter. Reported as "TR_Vmax" or
+  "AV_Vmax", with the flag "flow_identified_by_shape" when no keyword decided.
+- PW, dominant flow toward the transducer with two peaks per beat (early filling, then atrial):
+  mitral inflow → "MV_E", "MV_A" and "MV_E_A" (E/A per beat, median). When the dip between E
+  and A stays above half the A peak the waves are fused and the findings carry the flag
+  "EA_fused". A PW flow that is not biphasic, or runs away from the transducer, is not claimed
+  as mitral.
+- CW flow toward the transducer is not recognised (no finding, status not_applicable).
 
 Units: every velocity is in cm/s (UCUM "cm/s", the unit of the region's calibration, also for
 TR_Vmax, which clinicians often quote in m/s); values are signed as calibrated, so a TR Vmax is
@@ -390,6 +393,12 @@ class _Traced:
     speed: FloatArray  # envelope distance from the baseline per column, pixels
     flags: tuple[str, ...]
 
+    @property
+    def toward(self) -> bool:
+        """Flow toward the transducer: positive velocity by the region's calibration."""
+        step = -1.0 if self.side == "above" else 1.0
+        return self.strip.region.physical_delta_y * step > 0
+
     def result(
         self, status: PipelineStatus, message: str = "", findings: tuple[Finding, ...] = ()
     ) -> PipelineResult:
@@ -403,7 +412,7 @@ class _Traced:
 
 def _measure_cw(clip: Clip, traced: _Traced) -> PipelineResult:
     strip, speed = traced.strip, traced.speed
-    if traced.side == "above":
+    if traced.toward:
         message = "CW flow toward the transducer: not recognised as TR or AV"
         return traced.result(PipelineStatus.NOT_APPLICABLE, message)
     beats, beat_flags = _beats(strip, traced.frame, speed, biphasic=False)
@@ -425,7 +434,7 @@ def _measure_cw(clip: Clip, traced: _Traced) -> PipelineResult:
 
 def _measure_pw(traced: _Traced) -> PipelineResult:
     strip, speed = traced.strip, traced.speed
-    if traced.side == "below":
+    if not traced.toward:
         message = "PW flow away from the transducer: not recognised as mitral inflow"
         return traced.result(PipelineStatus.NOT_APPLICABLE, message)
     beats, beat_flags = _beats(strip, traced.frame, speed, biphasic=True)
