@@ -84,8 +84,9 @@ tr_cw and mv_pw add::
               peak_column, peak_row (float), start_s, end_s}} ]   # only beats fully in view
            with <wave> "TR" (tr_cw) or "E" and "A" (mv_pw); times from the region's left edge
     ecg: {rgb: [0, 230, 0], rows: [top, bottom], columns: [x0, x1], r_wave_times_s}
-    expected: TR_Vmax (m/s, the patient's jet: each beat's peak is 0–6 % below it)
-              MV_E, MV_A (cm/s, each beat within ±4 %), MV_E_A (1)
+    expected: TR_Vmax (m/s): the highest drawn beat, as echocardiographers report it
+              MV_E, MV_A (cm/s): means over the drawn beats; MV_E_A (1) = MV_E / MV_A
+              (beats vary: TR peaks 0–6 % below the patient's jet, E and A ±4 %)
 
   peak_velocity_cm_s is the envelope as drawn (its extreme at a column centre); the lit
   spectrum reaches exactly to it, so measuring the image gives it to within one pixel.

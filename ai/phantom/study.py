@@ -90,9 +90,7 @@ def generate_study(
             "compressed": compressed,
             "regions": [dataclasses.asdict(r) for r in clip.regions],
             **truth,
-            "expected": {
-                k: v for k, v in _expected(clip.patient).items() if k in _EXPECTED_BY_CLIP[name]
-            },
+            "expected": _expected(name, clip.patient, truth),
         }
         path.with_suffix(".json").write_text(json.dumps(document, indent=1))
         logger.info("phantom %s written: SOPInstanceUID %s", name, spec.sop_instance_uid)
@@ -192,8 +190,27 @@ _EXPECTED_BY_CLIP = {
 }
 
 
-def _expected(patient: Patient) -> dict[str, dict[str, Any]]:
-    """Study-level values under the names ai.findings uses, with UCUM units."""
+def _expected(name: str, patient: Patient, truth: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The answers for one clip, under the names ai.findings uses, with UCUM units.
+
+    Doppler answers are what the image shows: TR Vmax is the highest drawn beat (as
+    echocardiographers report it), E and A the means over the drawn beats.
+    """
+    values = _patient_values(patient)
+    beats = truth.get("beats", [])
+    if name == "tr_cw" and beats:
+        peak = max(-b["TR"]["peak_velocity_cm_s"] for b in beats)
+        values["TR_Vmax"] = {"value": peak / 100.0, "unit": "m/s"}
+    if name == "mv_pw" and beats:
+        e = float(np.mean([b["E"]["peak_velocity_cm_s"] for b in beats]))
+        a = float(np.mean([b["A"]["peak_velocity_cm_s"] for b in beats]))
+        values["MV_E"] = {"value": e, "unit": "cm/s"}
+        values["MV_A"] = {"value": a, "unit": "cm/s"}
+        values["MV_E_A"] = {"value": e / a, "unit": "1"}
+    return {k: v for k, v in values.items() if k in _EXPECTED_BY_CLIP[name]}
+
+
+def _patient_values(patient: Patient) -> dict[str, dict[str, Any]]:
     return {
         "IVSd": {"value": patient.ivsd_cm, "unit": "cm"},
         "LVIDd": {"value": patient.lvidd_cm, "unit": "cm"},
