@@ -156,6 +156,12 @@ def test_a_rendered_clip_converts_to_the_ai_clip() -> None:
     assert doppler.r_wave_times_ms
 
 
+def test_spectral_strip_starts_where_echonet_doppler_models_expect_it() -> None:
+    # EchoNet-Measurements skips 768×1024 Doppler images whose strip starts outside rows 340–350.
+    spectral = make_clip("tr_cw", 2, rows=768, columns=1024).regions[1]
+    assert 340 <= spectral.min_y0 <= 350
+
+
 def test_cli_writes_studies_with_truth_and_previews(tmp_path: Path) -> None:
     args = ["phantom", "--out", str(tmp_path), "--seed", "3", "--studies", "2", "--raw"]
     args += ["--rows", "160", "--columns", "200", "--cycles", "1", "--frame-rate", "20", "--png"]
@@ -167,6 +173,7 @@ def test_cli_writes_studies_with_truth_and_previews(tmp_path: Path) -> None:
             ds = pydicom.dcmread(folder / f"{name}.dcm")
             assert ds.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1"
             assert ds.PhotometricInterpretation == "RGB"
+            assert "ViewCodeSequence" not in ds  # off unless --view-codes
             assert truth(folder / f"{name}.dcm")["seed"] == seed
             assert (folder / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
 

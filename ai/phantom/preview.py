@@ -1,4 +1,8 @@
-"""A PNG of one frame of a written phantom instance, for documentation and quick looks."""
+"""A PNG of one frame of a written phantom instance, for documentation and quick looks.
+
+docs/images/phantom-<clip>.png are `echo-node phantom --out DIR --seed 1 --png` (frame 0,
+480 pixels wide) copied from DIR/phantom-1/<clip>.png.
+"""
 
 from __future__ import annotations
 
