@@ -1,0 +1,258 @@
+"""run_job on a node holding an imported phantom study: SR and overlays stored and queued,
+checked with dciodvfy and dsrdump against the phantom's ground truth; skip; reprocess."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pydicom
+import pytest
+from sqlalchemy import select
+
+from ai.phantom.study import generate_study
+from echo_node.cli.importer import import_file
+from echo_node.jobs import queue
+from echo_node.jobs.outcome import JobOutcome
+from echo_node.jobs.selection import processable_instances
+from echo_node.node import Node, open_node
+from echo_node.processing import run_job
+from echo_node.settings import load_settings
+from storage.models import Delivery, FindingRow, Job, JobClip, Output, Study
+from tests.conftest import require_tool
+
+# Full-width phantom frames keep the Doppler engine within a few % of the truth; one cycle
+# at 20 frames/s keeps the 2D clips (and their decoding) small.
+DESTINATIONS = [
+    {"name": "pacs", "kind": "dimse", "ae_title": "PACS", "host": "127.0.0.1", "port": 4242},
+    {"name": "web", "kind": "dicomweb", "url": "http://127.0.0.1:1/dicom-web"},
+]
+# dsrdump's concept name of each phantom truth key, and the factor from truth to SR units.
+SR_CONCEPTS = {
+    "TR_Vmax": ("Peak Blood Velocity", 100.0),  # truth m/s, SR cm/s
+    "MV_E": ("Mitral Valve E-Wave Peak Velocity", 1.0),
+    "MV_A": ("Mitral Valve A-Wave Peak Velocity", 1.0),
+    "MV_E_A": ("Mitral Valve E to A Ratio", 1.0),
+}
+NUM_LINE = re.compile(r'NUM:\(,,"(?P<name>[^"]+)"\)="(?P<value>[^"]+)" \((?P<unit>[^,]+),UCUM')
+
+
+@dataclass
+class Run:
+    node: Node
+    job_id: int
+    outcome: JobOutcome
+    phantom: Path
+
+
+def make_node(data_dir: Path) -> Node:
+    settings = load_settings(
+        environ={
+            "ECHO_NODE_DATA_DIR": str(data_dir),
+            "ECHO_NODE_STABLE_AFTER_S": "0",
+            "ECHO_NODE_DESTINATIONS": json.dumps(DESTINATIONS),
+        }
+    )
+    return open_node(settings)
+
+
+def claim_next(node: Node) -> int:
+    with node.sessions.begin() as session:
+        job = queue.claim_job(session, "test-worker", node.settings, queue.now_utc())
+        assert job is not None
+        return job.id
+
+
+def stable_job(node: Node) -> int:
+    with node.sessions.begin() as session:
+        created = queue.enqueue_stable_studies(session, node.settings, queue.now_utc())
+    assert len(created) == 1, created
+    return claim_next(node)
+
+
+def outputs_of(node: Node, job_id: int) -> list[Output]:
+    with node.sessions() as session:
+        rows = session.scalars(select(Output).where(Output.job_id == job_id)).all()
+        for row in rows:
+            _ = row.instance.path  # loaded while the session is open
+        return list(rows)
+
+
+def output_path(node: Node, output: Output) -> Path:
+    return node.store.root / output.instance.path
+
+
+def dsr_numbers(path: Path) -> dict[str, tuple[float, str]]:
+    text = subprocess.run(
+        [require_tool("dsrdump"), str(path)], capture_output=True, text=True, check=True
+    ).stdout
+    return {m["name"]: (float(m["value"]), m["unit"]) for m in NUM_LINE.finditer(text)}
+
+
+def dciodvfy_errors(path: Path) -> list[str]:
+    proc = subprocess.run(
+        [require_tool("dciodvfy"), str(path)], capture_output=True, text=True, timeout=60
+    )
+    lines = (proc.stdout + proc.stderr).splitlines()
+    assert any(line.strip() and not line.startswith(("Error", "Warning")) for line in lines)
+    return [line for line in lines if line.startswith("Error")]
+
+
+def truth(phantom: Path, clip: str) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads((phantom / f"{clip}.json").read_text())
+    return document
+
+
+@pytest.fixture(scope="module")
+def first(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+    root = tmp_path_factory.mktemp("processing")
+    phantom = root / "phantom"
+    generate_study(phantom, 1, rows=480, columns=640, cycles=1, frame_rate=20.0)
+    node = make_node(root / "data")
+    for path in sorted(phantom.glob("*.dcm")):
+        assert import_file(node.ingestor, path).outcome == "stored"
+    job_id = stable_job(node)
+    outcome = run_job(node, job_id, None)
+    yield Run(node, job_id, outcome, phantom)
+    node.engine.dispose()
+
+
+def test_done_with_an_sr_and_an_overlay_per_measured_clip(first: Run) -> None:
+    assert first.outcome.state == "done", first.outcome.message
+    outputs = outputs_of(first.node, first.job_id)
+    kinds = sorted(o.kind for o in outputs)
+    # Doppler gives values without weights; PLAX/A4C report their models as not installed.
+    assert kinds == ["sc", "sc", "sr"]
+    doppler_uids = {truth(first.phantom, n)["sop_instance_uid"] for n in ("tr_cw", "mv_pw")}
+    study_uid = truth(first.phantom, "plax")["study_instance_uid"]
+    for output in outputs:
+        ds = pydicom.dcmread(output_path(first.node, output))
+        assert ds.StudyInstanceUID == study_uid
+        assert ds.SOPInstanceUID == output.sop_instance_uid
+        if output.kind == "sc":
+            assert ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.7.4"
+            assert ds.SourceImageSequence[0].ReferencedSOPInstanceUID in doppler_uids
+            assert ds.SeriesDescription == "Echo Node overlays"
+    steps = {step["step"] for step in first.outcome.steps}
+    assert {"decode", "view", "pipeline:doppler", "pipeline:plax", "sr", "sc"} <= steps
+    assert all(step["seconds"] >= 0 for step in first.outcome.steps)
+
+
+def test_outputs_pass_dciodvfy(first: Run) -> None:
+    for output in outputs_of(first.node, first.job_id):
+        path = output_path(first.node, output)
+        assert dciodvfy_errors(path) == [], (output.kind, path)
+
+
+def test_sr_values_match_the_phantom_truth(first: Run) -> None:
+    (sr,) = [o for o in outputs_of(first.node, first.job_id) if o.kind == "sr"]
+    numbers = dsr_numbers(output_path(first.node, sr))
+    expected = {
+        **truth(first.phantom, "tr_cw")["expected"],
+        **truth(first.phantom, "mv_pw")["expected"],
+    }
+    assert set(SR_CONCEPTS) <= set(expected)
+    for key, (concept, factor) in SR_CONCEPTS.items():
+        value, unit = numbers[concept]
+        assert unit == ("{ratio}" if key == "MV_E_A" else "cm/s")
+        want = expected[key]["value"] * factor
+        # TR is regurgitant flow below the baseline: the magnitude is compared.
+        assert abs(abs(value) - want) <= 0.05 * want, (key, value, want)
+
+
+def test_clips_findings_and_deliveries_are_recorded(first: Run) -> None:
+    node = first.node
+    with node.sessions() as session:
+        clips = {c.sop_instance_uid: c for c in session.scalars(select(JobClip))}
+        for name, view in (("plax", "plax"), ("a4c", "a4c"), ("tr_cw", "doppler")):
+            clip = clips[truth(first.phantom, name)["sop_instance_uid"]]
+            assert clip.view == view and clip.job_id == first.job_id
+        plax = clips[truth(first.phantom, "plax")["sop_instance_uid"]]
+        assert plax.detail["pipelines"][0]["status"] == "model_not_installed"
+        findings = {f.name: f for f in session.scalars(select(FindingRow))}
+        tr = truth(first.phantom, "tr_cw")
+        assert findings["TR_Vmax"].sop_instance_uid == tr["sop_instance_uid"]
+        assert findings["TR_Vmax"].model_name == "classical-doppler"
+        deliveries = session.scalars(select(Delivery)).all()
+        outputs = session.scalars(select(Output)).all()
+        pairs = {(d.output_id, d.destination) for d in deliveries}
+        assert pairs == {(o.id, d["name"]) for o in outputs for d in DESTINATIONS}
+        assert {d.state for d in deliveries} == {"pending"}
+
+
+def test_own_outputs_never_make_a_job(first: Run) -> None:
+    node = first.node
+    with node.sessions() as session:
+        study_id = session.scalars(select(Study.id)).one()
+        processable = processable_instances(session, study_id, node.settings)
+        assert len(processable) == 4  # the four phantom clips, not the SR or the overlays
+    with node.sessions.begin() as session:
+        assert queue.enqueue_stable_studies(session, node.settings, queue.now_utc()) == []
+
+
+def test_a_job_taken_over_after_its_results_were_written_adds_nothing(first: Run) -> None:
+    before = len(outputs_of(first.node, first.job_id))
+    again = run_job(first.node, first.job_id, None)
+    assert again.state == "done"
+    assert len(outputs_of(first.node, first.job_id)) == before
+
+
+def test_reprocess_supersedes_the_earlier_sr(first: Run) -> None:
+    node = first.node
+    (old_sr,) = [o for o in outputs_of(node, first.job_id) if o.kind == "sr"]
+    with node.sessions.begin() as session:
+        study_id = session.scalars(select(Study.id)).one()
+        queue.enqueue_reprocess(session, [study_id], queue.now_utc(), "doppler")
+    job_id = claim_next(node)
+    outcome = run_job(node, job_id, None)
+    assert outcome.state == "done", outcome.message
+    # Only the named pipeline ran.
+    ran = {s["step"] for s in outcome.steps if s["step"].startswith("pipeline:")}
+    assert ran == {"pipeline:doppler"}
+    (new_sr,) = [o for o in outputs_of(node, job_id) if o.kind == "sr"]
+    ds = pydicom.dcmread(output_path(node, new_sr))
+    (study_ref,) = ds.PredecessorDocumentsSequence
+    assert study_ref.StudyInstanceUID == ds.StudyInstanceUID
+    reference = study_ref.ReferencedSeriesSequence[0].ReferencedSOPSequence[0]
+    assert reference.ReferencedSOPInstanceUID == old_sr.sop_instance_uid
+    assert dciodvfy_errors(output_path(node, new_sr)) == []
+    with node.sessions() as session:
+        earlier = session.get(Output, old_sr.id)
+        assert earlier is not None and earlier.superseded_by_job_id == job_id
+        latest = session.get(Output, new_sr.id)
+        assert latest is not None and latest.superseded_by_job_id is None
+        # The earlier results stay on record: both runs' findings and files.
+        jobs = {f.job_id for f in session.scalars(select(FindingRow))}
+        assert jobs == {first.job_id, job_id}
+    assert output_path(node, old_sr).is_file()
+
+
+def test_only_unknown_views_is_skipped_without_an_sr(tmp_path: Path) -> None:
+    phantom = tmp_path / "phantom"
+    generate_study(phantom, 2, rows=240, columns=320, cycles=1, frame_rate=15.0)
+    node = make_node(tmp_path / "data")
+    for name in ("plax", "a4c"):
+        ds = pydicom.dcmread(phantom / f"{name}.dcm")
+        # No description, comment or view code: nothing in the header says which view it is.
+        for keyword in ("SeriesDescription", "ImageComments", "ViewCodeSequence"):
+            if keyword in ds:
+                delattr(ds, keyword)
+        blind = tmp_path / f"{name}-blind.dcm"
+        ds.save_as(blind)
+        assert import_file(node.ingestor, blind).outcome == "stored"
+    job_id = stable_job(node)
+    outcome = run_job(node, job_id, None)
+    assert outcome.state == "skipped"
+    assert "no measurement pipeline ran" in outcome.message
+    assert "view unknown" in outcome.message
+    assert outputs_of(node, job_id) == []
+    with node.sessions() as session:
+        clips = session.scalars(select(JobClip).where(JobClip.job_id == job_id)).all()
+        assert sorted(c.view for c in clips) == ["unknown", "unknown"]
+        assert session.scalars(select(Job.id)).all() == [job_id]
+    node.engine.dispose()
