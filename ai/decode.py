@@ -119,7 +119,7 @@ class DicomFrames:
     """
 
     def __init__(self, ds: Dataset, path: Path | None = None) -> None:
-        if "PixelData" not in ds and path is None:
+        if "PixelData" not in ds:
             raise DecodeError("no PixelData")
         self._ds = ds
         self._path = path
@@ -237,8 +237,9 @@ def load_clip(source: Source) -> Clip:
         ds = source
     else:
         path = Path(source)
-        # The header only; frames are read from the file one at a time (DicomFrames).
-        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        # Large values (Pixel Data) are deferred: frames are read from the file one at a time
+        # (DicomFrames), yet we still learn whether the file has pixel data at all.
+        ds = pydicom.dcmread(path, defer_size="64 KB")
     frames = DicomFrames(ds, path)
     rows, columns = int(ds.Rows), int(ds.Columns)
     frame_time, vector = _frame_times_ms(ds)

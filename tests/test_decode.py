@@ -155,10 +155,13 @@ def test_frame_index_bounds() -> None:
         clip.frames[2]
 
 
-def test_missing_pixel_data_is_refused() -> None:
+def test_missing_pixel_data_is_refused(tmp_path: Path) -> None:
     ds = pydicom.dcmread(sample("US1_UNCR.dcm"), stop_before_pixels=True)
     with pytest.raises(DecodeError, match="PixelData"):
         load_clip(ds)
+    ds.save_as(tmp_path / "header.dcm")
+    with pytest.raises(DecodeError, match="PixelData"):
+        load_clip(tmp_path / "header.dcm")
 
 
 def _timed(**attributes: object) -> Dataset:
