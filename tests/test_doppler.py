@@ -352,3 +352,22 @@ def test_phantom_mv_pw(phantom: Path) -> None:
         assert _within(finding.value, float(np.median(expected))), (finding, expected)
     ratio = truth["expected"]["MV_E_A"]["value"]
     assert _within(found["MV_E_A"].value, ratio, 0.08)
+
+
+def test_phantom_without_its_ecg_uses_envelope_gaps(phantom: Path) -> None:
+    """The phantom's strips with the ECG trace painted out: beats from the gaps in the flow."""
+    for name, key, finding_name in (("tr_cw", "TR", "TR_Vmax"), ("mv_pw", "E", "MV_E")):
+        truth = json.loads((phantom / f"{name}.json").read_text())
+        ds = pydicom.dcmread(phantom / f"{name}.dcm")
+        rgb = load_clip(ds).frames[0].copy()
+        top, bottom = truth["ecg"]["rows"]
+        rgb[top : bottom + 1] = 0
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.PhotometricInterpretation, ds.PlanarConfiguration = "RGB", 0
+        ds.PixelData = rgb.tobytes()
+        result = measure(load_clip(ds))
+        found = {f.name: f for f in result.findings}
+        finding = found[finding_name]
+        assert "beats_from_envelope_gaps" in finding.flags
+        expected = _matched_truth(finding.points, [b[key] for b in truth["beats"]])
+        assert _within(finding.value, float(np.median(expected))), (finding, expected)
