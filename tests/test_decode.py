@@ -99,6 +99,17 @@ def test_ybr_is_converted_to_rgb_explicitly() -> None:
     assert np.abs(ours.astype(int) - raw.astype(int)).mean() > 5
 
 
+def test_native_ybr_full_is_converted_to_rgb() -> None:
+    """Uncompressed YBR_FULL (no codec converts it): the RGB we give back is the original."""
+    ds = pydicom.dcmread(sample("US1_UNCR.dcm"))
+    original = ds.pixel_array
+    ybr = convert_color_space(original, "RGB", "YBR_FULL")
+    ds.PhotometricInterpretation = "YBR_FULL"
+    ds.PixelData = ybr.tobytes()
+    ours = load_clip(ds).frames[0]
+    assert np.abs(ours.astype(int) - original.astype(int)).max() <= 2
+
+
 def test_sixteen_bit_palette_maps_to_uint8_by_the_rule() -> None:
     ds = pydicom.dcmread(sample("gdcm-US-ALOKA-16.dcm"))
     assert ds.BitsAllocated == 16
