@@ -60,14 +60,15 @@ def send(
 
 def _rows(node: Node, output_ids: list[int], names: list[str]) -> list[tuple[Delivery, Output]]:
     with node.sessions() as session:
-        return list(
-            session.execute(
+        return [
+            (delivery, output)
+            for delivery, output in session.execute(
                 select(Delivery, Output)
                 .join(Output, Delivery.output_id == Output.id)
                 .where(Delivery.output_id.in_(output_ids), Delivery.destination.in_(names))
                 .order_by(Output.kind, Output.sop_instance_uid, Delivery.destination)
-            ).tuples()
-        )
+            )
+        ]
 
 
 def _settled(node: Node, output_ids: list[int], names: list[str]) -> bool:

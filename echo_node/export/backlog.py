@@ -32,14 +32,15 @@ def destination_backlog(session: Session, configured: Iterable[str] = ()) -> lis
         )
     ):
         counts.setdefault(name, {})[state] = int(count)
-    oldest = dict(
-        session.execute(
+    oldest = {
+        name: created
+        for name, created in session.execute(
             select(Delivery.destination, func.min(Output.created_at))
             .join(Output, Delivery.output_id == Output.id)
             .where(Delivery.state == PENDING)
             .group_by(Delivery.destination)
-        ).tuples()
-    )
+        )
+    }
     return [
         Backlog(
             destination=name,

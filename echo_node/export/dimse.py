@@ -14,13 +14,14 @@ change how the node's own SCP and other threads behave, so it is left alone.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
-from pynetdicom import AE
+from pynetdicom import AE, evt
 from pynetdicom.association import Association
 from pynetdicom.status import code_to_category
 
@@ -95,12 +96,20 @@ def _store_batch(
             if (item.sop_class_uid, tuple(syntaxes)) not in proposed:
                 proposed.add((item.sop_class_uid, tuple(syntaxes)))
                 ae.add_requested_context(item.sop_class_uid, syntaxes)
+    connected = threading.Event()  # pynetdicom reports a refused connection as an abort
     assoc = ae.associate(
-        destination.host, destination.port, ae_title=destination.ae_title, max_pdu=max_pdu
+        destination.host,
+        destination.port,
+        ae_title=destination.ae_title,
+        max_pdu=max_pdu,
+        evt_handlers=[(evt.EVT_CONN_OPEN, lambda _event: connected.set())],
     )
     if not assoc.is_established:
-        why = "rejected the association" if assoc.is_rejected else "could not be reached"
-        if assoc.is_aborted:
+        if not connected.is_set():
+            why = "could not be reached"
+        elif assoc.is_rejected:
+            why = "rejected the association"
+        else:
             why = "aborted the association"
         message = f"{destination.name} ({destination.host}:{destination.port}) {why}"
         return {item.key: transient(message) for item in items}
