@@ -27,9 +27,25 @@ def small_spec(name: str, **changes: object) -> ModelSpec:
     return dataclasses.replace(default_registry().get(name), **changes)  # type: ignore[arg-type]
 
 
+def random_model(spec: ModelSpec, seed: int = 0) -> torch.nn.Module:
+    """The architecture with seeded random weights, skipping torchvision's slow initialisers."""
+    with torch.device("meta"):
+        model = build(spec)
+    model = model.to_empty(device="cpu")
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+            if name.endswith("running_var"):
+                tensor.fill_(1.0)
+            elif name.endswith(("running_mean", "num_batches_tracked")):
+                tensor.zero_()
+            else:
+                tensor.copy_(torch.randn(tensor.shape, generator=generator) * 0.05)
+    return model.eval()
+
+
 def random_state(spec: ModelSpec, seed: int = 0) -> dict[str, torch.Tensor]:
-    torch.manual_seed(seed)
-    return build(spec).state_dict()
+    return random_model(spec, seed).state_dict()
 
 
 def save_checkpoint(

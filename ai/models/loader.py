@@ -175,11 +175,19 @@ def load_model(path: Path, spec: ModelSpec, device: torch.device | None = None) 
             f"{spec.name}; the file is not the published checkpoint"
         )
     state = read_checkpoint(path)
-    model = build(spec)
+    # Built on the meta device: random initialisation would be thrown away (and costs seconds
+    # for convnext_base); the checkpoint's tensors are assigned instead.
+    with torch.device("meta"):
+        model = build(spec)
     check_fit(model, state, spec)
     model.load_state_dict(
-        {k: v for k, v in state.items() if not k.startswith(_IGNORED_PREFIXES)}, strict=True
+        {k: v for k, v in state.items() if not k.startswith(_IGNORED_PREFIXES)},
+        strict=True,
+        assign=True,
     )
+    empty = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    if empty:
+        raise CheckpointError(f"{path.name}: no values for {_names(empty)}")
     target = device or torch.device("cpu")
     model = model.to(target).eval()
     logger.info("loaded model %s (%s) sha256 %s on %s", spec.name, path.name, digest[:12], target)

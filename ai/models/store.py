@@ -81,6 +81,11 @@ class ModelStore:
     def installed(self, name: str) -> bool:
         return self.path(name).is_file()
 
+    def add(self, loaded: LoadedModel) -> None:
+        """Use an already loaded model (a notebook's own, or a test's) under its spec's name."""
+        with self._lock:
+            self._loaded[loaded.spec.name] = loaded
+
     def get(self, name: str) -> LoadedModel | NotInstalled:
         """The loaded model, or NotInstalled. A file that does not fit raises CheckpointError."""
         spec = self.spec(name)
