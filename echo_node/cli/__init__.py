@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from echo_node.cli import analyze, importer, jobs, phantom, reprocess, serve, studies, tokens
+from echo_node.cli import analyze, importer, jobs, phantom, reprocess, send, serve, studies, tokens
 from echo_node.cli.context import CliState
 
 app = typer.Typer(
@@ -40,6 +40,7 @@ app.command("analyze")(analyze.analyze)
 app.add_typer(tokens.app, name="tokens")
 app.add_typer(jobs.app, name="jobs")
 app.command("reprocess")(reprocess.reprocess)
+app.command("send")(send.send)
 
 
 def main() -> None:
