@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import json
 import math
 from dataclasses import asdict
@@ -23,6 +25,18 @@ def _models(settings: Settings) -> Any:
 
     threads = settings.torch_threads or None
     return ModelStore(settings.resolved_models_dir, threads=threads)
+
+
+def _classifier(store: Any) -> Any:
+    """The view classifier (ai.models.view_classifier) when it and its weights are installed;
+    otherwise None, so an undecided view says "no view classifier installed"."""
+    name = "ai.models.view_classifier"
+    if importlib.util.find_spec(name) is None:
+        return None
+    module = importlib.import_module(name)
+    if not store.installed(module.MODEL):
+        return None
+    return module.ViewClassifier(store)
 
 
 def _number(value: float) -> str:
