@@ -213,8 +213,12 @@ def speed_profile(env: Envelope, baseline: int, side: str) -> FloatArray:
 def ecg_r_columns(
     frame: npt.NDArray[np.uint8], region: UltrasoundRegion, seconds: float
 ) -> list[int]:
-    """Strip columns of R waves from a green ECG trace drawn in the strip's columns, if any."""
-    band = frame[:, region.min_x0 : region.max_x1 + 1].astype(np.int16)
+    """Strip columns of R waves from a green ECG trace drawn in or below the strip, if any.
+
+    Only rows from the strip's top down are searched: the 2D image above a spectral strip may
+    hold green marks of its own.
+    """
+    band = frame[region.min_y0 :, region.min_x0 : region.max_x1 + 1].astype(np.int16)
     red, green, blue = band[..., 0], band[..., 1], band[..., 2]
     trace = (green > 150) & (red < 120) & (blue < 150) & (green - np.maximum(red, blue) > 60)
     present = trace.any(axis=0)
