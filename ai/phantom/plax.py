@@ -63,7 +63,8 @@ def plax_layout(patient: Patient, rng: np.random.Generator) -> tuple[PlaxLayout,
     below = patient.lvidd_cm / 2 + max(patient.lvpwd_cm, patient.lvpws_cm) + 3.0
     depth = max(15.0, math.ceil(z + below))
     layout = PlaxLayout(
-        origin_cm=(float(rng.uniform(-0.5, 0.8)), z),
+        # Left of centre, so the aortic root and LA to the right of the LV stay in the fan.
+        origin_cm=(float(rng.uniform(-1.5, -0.5)), z),
         tilt_rad=tilt,
         apex_taper_cm=float(rng.uniform(4.5, 6.0)),
         la_radius_cm=float(rng.uniform(1.6, 2.1)),
@@ -110,7 +111,9 @@ def draw_plax(labels: Labels, sector: Sector, layout: PlaxLayout, state: PlaxSta
     put(band(rv_u, np.full(2, rv_front), np.zeros(2)), Label.BLOOD)
     put(band(u, np.zeros_like(u), posterior + PERICARDIUM_CM), Label.PERICARDIUM)
     # Septum (anterior half of the muscle) and posterior wall, then the cavity over them.
-    put(band(u, -septum, np.zeros_like(u)), Label.IVS)
+    # The septum stops 1 cm short of the annulus, where it thins into the aortic wall.
+    short = u <= BASE_U_CM - 1.0
+    put(band(u[short], -septum[short], np.zeros(short.sum())), Label.IVS)
     put(band(u, np.zeros_like(u), posterior), Label.LVPW)
     put(band(u, -cavity, cavity), Label.LV)
     # The septum thins into the anterior aortic wall (aorto-septal continuity).

@@ -22,7 +22,7 @@ Float32 = npt.NDArray[np.float32]
 Points = npt.NDArray[np.float64]  # (n, 2) as (x, y) pixels or (x, z) cm
 
 SUBPIXEL_BITS = 4  # cv2 polygon coordinates in 1/16 pixel
-HALF_ANGLE_DEG = 40.0
+HALF_ANGLE_DEG = 45.0  # a 90° sector, as cardiac phased arrays show
 
 
 class Label(IntEnum):
