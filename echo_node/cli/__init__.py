@@ -7,7 +7,18 @@ from typing import Annotated
 
 import typer
 
-from echo_node.cli import analyze, importer, jobs, phantom, reprocess, send, serve, studies, tokens
+from echo_node.cli import (
+    analyze,
+    importer,
+    jobs,
+    models,
+    phantom,
+    reprocess,
+    send,
+    serve,
+    studies,
+    tokens,
+)
 from echo_node.cli.context import CliState
 
 app = typer.Typer(
@@ -39,6 +50,7 @@ app.command("phantom")(phantom.phantom)
 app.command("analyze")(analyze.analyze)
 app.add_typer(tokens.app, name="tokens")
 app.add_typer(jobs.app, name="jobs")
+app.add_typer(models.app, name="models")
 app.command("reprocess")(reprocess.reprocess)
 app.command("send")(send.send)
 

@@ -1,0 +1,191 @@
+"""`echo-node models list|verify|import`: the checkpoints the node may load.
+
+No weights ship with Echo Node (academic-only licences); a site imports files it is entitled
+to use. Import checks the file before copying it: its sha256 against the registry when the
+registry knows it (otherwise the digest is recorded in NAME.json beside the file, so verify can
+later tell whether it changed), and that it loads strictly into the registry's architecture.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from echo_node.cli.context import state
+
+app = typer.Typer(
+    help="Model checkpoints: list, verify, import (no weights ship with Echo Node).",
+    no_args_is_help=True,
+)
+
+
+def _models_dir(ctx: typer.Context) -> Path:
+    return state(ctx).settings().resolved_models_dir
+
+
+def _expected_sha256(spec: Any, path: Path) -> tuple[str | None, str]:
+    """(digest the file should have, where that comes from)."""
+    from ai.models.store import recorded_sha256
+
+    if spec.sha256:
+        return spec.sha256, "registry"
+    recorded = recorded_sha256(path)
+    return (recorded, "recorded at import") if recorded else (None, "unknown")
+
+
+@app.command("list")
+def list_models(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Every model in the registry: installed or not, file, digest source, licence."""
+    from ai.models.registry import default_registry
+
+    directory = _models_dir(ctx)
+    rows = []
+    for spec in default_registry():
+        path = directory / spec.file
+        _, source = _expected_sha256(spec, path)
+        rows.append(
+            {
+                "name": spec.name,
+                "task": spec.task,
+                "architecture": spec.architecture,
+                "installed": path.is_file(),
+                "optional": spec.optional,
+                "file": str(path),
+                "sha256_source": source,
+                "licence": spec.licence,
+                "install": spec.install_command(),
+            }
+        )
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title=f"models in {directory}")
+    for column in ("name", "task", "installed", "sha256", "licence"):
+        table.add_column(column)
+    for row in rows:
+        installed = "yes" if row["installed"] else ("no (optional)" if row["optional"] else "no")
+        cells = (row["name"], row["task"], installed, row["sha256_source"], row["licence"])
+        table.add_row(*(str(cell) for cell in cells))
+    Console(width=160).print(table)
+    if not all(row["installed"] or row["optional"] for row in rows):
+        typer.echo("install a model with: echo-node models import PATH --name NAME")
+
+
+@app.command("verify")
+def verify(
+    ctx: typer.Context,
+    load: Annotated[
+        bool, typer.Option("--load", help="Also load each file strictly into its network.")
+    ] = False,
+) -> None:
+    """Re-hash every installed file against the registry or its recorded digest."""
+    from ai.models.loader import CheckpointError, load_model, sha256_file
+    from ai.models.registry import default_registry
+
+    directory = _models_dir(ctx)
+    failures = checked = 0
+    for spec in default_registry():
+        path = directory / spec.file
+        if not path.is_file():
+            continue
+        checked += 1
+        digest = sha256_file(path)
+        expected, source = _expected_sha256(spec, path)
+        if expected is None:
+            verdict = f"unverified (no digest in the registry or recorded) sha256 {digest}"
+        elif digest != expected:
+            failures += 1
+            verdict = f"CHANGED: sha256 {digest}, {source} {expected}"
+        else:
+            verdict = f"ok (sha256 matches the {source} digest)"
+        if load and expected is not None and digest == expected:
+            try:
+                load_model(path, spec)
+            except CheckpointError as exc:
+                failures += 1
+                verdict = f"DOES NOT LOAD: {exc}"
+        typer.echo(f"{spec.name}: {verdict}")
+    if not checked:
+        typer.echo(f"no model installed in {directory}")
+    raise typer.Exit(1 if failures else 0)
+
+
+@app.command("import")
+def import_model(
+    ctx: typer.Context,
+    path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Checkpoint file.")],
+    name: Annotated[
+        str | None,
+        typer.Option("--name", help="Registry name (default: found by sha256 or file name)."),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an installed file that differs.")
+    ] = False,
+) -> None:
+    """Check a checkpoint and copy it into the model directory."""
+    from ai.models.loader import CheckpointError, load_model, sha256_file
+    from ai.models.registry import default_registry
+    from ai.models.store import sidecar_path
+
+    registry = default_registry()
+    digest = sha256_file(path)
+    if name is not None and name not in registry:
+        known = ", ".join(spec.name for spec in registry)
+        typer.echo(f"no model named {name!r}; known: {known}", err=True)
+        raise typer.Exit(2)
+    spec = (
+        registry.get(name)
+        if name is not None
+        else registry.by_sha256(digest) or registry.by_file(path.name)
+    )
+    if spec is None:
+        typer.echo(f"cannot tell which model {path.name} is: pass --name NAME", err=True)
+        raise typer.Exit(2)
+    if spec.sha256 and digest != spec.sha256:
+        typer.echo(
+            f"{path.name} is not the published {spec.name}: sha256 {digest}, "
+            f"registry {spec.sha256}",
+            err=True,
+        )
+        raise typer.Exit(1)
+    try:
+        load_model(path, spec)
+    except CheckpointError as exc:
+        typer.echo(f"refused: {exc}", err=True)
+        raise typer.Exit(1) from None
+    directory = _models_dir(ctx)
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / spec.file
+    if target.is_file() and not force and sha256_file(target) != digest:
+        typer.echo(f"{target} holds another file; pass --force to replace it", err=True)
+        raise typer.Exit(1)
+    # Copy then rename: a reader never sees half a checkpoint.
+    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".import-")
+    os.close(handle)
+    try:
+        shutil.copyfile(path, temporary)
+        os.replace(temporary, target)
+    finally:
+        Path(temporary).unlink(missing_ok=True)
+    if not spec.sha256:
+        record = {
+            "name": spec.name,
+            "sha256": digest,
+            "source_file": path.name,
+            "imported_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        }
+        sidecar_path(target).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    origin = "matches the registry" if spec.sha256 else "recorded"
+    typer.echo(f"installed {spec.name} at {target} (sha256 {digest}, {origin})")
