@@ -187,3 +187,22 @@ def test_postgres_claims_skip_rows_another_worker_holds(postgres_url: str, tmp_p
     # Leased rows are not due for anyone until the lease expires.
     with node.sessions.begin() as session:
         assert not {c.delivery_id for c in claim_due(session, "c", 60, 100)} & (ids_a | ids_b)
+
+
+def test_pass_gives_back_what_it_has_no_lease_time_for(
+    orthanc_factory: Any,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    pacs = orthanc_factory().start()
+    destinations = [pacs.dimse_destination("pacs"), pacs.dicomweb_destination("web")]
+    # A lease so short that the pass must not start any send within it.
+    node = export_node(tmp_path / "data", destinations, job_lease_s="0.001")
+    make_results(node, tmp_path, [PLAIN_FILE])
+    reports = deliver_pass(node, "w1")
+    assert [(r.state, r.message) for r in reports] == [
+        ("pending", "not attempted: the pass ran out of time")
+    ] * 2
+    assert [(r.state, r.attempts, r.lease_until) for r in deliveries(node)] == [
+        ("pending", 0, None)
+    ] * 2
+    assert pacs.instances() == []

@@ -9,21 +9,24 @@ acknowledgement and the commit of ``sent``: the lease then expires and it is sen
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from echo_node.export.dicomweb import stow_files
 from echo_node.export.dimse import store_files
-from echo_node.export.outcome import Item, SendResult, permanent
+from echo_node.export.outcome import Item, SendResult, permanent, transient
 from echo_node.export.queue import (
     FAILED,
+    PENDING,
     SENT,
     Claim,
     claim_due,
     mark_failed,
     mark_retry,
     mark_sent,
+    release,
 )
 from echo_node.node import Node
 from echo_node.settings import Destination
@@ -56,6 +59,9 @@ def deliver_pass(node: Node, worker_id: str, limit: int = BATCH) -> list[Deliver
     settings = node.settings
     with node.sessions.begin() as session:
         claims = claim_due(session, worker_id, settings.job_lease_s, limit)
+    # Start no send in the second half of the lease: what is left is given back unsent, so a
+    # slow peer never keeps a delivery past its lease (when another worker could take it).
+    deadline = time.monotonic() + settings.job_lease_s / 2
     by_destination: dict[str, list[Claim]] = defaultdict(list)
     for claim in claims:
         by_destination[claim.destination].append(claim)
@@ -68,12 +74,25 @@ def deliver_pass(node: Node, worker_id: str, limit: int = BATCH) -> list[Deliver
                 c.delivery_id: permanent(f"{name} is not a configured destination") for c in group
             }
         else:
-            results = _send(node, destination, group)
+            results = _send_group(node, destination, group, deadline)
         reports.extend(_record(node, group, results))
     return reports
 
 
-def _send(node: Node, destination: Destination, claims: Sequence[Claim]) -> dict[int, SendResult]:
+def _send_group(
+    node: Node, destination: Destination, claims: Sequence[Claim], deadline: float
+) -> dict[int, SendResult]:
+    try:
+        return _send(node, destination, claims, deadline)
+    except Exception as exc:  # a fault in one destination's sender must not stop the others
+        logger.exception("sending to %s failed unexpectedly", destination.name)
+        failure = transient(f"{destination.name}: unexpected {type(exc).__name__}", str(exc))
+        return dict.fromkeys((claim.delivery_id for claim in claims), failure)
+
+
+def _send(
+    node: Node, destination: Destination, claims: Sequence[Claim], deadline: float
+) -> dict[int, SendResult]:
     items = [
         Item(
             key=claim.delivery_id,
@@ -92,8 +111,9 @@ def _send(node: Node, destination: Destination, claims: Sequence[Claim]) -> dict
             calling_ae=settings.ae_title,
             timeout_s=settings.network_timeout_s,
             max_pdu=settings.max_pdu_size,
+            deadline=deadline,
         )
-    return stow_files(destination, items, timeout_s=settings.network_timeout_s)
+    return stow_files(destination, items, timeout_s=settings.network_timeout_s, deadline=deadline)
 
 
 def _record(
@@ -106,16 +126,18 @@ def _record(
             result = results[claim.delivery_id]
             if result.ok:
                 state = SENT if mark_sent(session, claim) else ""
+            elif not result.attempted:
+                state = PENDING if release(session, claim) else ""
             elif result.transient:
                 state = mark_retry(
                     session,
                     claim,
-                    result.message,
+                    result.error,
                     backoff_s=settings.retry_backoff_s,
                     max_attempts=settings.delivery_max_attempts,
                 )
             else:
-                state = FAILED if mark_failed(session, claim, result.message) else ""
+                state = FAILED if mark_failed(session, claim, result.error) else ""
             _log(claim, state, result)
             reports.append(
                 DeliveryReport(
@@ -124,7 +146,7 @@ def _record(
                     sop_instance_uid=claim.sop_instance_uid,
                     state=state,
                     attempts=claim.attempts,
-                    message=result.message,
+                    message=result.error,
                 )
             )
     return reports

@@ -15,7 +15,15 @@ from typing import Any
 
 import httpx
 
-from echo_node.export.outcome import SENT, Item, SendResult, permanent, transient
+from echo_node.export.outcome import (
+    NOT_ATTEMPTED,
+    SENT,
+    Item,
+    SendResult,
+    out_of_time,
+    permanent,
+    transient,
+)
 from echo_node.settings import Destination
 
 logger = logging.getLogger(__name__)
@@ -28,9 +36,17 @@ _BODY_EXCERPT = 300
 
 
 def stow_files(
-    destination: Destination, items: Sequence[Item], *, timeout_s: float
+    destination: Destination,
+    items: Sequence[Item],
+    *,
+    timeout_s: float,
+    deadline: float | None = None,
 ) -> dict[int, SendResult]:
-    """Send ``items`` to a DICOMweb destination; a result for every item's key."""
+    """Send ``items`` to a DICOMweb destination; a result for every item's key.
+
+    No new request starts after ``deadline`` (``time.monotonic()``); those items come back as
+    not attempted.
+    """
     assert destination.url  # by Destination
     url = destination.url.rstrip("/") + "/studies"
     headers = {"Accept": "application/dicom+json"}
@@ -39,7 +55,10 @@ def stow_files(
     results: dict[int, SendResult] = {}
     with httpx.Client(headers=headers, timeout=timeout_s) as client:
         for item in items:
-            results[item.key] = _stow_one(client, url, destination, item)
+            if out_of_time(deadline):
+                results[item.key] = NOT_ATTEMPTED
+            else:
+                results[item.key] = _stow_one(client, url, destination, item)
     return results
 
 
@@ -60,7 +79,7 @@ def _stow_one(client: httpx.Client, url: str, destination: Destination, item: It
     try:
         response = client.post(url, content=body, headers={"Content-Type": content_type})
     except httpx.HTTPError as exc:  # connection refused, timeout, protocol error
-        return transient(f"{destination.name}: {type(exc).__name__}: {exc}")
+        return transient(f"{destination.name}: {type(exc).__name__}", str(exc))
     failure = _failure_reason(response, item.sop_instance_uid)
     status = response.status_code
     if status in (200, 202) and failure is None:
@@ -70,11 +89,10 @@ def _stow_one(client: httpx.Client, url: str, destination: Destination, item: It
     message = f"{destination.name}: STOW-RS HTTP {status}"
     if failure is not None:
         message += f", FailureReason {failure}"
-    elif status >= 400:
-        message += f": {response.text[:_BODY_EXCERPT]}"
+    detail = response.text[:_BODY_EXCERPT] if status >= 400 else ""
     if status >= 500 or status in _RETRYABLE_4XX:
-        return transient(message)
-    return permanent(message)
+        return transient(message, detail)
+    return permanent(message, detail)
 
 
 def _failure_reason(response: httpx.Response, sop_instance_uid: str) -> str | None:

@@ -25,7 +25,15 @@ from pynetdicom import AE, evt
 from pynetdicom.association import Association
 from pynetdicom.status import code_to_category
 
-from echo_node.export.outcome import SENT, Item, SendResult, permanent, transient
+from echo_node.export.outcome import (
+    NOT_ATTEMPTED,
+    SENT,
+    Item,
+    SendResult,
+    out_of_time,
+    permanent,
+    transient,
+)
 from echo_node.settings import Destination
 
 logger = logging.getLogger(__name__)
@@ -45,11 +53,19 @@ def store_files(
     calling_ae: str,
     timeout_s: float,
     max_pdu: int,
+    deadline: float | None = None,
 ) -> dict[int, SendResult]:
-    """Send ``items`` to a DIMSE destination; a result for every item's key."""
+    """Send ``items`` to a DIMSE destination; a result for every item's key.
+
+    No new C-STORE starts after ``deadline`` (``time.monotonic()``); those items come back
+    as not attempted.
+    """
     results: dict[int, SendResult] = {}
     for batch in _batches(items):
-        results.update(_store_batch(destination, batch, calling_ae, timeout_s, max_pdu))
+        if out_of_time(deadline):
+            results.update(dict.fromkeys((item.key for item in batch), NOT_ATTEMPTED))
+            continue
+        results.update(_store_batch(destination, batch, calling_ae, timeout_s, max_pdu, deadline))
     return results
 
 
@@ -83,6 +99,7 @@ def _store_batch(
     calling_ae: str,
     timeout_s: float,
     max_pdu: int,
+    deadline: float | None,
 ) -> dict[int, SendResult]:
     assert destination.host and destination.port and destination.ae_title  # by Destination
     ae = AE(ae_title=calling_ae)
@@ -111,13 +128,16 @@ def _store_batch(
             why = "rejected the association"
         else:
             why = "aborted the association"
-        message = f"{destination.name} ({destination.host}:{destination.port}) {why}"
-        return {item.key: transient(message) for item in items}
+        where = f"{destination.ae_title}@{destination.host}:{destination.port}"
+        return {item.key: transient(f"{destination.name} {why}", where) for item in items}
     results: dict[int, SendResult] = {}
     try:
         for item in items:
             if not assoc.is_established:
                 results[item.key] = transient(f"{destination.name}: association ended early")
+                continue
+            if out_of_time(deadline):
+                results[item.key] = NOT_ATTEMPTED
                 continue
             results[item.key] = _store_one(assoc, destination, item)
     finally:
@@ -178,8 +198,8 @@ def _status(
                 code,
             )
         return SENT
-    comment = f" ({status.ErrorComment})" if "ErrorComment" in status else ""
-    message = f"{destination.name}: C-STORE status 0x{code:04X} {category}{comment}"
+    comment = str(status.ErrorComment) if "ErrorComment" in status else ""
+    message = f"{destination.name}: C-STORE status 0x{code:04X} {category}"
     if code & 0xFF00 == _OUT_OF_RESOURCES:
-        return transient(message)
-    return permanent(message)
+        return transient(message, comment)
+    return permanent(message, comment)

@@ -151,6 +151,17 @@ def mark_failed(session: Session, claim: Claim, error: str) -> bool:
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
+def release(session: Session, claim: Claim) -> bool:
+    """Give a claim back unsent (the pass ran out of time): due again, the attempt not counted."""
+    result = session.execute(
+        update(Delivery)
+        .where(_still_ours(claim))
+        .values(lease_until=None, attempts=Delivery.attempts - 1)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
 def retry_delay_s(attempts: int, backoff_s: float) -> float:
     """The wait after the ``attempts``-th failed attempt: ``backoff_s`` doubling each time."""
     return backoff_s * 2.0 ** max(attempts - 1, 0)
