@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -122,3 +123,20 @@ def test_cli_json_from_the_installed_command(phantom: Path, tmp_path: Path) -> N
     assert finding["name"] == "TR_Vmax" and finding["unit"] == "cm/s" and finding["value"] < 0
     assert finding["provenance"]["name"] == "classical-doppler"
     assert len(finding["points"]) >= 2
+
+
+@pytest.mark.parametrize("view", ["plax", "a4c"])
+def test_2d_views_reach_their_pipelines_without_weights(tmp_path: Path, view: str) -> None:
+    """Phantom PLAX/A4C with View Code Sequence: routed by the code, their (neural) pipelines
+    report model_not_installed with the install command, and give no value."""
+    if importlib.util.find_spec(f"ai.pipelines.{view}") is None:
+        pytest.skip(f"ai.pipelines.{view} not in this tree")
+    from ai.phantom import generate_study
+
+    generate_study(tmp_path, 3, rows=160, columns=200, cycles=1, frame_rate=10, view_codes=True)
+    result = analyze(tmp_path / f"{view}.dcm")
+    assert result.view.view == View(view) and result.view.decided_by == "ViewCodeSequence"
+    assert result.pipelines and result.pipelines[0].pipeline == view
+    for pipeline in result.pipelines:
+        assert pipeline.status == PipelineStatus.MODEL_NOT_INSTALLED
+        assert "echo-node models import" in pipeline.message and not pipeline.findings
