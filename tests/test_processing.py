@@ -256,3 +256,40 @@ def test_only_unknown_views_is_skipped_without_an_sr(tmp_path: Path) -> None:
         assert sorted(c.view for c in clips) == ["unknown", "unknown"]
         assert session.scalars(select(Job.id)).all() == [job_id]
     node.engine.dispose()
+
+
+def test_an_installed_view_classifier_decides_clips_the_header_cannot(tmp_path: Path) -> None:
+    import torch
+
+    from ai.models.loader import LoadedModel
+    from ai.models.view_classifier import MODEL
+    from tests.test_models import random_model, small_spec, store_with
+
+    torch.manual_seed(0)
+    spec = small_spec(MODEL, input_height=64, input_width=64)
+    model = random_model(spec, seed=0)
+    head = model.classifier[2]  # a head that always answers Parasternal_Long
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.fill_(-5.0)
+        head.bias[spec.labels.index("Parasternal_Long")] = 5.0
+    store = store_with(tmp_path / "models", spec)
+    store.add(LoadedModel(spec, model, "0" * 64, torch.device("cpu")))
+
+    phantom = tmp_path / "phantom"
+    generate_study(phantom, 3, rows=240, columns=320, cycles=1, frame_rate=15.0)
+    node = make_node(tmp_path / "data")
+    ds = pydicom.dcmread(phantom / "a4c.dcm")
+    del ds.SeriesDescription  # nothing in the header names the view
+    ds.save_as(tmp_path / "blind.dcm")
+    assert import_file(node.ingestor, tmp_path / "blind.dcm").outcome == "stored"
+    job_id = stable_job(node)
+    outcome = run_job(node, job_id, store)
+    # Decided PLAX by the classifier; the PLAX weights are not installed: nothing measured.
+    assert outcome.state == "skipped"
+    assert "plax model_not_installed" in outcome.message
+    with node.sessions() as session:
+        (clip,) = session.scalars(select(JobClip).where(JobClip.job_id == job_id)).all()
+        assert (clip.view, clip.decided_by) == ("plax", MODEL)
+        assert clip.confidence > 0.99
+    node.engine.dispose()

@@ -1,17 +1,22 @@
-"""The neural view classifier (EchoPrime) from the model store, when one is installed."""
+"""The neural view classifier (EchoPrime) over the node's model store."""
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from ai.views import Classifier
 
-logger = logging.getLogger(__name__)
-
 
 def view_classifier(models: Any) -> Classifier | None:
-    """None without a model store or without the classifier; the header rules still decide."""
+    """EchoPrime over `models` (an ai.models ModelStore); None without a store. Without its
+    weights the classifier answers None itself, so the header rules alone decide (and a clip
+    they cannot place stays unknown)."""
     if models is None:
         return None
-    return None
+    # Imported here: torch is only loaded by processes that have a model store.
+    from ai.models.store import ModelStore
+    from ai.models.view_classifier import ViewClassifier
+
+    if not isinstance(models, ModelStore):
+        return None
+    return ViewClassifier(models)
