@@ -86,6 +86,13 @@ class Destination(BaseModel):
     port: int | None = Field(default=None, ge=1, le=65535)
     url: str | None = None
     token: str | None = None
+    # DICOM TLS (PS3.15 B.1) for dimse: the peer's certificate is checked against tls_ca_file
+    # (PEM; empty = the system's trust store) and its host name; tls_certificate and
+    # tls_private_key (PEM) are the node's own, for peers that require a client certificate.
+    tls: bool = False
+    tls_ca_file: str | None = None
+    tls_certificate: str | None = None
+    tls_private_key: str | None = None
 
     @model_validator(mode="after")
     def _complete(self) -> Destination:
@@ -93,6 +100,16 @@ class Destination(BaseModel):
             raise ValueError(f"destination {self.name!r}: dimse needs ae_title, host and port")
         if self.kind == "dicomweb" and not self.url:
             raise ValueError(f"destination {self.name!r}: dicomweb needs url")
+        tls_files = (self.tls_ca_file, self.tls_certificate, self.tls_private_key)
+        if (self.kind != "dimse" or not self.tls) and any(tls_files):
+            raise ValueError(
+                f"destination {self.name!r}: tls_* files need kind dimse and tls = true "
+                "(dicomweb takes an https:// url)"
+            )
+        if bool(self.tls_certificate) != bool(self.tls_private_key):
+            raise ValueError(
+                f"destination {self.name!r}: tls_certificate and tls_private_key go together"
+            )
         if self.ae_title is not None:
             _check_ae_title(self.ae_title)
         return self

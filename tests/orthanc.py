@@ -5,7 +5,7 @@ Use the ``orthanc_factory`` fixture (import it into the test module)::
     from tests.orthanc import Orthanc, orthanc_factory  # noqa: F401
 
     def test_x(orthanc_factory):
-        pacs = orthanc_factory().start()          # or orthanc_factory(accepted_syntaxes=[...])
+        pacs = orthanc_factory().start()   # or (accepted_syntaxes=[...], extra_config={...})
         pacs.dimse_destination("pacs")            # a settings Destination for C-STORE
         pacs.dicomweb_destination("web")          # ... for STOW-RS
         pacs.instances()                          # Orthanc's /instances?expand (list of dicts)
@@ -41,6 +41,8 @@ class Orthanc:
     aet: str = "ORTHANC"
     # None = Orthanc's default (every transfer syntax); else "AcceptedTransferSyntaxes" (≥ 1.9).
     accepted_syntaxes: list[str] | None = None
+    # More configuration keys, e.g. the DicomTls* options.
+    extra_config: dict[str, Any] = field(default_factory=dict)
     dicom_port: int = field(default_factory=free_port)
     http_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
@@ -74,7 +76,7 @@ class Orthanc:
         }
         if self.accepted_syntaxes is not None:
             config["AcceptedTransferSyntaxes"] = self.accepted_syntaxes
-        return config
+        return {**config, **self.extra_config}
 
     def start(self, timeout: float = 60) -> Orthanc:
         if not DICOMWEB_PLUGIN.exists():

@@ -14,6 +14,7 @@ change how the node's own SCP and other threads behave, so it is left alone.
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 from collections.abc import Sequence
 
@@ -113,17 +114,25 @@ def _store_batch(
             if (item.sop_class_uid, tuple(syntaxes)) not in proposed:
                 proposed.add((item.sop_class_uid, tuple(syntaxes)))
                 ae.add_requested_context(item.sop_class_uid, syntaxes)
+    try:
+        tls_args = (_tls_context(destination), destination.host) if destination.tls else None
+    except (OSError, ssl.SSLError) as exc:
+        return dict.fromkeys(
+            (item.key for item in items),
+            permanent(f"{destination.name}: TLS certificate files unusable", str(exc)),
+        )
     connected = threading.Event()  # pynetdicom reports a refused connection as an abort
     assoc = ae.associate(
         destination.host,
         destination.port,
         ae_title=destination.ae_title,
         max_pdu=max_pdu,
+        tls_args=tls_args,
         evt_handlers=[(evt.EVT_CONN_OPEN, lambda _event: connected.set())],
     )
     if not assoc.is_established:
-        if not connected.is_set():
-            why = "could not be reached"
+        if not connected.is_set():  # refused, timed out, or the TLS handshake failed
+            why = "could not be reached" + (" over TLS" if destination.tls else "")
         elif assoc.is_rejected:
             why = "rejected the association"
         else:
@@ -144,6 +153,16 @@ def _store_batch(
         if assoc.is_established:
             assoc.release()
     return results
+
+
+def _tls_context(destination: Destination) -> ssl.SSLContext:
+    """Verify the peer (CA file or system store, host name); present our certificate if set."""
+    context = ssl.create_default_context(
+        ssl.Purpose.SERVER_AUTH, cafile=destination.tls_ca_file or None
+    )
+    if destination.tls_certificate and destination.tls_private_key:
+        context.load_cert_chain(destination.tls_certificate, destination.tls_private_key)
+    return context
 
 
 def _store_one(assoc: Association, destination: Destination, item: Item) -> SendResult:
