@@ -13,7 +13,7 @@ Use the ``orthanc_factory`` fixture (import it into the test module)::
 
 Ports are chosen when the object is made, so a test can configure a destination before the
 server is up (``start()`` later, ``stop()`` and ``start()`` again keep ports and storage).
-Every Orthanc the factory made is stopped after the test.
+Every Orthanc the factory made is killed after the test (its storage is temporary).
 """
 
 from __future__ import annotations
@@ -111,6 +111,12 @@ class Orthanc:
             self.process.kill()
             self.process.wait(10)
 
+    def kill(self) -> None:
+        """Stop at once: for teardown, where the storage is thrown away (SIGTERM takes ~3.5 s)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
     def log(self) -> str:
         path = self.workdir / "orthanc.log"
         return path.read_text(errors="replace") if path.exists() else ""
@@ -147,4 +153,4 @@ def orthanc_factory(tmp_path: Path) -> Iterator[Any]:
 
     yield make
     for server in made:
-        server.stop()
+        server.kill()

@@ -10,6 +10,9 @@ import numpy as np
 from pydicom import dcmread
 
 from echo_node.export.deliver import deliver_due, deliver_pass
+from echo_node.export.queue import queue_deliveries
+from echo_node.settings import Destination
+from storage.models import Output
 from tests.orthanc import orthanc_factory  # noqa: F401
 from tests.test_export_support import (
     EXPLICIT_LE,
@@ -113,3 +116,23 @@ def test_uncompressed_file_to_a_peer_that_refuses_jpeg(
     received = dcmread(io.BytesIO(pacs.file(result.sop_instance_uid)))
     assert received.file_meta.TransferSyntaxUID == IMPLICIT_LE
     assert received.PixelData == result.dataset.PixelData
+
+
+def test_queueing_is_idempotent_per_output_and_destination(tmp_path: Path) -> None:
+    destinations = [
+        Destination(name="a", kind="dicomweb", url="http://127.0.0.1:9/dicom-web"),
+        Destination(name="b", kind="dimse", ae_title="B", host="127.0.0.1", port=9),
+    ]
+    node = export_node(tmp_path / "data", destinations)
+    (result,) = make_results(node, tmp_path, [PLAIN_FILE])  # queues both once
+    with node.sessions.begin() as session:
+        output = session.get(Output, result.output_id)
+        assert output is not None
+        queue_deliveries(session, output, destinations)
+        queue_deliveries(session, output, ["a", "c"])
+    rows = deliveries(node)
+    assert sorted((r.destination, r.state, r.attempts) for r in rows) == [
+        ("a", "pending", 0),
+        ("b", "pending", 0),
+        ("c", "pending", 0),
+    ]
