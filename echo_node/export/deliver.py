@@ -59,8 +59,9 @@ def deliver_pass(node: Node, worker_id: str, limit: int = BATCH) -> list[Deliver
     settings = node.settings
     with node.sessions.begin() as session:
         claims = claim_due(session, worker_id, settings.job_lease_s, limit)
-    # Start no send in the second half of the lease: what is left is given back unsent, so a
-    # slow peer never keeps a delivery past its lease (when another worker could take it).
+    # Start no send in the second half of the lease: what is left is given back unsent. With
+    # the network timeout at most half the lease (the defaults: 60 s and 120 s) a send in
+    # flight ends before the lease does, so no other worker can take it over meanwhile.
     deadline = time.monotonic() + settings.job_lease_s / 2
     by_destination: dict[str, list[Claim]] = defaultdict(list)
     for claim in claims:
