@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 import logging
 import pickle
 from collections.abc import Mapping
@@ -54,7 +55,9 @@ def _numpy_safe_globals() -> list[Any]:
     Pickles name the scalar constructor `numpy.core.multiarray.scalar` (NumPy 1) or
     `numpy._core.multiarray.scalar` (NumPy 2); both names are mapped to the same function.
     """
-    scalar = np._core.multiarray.scalar  # type: ignore[attr-defined]
+    # NumPy 2 moved numpy.core to numpy._core; the project allows NumPy >= 1.26.
+    core = importlib.import_module("numpy._core" if hasattr(np, "_core") else "numpy.core")
+    scalar = core.multiarray.scalar
     allowed: list[Any] = [
         scalar,
         (scalar, "numpy.core.multiarray.scalar"),

@@ -37,6 +37,7 @@ from ai.clip import Clip, UltrasoundRegion
 from ai.findings import Finding, PipelineResult, PipelineStatus
 from ai.models.loader import LoadedModel
 from ai.models.preprocess import Geometry, crop_and_scale, crop_window, to_tensor
+from ai.models.registry import default_registry
 from ai.models.signal import find_peaks
 from ai.models.store import ModelStore, NotInstalled
 from ai.pipelines import pipeline
@@ -243,8 +244,9 @@ def analyse(
 def _store_answers(models: object, *names: str) -> list[LoadedModel | NotInstalled]:
     if isinstance(models, ModelStore):
         return [models.get(name) for name in names]
+    registry = default_registry()
     return [
-        NotInstalled(name, name, f"echo-node models import PATH --name {name}", False)
+        NotInstalled(name, registry.get(name).file, registry.get(name).install_command(), False)
         for name in names
     ]
 
