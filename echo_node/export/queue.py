@@ -175,7 +175,8 @@ def mark_retry(
     Returns the state recorded ("" if the claim was no longer this worker's).
     """
     if claim.attempts >= max_attempts:
-        message = f"gave up after {claim.attempts} attempts: {error}"
+        plural = "" if claim.attempts == 1 else "s"
+        message = f"gave up after {claim.attempts} attempt{plural}: {error}"
         return FAILED if mark_failed(session, claim, message) else ""
     next_attempt = utc_now() + timedelta(seconds=retry_delay_s(claim.attempts, backoff_s))
     result = session.execute(
