@@ -14,8 +14,11 @@ from pathlib import Path
 from types import FrameType
 
 from echo_node.dimse.server import DimseServer
+from echo_node.export.deliver import deliver_due
+from echo_node.jobs.scheduler import start_scheduler
+from echo_node.jobs.worker import Worker
 from echo_node.logsetup import configure_logging
-from echo_node.node import open_node
+from echo_node.node import Node, open_node
 from echo_node.settings import Settings, load_settings
 from echo_node.web.server import run_http
 
@@ -41,6 +44,42 @@ def wait(stop: threading.Event) -> None:
         pass
 
 
+class Processing:
+    """The stable-study sweep and the worker threads of one process."""
+
+    def __init__(self, node: Node) -> None:
+        # Imported here: they pull in torch, which ingest-only processes never need.
+        from ai.models.store import ModelStore
+        from echo_node.processing import run_job
+
+        threads = node.settings.torch_threads or None
+        models = ModelStore(node.settings.resolved_models_dir, threads=threads)
+        self.worker = Worker(node, run_job, deliver_due, models)
+        self.worker.start()
+        self.scheduler = start_scheduler(node)
+
+    def stop(self) -> None:
+        self.scheduler.shutdown(wait=True)
+        # A job still running when the wait ends keeps its lease until it expires; another
+        # worker (or this node after a restart) then takes it over.
+        self.worker.join(timeout=_JOB_DRAIN_TIMEOUT_S)
+
+
+# How long shutdown waits for a running job to finish before leaving it to lease expiry.
+_JOB_DRAIN_TIMEOUT_S = 30.0
+
+
+def run_worker(settings: Settings, stop: threading.Event) -> None:
+    """`echo-node worker`: sweeps and processing only, no network services."""
+    node = open_node(settings)
+    processing = Processing(node)
+    try:
+        wait(stop)
+    finally:
+        processing.stop()
+        node.engine.dispose()
+
+
 def serve(settings: Settings, config_file: Path | None, stop: threading.Event) -> None:
     node = open_node(settings)
     stale = node.store.remove_stale_temp_files()
@@ -59,9 +98,12 @@ def serve(settings: Settings, config_file: Path | None, stop: threading.Event) -
     http = threading.Thread(target=run_http, args=(node, http_stop), name="http", daemon=True)
     if settings.http_enabled:
         http.start()
+    processing = Processing(node) if settings.process_enabled else None
     try:
         wait(stop)
     finally:
+        if processing is not None:
+            processing.stop()
         for child in children:
             child.terminate()  # SIGTERM: each child drains its own C-STOREs
         http_stop.set()

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,9 @@ def node_env(data_dir: Path, port: int, **extra: str) -> dict[str, str]:
         ECHO_NODE_HTTP_ENABLED="false",
         ECHO_NODE_BIND="127.0.0.1",
         ECHO_NODE_LOG_FORMAT="json",
+        # Ingest tests run without the scheduler and worker (and so without loading torch);
+        # tests of processing turn it on.
+        ECHO_NODE_PROCESS_ENABLED="false",
     )
     env.update({f"ECHO_NODE_{k.upper()}": v for k, v in extra.items()})
     return env
@@ -138,7 +142,7 @@ PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
 
 @pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
+def postgres_server() -> Iterator[str]:
     """A throw-away PostgreSQL 15 server on a free loopback port, stopped after the session."""
     # Not under pytest's tmp dir: that is private to root, and the server runs as postgres.
     root = Path(tempfile.mkdtemp(prefix="echo-node-pg-"))
@@ -187,10 +191,35 @@ def postgres_url() -> Iterator[str]:
             check=True,
             capture_output=True,
         )
-        yield f"postgresql+psycopg://echo@127.0.0.1:{port}/echonode"
+        yield f"postgresql+psycopg://echo@127.0.0.1:{port}"
     finally:
         subprocess.run(
             [*run_as, str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"],
             capture_output=True,
         )
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> str:
+    """A new, empty database on the session's PostgreSQL server for each test."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    port = postgres_server.rsplit(":", 1)[1]
+    subprocess.run(
+        [
+            "psql",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            port,
+            "-U",
+            "echo",
+            "-d",
+            "postgres",
+            "-c",
+            f"CREATE DATABASE {name}",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return f"{postgres_server}/{name}"

@@ -31,12 +31,6 @@ def node(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Node]:
         url = request.getfixturevalue("postgres_url")
         environ["ECHO_NODE_DATABASE_URL"] = url
     opened = open_node(load_settings(environ=environ))
-    if request.param == "postgresql":  # one server for the session: start from empty tables
-        with opened.engine.begin() as connection:
-            connection.exec_driver_sql(
-                "TRUNCATE deliveries, outputs, findings, job_clips, jobs, instances, series,"
-                " studies RESTART IDENTITY CASCADE"
-            )
     yield opened
     opened.engine.dispose()
 

@@ -18,6 +18,7 @@ from echo_node.cli import (
     serve,
     studies,
     tokens,
+    worker,
 )
 from echo_node.cli.context import CliState
 
@@ -52,6 +53,7 @@ app.add_typer(tokens.app, name="tokens")
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(models.app, name="models")
 app.command("reprocess")(reprocess.reprocess)
+app.command("worker")(worker.worker)
 app.command("send")(send.send)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -13,7 +13,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from echo_node.cli.context import state
-from storage.models import Instance, Series, Study
+from echo_node.export.backlog import destination_backlog
+from echo_node.jobs.queue import STATES
+from storage.models import Instance, Job, Series, Study
 
 
 @dataclass(frozen=True)
@@ -104,7 +106,7 @@ def status(
     ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """Counts, disk use and the last instance received."""
+    """Counts, disk use, last instance received, the job queue and each destination's backlog."""
     node = state(ctx).node()
     with node.sessions() as session:
         counts = {
@@ -113,24 +115,62 @@ def status(
             "instances": session.scalar(select(func.count(Instance.id))) or 0,
         }
         last = session.scalar(select(func.max(Instance.received_at)))
+        jobs = dict(
+            session.execute(select(Job.state, func.count()).group_by(Job.state)).tuples().all()
+        )
+        last_job = session.scalars(
+            select(Job).where(Job.finished_at.is_not(None)).order_by(Job.finished_at.desc())
+        ).first()
+        backlog = destination_backlog(
+            session, [destination.name for destination in node.settings.destinations]
+        )
     quarantined = len(list(node.store.quarantine_dir.glob("*.json")))
-    report = {
+    report: dict[str, Any] = {
         **counts,
         "quarantined": quarantined,
         "disk_bytes": node.store.disk_usage(),
         "last_received_at": last.isoformat() if last else None,
         "data_dir": str(node.store.root),
+        "jobs": {state_: int(jobs.get(state_, 0)) for state_ in STATES},
+        "last_job": None
+        if last_job is None
+        else {
+            "id": last_job.id,
+            "state": last_job.state,
+            "finished_at": last_job.finished_at.isoformat() if last_job.finished_at else None,
+        },
+        "destinations": [
+            {
+                "name": line.destination,
+                "pending": line.pending,
+                "failed": line.failed,
+                "sent": line.sent,
+                "oldest_pending": line.oldest_pending.isoformat() if line.oldest_pending else None,
+            }
+            for line in backlog
+        ],
     }
     if as_json:
         typer.echo(json.dumps(report, indent=2))
         return
     table = Table("", "", show_header=False)
     for key, value in report.items():
-        shown = (
-            _human_size(value)
-            if isinstance(value, int) and key == "disk_bytes"
-            else str(value or "-")
-        )
+        if key == "disk_bytes":
+            shown = _human_size(value)
+        elif key == "jobs":
+            shown = ", ".join(f"{count} {name}" for name, count in value.items())
+        elif key == "last_job":
+            shown = f"#{value['id']} {value['state']} {value['finished_at']}" if value else "-"
+        elif key == "destinations":
+            shown = (
+                "\n".join(
+                    f"{d['name']}: {d['pending']} pending, {d['failed']} failed, {d['sent']} sent"
+                    for d in value
+                )
+                or "none configured"
+            )
+        else:
+            shown = str(value or "-")
         table.add_row(key.replace("_", " "), shown)
     Console().print(table)
 
