@@ -121,7 +121,8 @@ def main(argv: list[str] | None = None) -> None:
             "deeplabv3_resnet50 at 480x640 dominates PLAX (output stride 8 keeps 60x80 feature "
             "maps through the dilated ResNet-50 and ASPP); the pipeline scans at 240x320 on "
             "every second frame and runs full size only on the ED/ES frames. A4C time is "
-            "r2plus1d_18 once per clip start: 58 starts for a 120-frame clip."
+            "r2plus1d_18 once per clip start: 58 starts for a 120-frame clip. The loader runs "
+            "deeplabv3 and convnext channels-last (compare the two 480x640 figures)."
         ),
         "total_s": time.perf_counter() - started,
     }

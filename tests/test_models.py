@@ -241,3 +241,20 @@ def test_store_loads_once_and_reuses(tmp_path: Path) -> None:
     first = store.get(spec.name)
     assert not isinstance(first, NotInstalled)
     assert store.get(spec.name) is first
+
+
+def test_image_models_run_channels_last_with_the_same_outputs(tmp_path: Path) -> None:
+    spec = default_registry().get("echonet-dynamic-segmentation")
+    reference = random_model(spec, seed=5)
+    path = save_checkpoint(tmp_path / spec.file, reference.state_dict(), "module.", True)
+    loaded = load_model(path, spec)
+    frames = torch.from_numpy(np.random.default_rng(2).normal(size=(2, 3, 48, 48))).float()
+    batch = loaded.input(frames)
+    assert batch.is_contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        np.testing.assert_allclose(
+            loaded.module(batch)["out"].numpy(),
+            reference(frames)["out"].numpy(),
+            rtol=1e-4,
+            atol=1e-5,
+        )
