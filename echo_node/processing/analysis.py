@@ -20,7 +20,7 @@ import pydicom
 from pydicom.dataset import Dataset
 
 from ai.analyze import run_pipelines
-from ai.clip import ArrayFrames, Clip
+from ai.clip import Clip, Frame, FrameSource
 from ai.decode import DecodeError, load_clip
 from ai.findings import ClipResult, PipelineResult, PipelineStatus, View, ViewDecision
 from ai.pipelines import PipelineFn, pipelines_for
@@ -74,8 +74,11 @@ def analyse_clip(
     min_confidence: float,
     only: Collection[str] | None,
 ) -> ClipRun:
-    """Decode every frame once (pipelines and the overlay share them), then view and pipelines.
+    """Decide the view and run its pipelines over frames decoded once, on first use.
 
+    Frames are decoded when something reads them (the view classifier, a pipeline, the overlay),
+    so a clip whose pipelines cannot run costs only its header and first frame. The "decode"
+    step counts every decoding second; pipeline steps count their own time without it.
     `only`: the pipeline names a reprocess asked for; None runs every pipeline of the view.
     """
     uid = source.sop_instance_uid
@@ -85,7 +88,9 @@ def analyse_clip(
     header = pydicom.dcmread(source.path, stop_before_pixels=True)
     try:
         lazy = load_clip(source.path)
-        frames = np.stack([lazy.frames[i] for i in range(len(lazy))]) if len(lazy) else None
+        cache = CachedFrames(lazy.frames)
+        if len(cache):
+            cache[0]  # an undecodable clip shows itself here, before any model sees it
     except (DecodeError, AttributeError, KeyError, ValueError) as error:
         # Not an image ai/ can read (e.g. a report in a US series): on record, not processed.
         steps.append(_step("decode", uid, started, error=type(error).__name__))
@@ -94,12 +99,14 @@ def analyse_clip(
         decision = ViewDecision(View.UNKNOWN, "decode", 0.0, reason=reason)
         result = ClipResult(sop_instance_uid=uid, view=decision, message=reason)
         return ClipRun(source, header, result, None, steps)
-    clip = lazy if frames is None else dataclasses.replace(lazy, frames=ArrayFrames(frames))
-    steps.append(_step("decode", uid, started))
+    header_seconds = time.perf_counter() - started - cache.seconds
+    clip = dataclasses.replace(lazy, frames=cache)
 
-    started = time.perf_counter()
+    started, decoded = time.perf_counter(), cache.seconds
     decision = decide_view(clip, classifier, min_confidence)
-    steps.append(_step("view", uid, started, view=decision.view.value))
+    steps.append(
+        _step("view", uid, started, decoded=cache.seconds - decoded, view=decision.view.value)
+    )
 
     functions = _selected(decision.view, only)
     if not functions:
@@ -113,10 +120,16 @@ def analyse_clip(
     else:
         results = []
         for function in functions:
-            started = time.perf_counter()
+            started, decoded = time.perf_counter(), cache.seconds
             outcome = _run(function, clip, models)
             steps.append(
-                _step(f"pipeline:{outcome.pipeline}", uid, started, status=outcome.status.value)
+                _step(
+                    f"pipeline:{outcome.pipeline}",
+                    uid,
+                    started,
+                    decoded=cache.seconds - decoded,
+                    status=outcome.status.value,
+                )
             )
             results.append(outcome)
         result = ClipResult(
@@ -126,7 +139,45 @@ def analyse_clip(
             frame_count=len(clip),
             frame_time_ms=clip.frame_time_ms,
         )
-    return ClipRun(source, header, result, frames, steps)
+    run = ClipRun(source, header, result, None, steps)
+    if run.has_findings and len(cache):
+        run.frames = cache.stack()  # the overlay burns the findings into every frame
+    steps.insert(
+        0,
+        {
+            "step": "decode",
+            "sop_instance_uid": uid,
+            "seconds": round(header_seconds + cache.seconds, 4),
+        },
+    )
+    return run
+
+
+class CachedFrames:
+    """Frames decoded on first use and kept, so pipelines and the overlay decode once; counts
+    the seconds spent decoding so the job's steps can tell decoding from computing."""
+
+    def __init__(self, source: FrameSource) -> None:
+        self._source = source
+        self._frames: dict[int, Frame] = {}
+        self.seconds = 0.0
+
+    def __len__(self) -> int:
+        return len(self._source)
+
+    def __getitem__(self, index: int) -> Frame:
+        if index < 0:
+            index += len(self)
+        frame = self._frames.get(index)
+        if frame is None:
+            started = time.perf_counter()
+            frame = self._source[index]
+            self.seconds += time.perf_counter() - started
+            self._frames[index] = frame
+        return frame
+
+    def stack(self) -> npt.NDArray[np.uint8]:
+        return np.stack([self[i] for i in range(len(self))])
 
 
 def _selected(view: View, only: Collection[str] | None) -> tuple[PipelineFn, ...]:
@@ -155,6 +206,9 @@ def _run(function: PipelineFn, clip: Clip, models: Any) -> PipelineResult:
         )
 
 
-def _step(name: str, uid: str, started: float, **extra: Any) -> dict[str, Any]:
-    seconds = round(time.perf_counter() - started, 4)
+def _step(
+    name: str, uid: str, started: float, decoded: float = 0.0, **extra: Any
+) -> dict[str, Any]:
+    """A step's seconds, without those spent decoding frames (the decode step has them)."""
+    seconds = round(time.perf_counter() - started - decoded, 4)
     return {"step": name, "sop_instance_uid": uid, "seconds": seconds, **extra}
