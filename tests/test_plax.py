@@ -216,3 +216,13 @@ def _first(clip: object, count: int) -> object:
 
     assert isinstance(clip, Clip)
     return ArrayFrames(np.stack(list(clip.iter_frames(range(count)))))
+
+
+def test_an_installed_file_that_does_not_fit_fails_with_the_reason(tmp_path: Path) -> None:
+    spec = small_spec(MODEL, input_height=48, input_width=64)
+    three = dataclasses.replace(spec, output_channels=3)
+    save_checkpoint(tmp_path / spec.file, random_state(three), "model.")
+    video, _ = keyed_clip(frames=2)
+    result = run_plax(array_clip(video, (REGION,)), store_with(tmp_path, spec))
+    assert result.status is PipelineStatus.FAILED and not result.findings
+    assert "is (3, 256, 1, 1) in the file, (4, 256, 1, 1)" in result.message

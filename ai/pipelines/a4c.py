@@ -35,7 +35,7 @@ import torch
 
 from ai.clip import Clip, UltrasoundRegion
 from ai.findings import Finding, PipelineResult, PipelineStatus
-from ai.models.loader import LoadedModel
+from ai.models.loader import CheckpointError, LoadedModel
 from ai.models.preprocess import Geometry, crop_and_scale, crop_window, to_tensor
 from ai.models.registry import default_registry
 from ai.models.signal import find_peaks
@@ -254,7 +254,10 @@ def _store_answers(models: object, *names: str) -> list[LoadedModel | NotInstall
 @pipeline("a4c")
 def run_a4c(clip: Clip, models: object, options: A4cOptions | None = None) -> PipelineResult:
     """LVEF (%) with EchoNet-Dynamic, LV area curve and ED/ES frames."""
-    seg, ef = _store_answers(models, SEGMENTATION_MODEL, EF_MODEL)
+    try:
+        seg, ef = _store_answers(models, SEGMENTATION_MODEL, EF_MODEL)
+    except CheckpointError as exc:  # an installed file that does not fit: say so, no value
+        return PipelineResult(NAME, PipelineStatus.FAILED, message=str(exc))
     missing = [answer for answer in (seg, ef) if isinstance(answer, NotInstalled)]
     if len(missing) == 2:
         return PipelineResult(
@@ -293,7 +296,10 @@ def classifier_input(clip: Clip, model: LoadedModel) -> torch.Tensor:
 
 def classify(clip: Clip, models: object, name: str, finding: str) -> PipelineResult:
     pipeline_name = f"a4c_{finding}"
-    (answer,) = _store_answers(models, name)
+    try:
+        (answer,) = _store_answers(models, name)
+    except CheckpointError as exc:
+        return PipelineResult(pipeline_name, PipelineStatus.FAILED, message=str(exc))
     if isinstance(answer, NotInstalled):
         return PipelineResult(
             pipeline_name, PipelineStatus.MODEL_NOT_INSTALLED, message=answer.message

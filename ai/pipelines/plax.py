@@ -33,7 +33,7 @@ import torch
 
 from ai.clip import Clip, UltrasoundRegion
 from ai.findings import Finding, PipelineResult, PipelineStatus, Provenance
-from ai.models.loader import LoadedModel
+from ai.models.loader import CheckpointError, LoadedModel
 from ai.models.preprocess import Geometry, crop_and_scale, crop_window, to_tensor
 from ai.models.registry import ModelSpec
 from ai.models.signal import fill_gaps, find_peaks, smooth
@@ -288,7 +288,10 @@ def run_plax(clip: Clip, models: object, options: PlaxOptions | None = None) -> 
             message=f"no model store configured; install {MODEL} with: "
             f"echo-node models import PATH --name {MODEL}",
         )
-    loaded = models.get(MODEL)
+    try:
+        loaded = models.get(MODEL)
+    except CheckpointError as exc:  # an installed file that does not fit: say so, no value
+        return PipelineResult(NAME, PipelineStatus.FAILED, message=str(exc))
     if isinstance(loaded, NotInstalled):
         return PipelineResult(NAME, PipelineStatus.MODEL_NOT_INSTALLED, message=loaded.message)
     if len(clip) == 0:
