@@ -141,9 +141,11 @@ def area_cm2(pixels: FloatArray, geometry: Geometry, region: UltrasoundRegion) -
 # --- the pipeline -------------------------------------------------------------------------
 
 
-def _normalised_video(
-    clip: Clip, model: LoadedModel, zoom: float, batch_size: int
-) -> tuple[torch.Tensor, Geometry]:
+Video = tuple[torch.Tensor, Geometry]
+
+
+def normalised_video(clip: Clip, model: LoadedModel, zoom: float, batch_size: int) -> Video:
+    """Every frame preprocessed for model: (N, 3, H, W) and the crop geometry."""
     spec = model.spec
     geometry = frame_geometry(clip, spec.input_size, zoom)
     parts = []
@@ -155,9 +157,9 @@ def _normalised_video(
 
 
 def segment(
-    clip: Clip, model: LoadedModel, options: A4cOptions, batch_size: int
+    clip: Clip, model: LoadedModel, prepared: Video, options: A4cOptions, batch_size: int
 ) -> tuple[dict[str, tuple[float, ...]], list[int], list[int]]:
-    video, geometry = _normalised_video(clip, model, options.zoom, batch_size)
+    video, geometry = prepared
     area = np.concatenate(
         [
             lv_areas(predict_segmentation(model, video[i : i + batch_size]))
@@ -177,14 +179,14 @@ def segment(
 
 
 def ejection_fraction(
-    clip: Clip,
     model: LoadedModel,
+    prepared: Video,
     ed_frames: list[int],
     options: A4cOptions,
     batch_size: int,
 ) -> tuple[Finding, dict[str, tuple[float, ...]]]:
     spec = model.spec
-    video, _ = _normalised_video(clip, model, options.zoom, batch_size)
+    video, _ = prepared
     span = (spec.frames - 1) * spec.period + 1
     starts = clip_starts(len(video), spec.frames, spec.period, options.clip_stride)
     beats = [f for f in ed_frames if f + span <= len(video)]
@@ -229,14 +231,26 @@ def analyse(
     options: A4cOptions,
     batch_size: int,
 ) -> PipelineResult:
+    # Segmentation and EF are fed the same way in the reference: decode the clip once.
+    videos: dict[tuple[object, ...], Video] = {}
+
+    def prepared(model: LoadedModel) -> Video:
+        spec = model.spec
+        key = (spec.input_size, spec.mean, spec.std, spec.scale, spec.colour_order)
+        if key not in videos:
+            videos[key] = normalised_video(clip, model, options.zoom, batch_size)
+        return videos[key]
+
     series: dict[str, tuple[float, ...]] = {}
     ed: list[int] = []
     if segmentation is not None:
-        seg_series, ed, _ = segment(clip, segmentation, options, batch_size)
+        seg_series, ed, _ = segment(clip, segmentation, prepared(segmentation), options, batch_size)
         series.update(seg_series)
     findings: tuple[Finding, ...] = ()
     if ef_model is not None:
-        finding, ef_series = ejection_fraction(clip, ef_model, ed, options, batch_size)
+        finding, ef_series = ejection_fraction(
+            ef_model, prepared(ef_model), ed, options, batch_size
+        )
         findings, series = (finding,), {**series, **ef_series}
     return PipelineResult(NAME, PipelineStatus.OK, findings, "", series)
 
