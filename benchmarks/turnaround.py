@@ -1,0 +1,245 @@
+"""Study turnaround on CPU: the phantom study pushed with storescu into `echo-node serve`, until
+its SR is stored in Orthanc (the PACS, on loopback), split by step (issue 6's benchmark).
+
+Times come from the node's own records, one clock: the last instance's received_at, the job's
+created/started/finished times and per-step seconds, and the SR delivery's sent_at (the moment
+Orthanc acknowledged the C-STORE). The quiet period is part of the turnaround by design: a
+study is processed once no instance arrived for `stable_after_s`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import func, select
+
+from ai.phantom.study import generate_study
+from echo_node.jobs.selection import OWN_OUTPUT_ADDRESS
+from echo_node.node import open_node
+from echo_node.settings import load_settings
+from storage.models import Delivery, Instance, Job, Output, Series, Study
+
+ROOT = Path(__file__).resolve().parent
+WORK = ROOT / "work" / "turnaround"
+RESULTS = ROOT / "results"
+ECHO_NODE = Path(sys.executable).parent / "echo-node"
+DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
+DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
+RUNS = 3
+QUIET_S = 3.0
+SWEEP_S = 0.5
+TIMEOUT_S = 600.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_orthanc(workdir: Path) -> tuple[subprocess.Popen[bytes], int, str]:
+    dicom_port, http_port = free_port(), free_port()
+    storage = workdir / "storage"
+    storage.mkdir(parents=True)
+    config = {
+        "Name": "turnaround PACS",
+        "DicomAet": "ORTHANC",
+        "DicomPort": dicom_port,
+        "HttpPort": http_port,
+        "StorageDirectory": str(storage),
+        "IndexDirectory": str(storage),
+        "RemoteAccessAllowed": False,
+        "AuthenticationEnabled": False,
+        "Plugins": [str(DICOMWEB_PLUGIN)],
+        "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
+    }
+    (workdir / "orthanc.json").write_text(json.dumps(config))
+    log = (workdir / "orthanc.log").open("wb")
+    process = subprocess.Popen(["Orthanc", str(workdir / "orthanc.json")], stdout=log, stderr=log)
+    url = f"http://127.0.0.1:{http_port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/system", timeout=2).status_code == 200:
+                return process, dicom_port, url
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    process.kill()
+    raise RuntimeError("Orthanc did not start")
+
+
+def node_env(data: Path, port: int, orthanc_port: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ECHO_NODE_")}
+    destination = {
+        "name": "orthanc",
+        "kind": "dimse",
+        "ae_title": "ORTHANC",
+        "host": "127.0.0.1",
+        "port": orthanc_port,
+    }
+    env.update(
+        ECHO_NODE_DATA_DIR=str(data),
+        ECHO_NODE_BIND="127.0.0.1",
+        ECHO_NODE_DIMSE_PORT=str(port),
+        ECHO_NODE_HTTP_ENABLED="false",
+        ECHO_NODE_STABLE_AFTER_S=str(QUIET_S),
+        ECHO_NODE_SWEEP_INTERVAL_S=str(SWEEP_S),
+        ECHO_NODE_DESTINATIONS=json.dumps([destination]),
+        ECHO_NODE_LOG_FORMAT="json",
+    )
+    return env
+
+
+def wait_listening(port: int, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError("echo-node exited at start")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("echo-node did not listen")
+
+
+def sr_in_orthanc(url: str, study_uid: str) -> bool:
+    found = httpx.post(f"{url}/tools/lookup", content=study_uid, timeout=10).json()
+    for item in found:
+        if item["Type"] == "Study":
+            for instance in httpx.get(f"{url}/studies/{item['ID']}/instances", timeout=10).json():
+                tags = httpx.get(f"{url}/instances/{instance['ID']}/simplified-tags", timeout=10)
+                if tags.json().get("Modality") == "SR":
+                    return True
+    return False
+
+
+def one_run(env: dict[str, str], port: int, url: str, seed: int) -> dict[str, Any]:
+    phantom = WORK / f"phantom-{seed}"
+    paths = generate_study(phantom, seed)
+    study_uid = json.loads(paths[0].with_suffix(".json").read_text())["study_instance_uid"]
+    push = subprocess.run(
+        ["storescu", "-xy", "-aec", "ECHONODE", "127.0.0.1", str(port), *map(str, paths)],
+        env=DCMTK_ENV,
+        capture_output=True,
+        text=True,
+    )
+    if push.returncode != 0:
+        raise RuntimeError(f"storescu failed: {push.stdout}{push.stderr}")
+    pushed = time.monotonic()
+    deadline = pushed + TIMEOUT_S
+    while not sr_in_orthanc(url, study_uid):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no SR in Orthanc for study {study_uid} within {TIMEOUT_S} s")
+        time.sleep(0.2)
+    observed = time.monotonic() - pushed
+    return {"seed": seed, "study_uid": study_uid, "observed_s": observed, **split(env, study_uid)}
+
+
+def split(env: dict[str, str], study_uid: str) -> dict[str, Any]:
+    """The run's times from the node's database (read-only here)."""
+    node = open_node(load_settings(environ=env))
+    try:
+        with node.sessions() as session:
+            study = session.scalars(
+                select(Study).where(Study.study_instance_uid == study_uid)
+            ).one()
+            last_received: datetime = session.scalar(
+                select(func.max(Instance.received_at))
+                .join(Series, Series.id == Instance.series_id)
+                .where(Series.study_id == study.id)
+                .where(
+                    (Instance.source_address.is_(None))
+                    | (Instance.source_address != OWN_OUTPUT_ADDRESS)
+                )
+            )
+            job = session.scalars(
+                select(Job).where(Job.study_id == study.id, Job.state == "done")
+            ).one()
+            sr_sent = session.scalars(
+                select(Delivery.sent_at)
+                .join(Output, Output.id == Delivery.output_id)
+                .where(Output.job_id == job.id, Output.kind == "sr")
+            ).one()
+            assert job.started_at and job.finished_at and sr_sent
+            steps: dict[str, float] = defaultdict(float)
+            for step in job.steps:
+                steps[step["step"]] += float(step["seconds"])
+            return {
+                "turnaround_s": (sr_sent - last_received).total_seconds(),
+                "quiet_and_sweep_s": (job.created_at - last_received).total_seconds(),
+                "queue_wait_s": (job.started_at - job.created_at).total_seconds(),
+                "job_s": (job.finished_at - job.started_at).total_seconds(),
+                "steps_s": dict(sorted(steps.items())),
+                "sending_s": (sr_sent - job.finished_at).total_seconds(),
+            }
+    finally:
+        node.engine.dispose()
+
+
+def main() -> dict[str, Any]:
+    shutil.rmtree(WORK, ignore_errors=True)
+    WORK.mkdir(parents=True)
+    orthanc, orthanc_port, url = start_orthanc(WORK / "orthanc")
+    port = free_port()
+    env = node_env(WORK / "data", port, orthanc_port)
+    log = (WORK / "node.log").open("wb")
+    node = subprocess.Popen([str(ECHO_NODE), "serve"], env=env, stdout=log, stderr=log)
+    try:
+        wait_listening(port, node)
+        runs = [one_run(env, port, url, seed) for seed in range(1, RUNS + 1)]
+    finally:
+        node.terminate()
+        node.wait(60)
+        orthanc.terminate()
+        orthanc.wait(30)
+    steps = sorted({name for run in runs for name in run["steps_s"]})
+    summary = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "phantom": "ai.phantom.generate_study defaults (600x800, 2 cycles at 50 frames/s)",
+        # Neural pipelines without weights report model_not_installed at once; with weights
+        # installed in the node's models directory their time shows in the pipeline steps.
+        "models_installed": sorted(p.name for p in (WORK / "data" / "models").glob("*.pt*")),
+        "quiet_period_s": QUIET_S,
+        "sweep_interval_s": SWEEP_S,
+        "runs": runs,
+        "median": {
+            "turnaround_s": statistics.median(r["turnaround_s"] for r in runs),
+            "quiet_and_sweep_s": statistics.median(r["quiet_and_sweep_s"] for r in runs),
+            "queue_wait_s": statistics.median(r["queue_wait_s"] for r in runs),
+            "job_s": statistics.median(r["job_s"] for r in runs),
+            "sending_s": statistics.median(r["sending_s"] for r in runs),
+            "steps_s": {
+                name: statistics.median(r["steps_s"].get(name, 0.0) for r in runs) for name in steps
+            },
+        },
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "turnaround.json").write_text(json.dumps(summary, indent=2) + "\n")
+    median = summary["median"]
+    print(f"study turnaround (last instance received → SR stored in Orthanc), median of {RUNS}:")
+    print(f"  total                 {median['turnaround_s']:7.2f} s")
+    print(f"  quiet period + sweep  {median['quiet_and_sweep_s']:7.2f} s")
+    print(f"  queue wait            {median['queue_wait_s']:7.2f} s")
+    print(f"  job                   {median['job_s']:7.2f} s")
+    for name, seconds in median["steps_s"].items():
+        print(f"    {name:20s}{seconds:7.2f} s")
+    print(f"  sending the SR        {median['sending_s']:7.2f} s")
+    return summary
+
+
+if __name__ == "__main__":
+    main()
