@@ -70,6 +70,7 @@ def test_scanner_to_pacs(
         tmp_path / "data",
         free_port(),
         {
+            "process_enabled": "true",
             "destinations": json.dumps([destination]),
             "stable_after_s": str(QUIET_S),
             "sweep_interval_s": "1",
