@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any
 
 import pydicom
 import pytest
-from sqlalchemy import select
+from sqlalchemy import create_engine, select, text
 
 from ai.phantom.study import generate_study
 from echo_node.cli.importer import import_file
@@ -292,4 +293,44 @@ def test_an_installed_view_classifier_decides_clips_the_header_cannot(tmp_path: 
         (clip,) = session.scalars(select(JobClip).where(JobClip.job_id == job_id)).all()
         assert (clip.view, clip.decided_by) == ("plax", MODEL)
         assert clip.confidence > 0.99
+    node.engine.dispose()
+
+
+def test_run_job_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
+    # A database of its own: the session's PostgreSQL server is shared with other tests.
+    name = f"processing_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(
+        postgres_url.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT"
+    )
+    with admin.connect() as connection:
+        connection.execute(text(f"CREATE DATABASE {name}"))
+    admin.dispose()
+    phantom = tmp_path / "phantom"
+    generate_study(phantom, 4, rows=480, columns=640, cycles=1, frame_rate=15.0)
+    settings = load_settings(
+        environ={
+            "ECHO_NODE_DATA_DIR": str(tmp_path / "data"),
+            "ECHO_NODE_DATABASE_URL": postgres_url.rsplit("/", 1)[0] + f"/{name}",
+            "ECHO_NODE_STABLE_AFTER_S": "0",
+            "ECHO_NODE_DESTINATIONS": json.dumps(DESTINATIONS),
+        }
+    )
+    node = open_node(settings)
+    for clip in ("tr_cw", "mv_pw"):
+        assert import_file(node.ingestor, phantom / f"{clip}.dcm").outcome == "stored"
+    first_job = stable_job(node)
+    assert run_job(node, first_job, None).state == "done"
+    with node.sessions.begin() as session:
+        study_id = session.scalars(select(Study.id)).one()
+        queue.enqueue_reprocess(session, [study_id], queue.now_utc(), None)
+    second_job = claim_next(node)
+    assert run_job(node, second_job, None).state == "done"
+    with node.sessions() as session:
+        reports = session.scalars(select(Output).where(Output.kind == "sr").order_by(Output.id))
+        assert [(o.job_id, o.superseded_by_job_id) for o in reports] == [
+            (first_job, second_job),
+            (second_job, None),
+        ]
+        outputs = session.scalars(select(Output)).all()
+        assert len(session.scalars(select(Delivery)).all()) == len(outputs) * len(DESTINATIONS)
     node.engine.dispose()
