@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -64,34 +64,36 @@ def write_sr(
     return stored
 
 
-def write_overlays(
-    node: Node, runs: Sequence[ClipRun], steps: list[dict[str, Any]]
-) -> list[StoredOutput]:
-    """An overlay SC per clip with findings, all in one new series of the study."""
-    device = device_info(node.settings)
-    series_uid = str(generate_uid())
-    syntax = JPEGBaseline8Bit if node.settings.overlay_jpeg else ExplicitVRLittleEndian
-    stored = []
-    measured = [run for run in runs if run.has_findings and run.frames is not None]
-    for number, run in enumerate(measured, start=1):
-        assert run.frames is not None  # filtered above; for the type checker
+@dataclass
+class OverlaySeries:
+    """The run's overlays: one new series of the study, an SC per clip with findings."""
+
+    node: Node
+    series_uid: str = field(default_factory=lambda: str(generate_uid()))
+    written: int = 0
+
+    def write(self, run: ClipRun, steps: list[dict[str, Any]]) -> StoredOutput | None:
+        """Burn the clip's findings into its frames and store the SC; None without findings."""
+        if not run.has_findings or run.frames is None:
+            return None
         started = time.perf_counter()
+        settings = self.node.settings
         sc = build_overlay_sc(
             run.header,
             run.frames,
             run.result,
-            node=device,
-            series_uid=series_uid,
-            instance_number=number,
-            transfer_syntax=syntax,
+            node=device_info(settings),
+            series_uid=self.series_uid,
+            instance_number=self.written + 1,
+            transfer_syntax=JPEGBaseline8Bit if settings.overlay_jpeg else ExplicitVRLittleEndian,
         )
         _single_frame_timing(sc)
-        output = _store(node, sc, "sc")
+        output = _store(self.node, sc, "sc")
+        self.written += 1
         steps.append(
             _step("sc", run.source.sop_instance_uid, started, output=output.sop_instance_uid)
         )
-        stored.append(output)
-    return stored
+        return output
 
 
 def _single_frame_timing(sc: Dataset) -> None:

@@ -1,9 +1,10 @@
 """run_job: one claimed job from the study's instances to stored, queued results.
 
 Three phases so that one process never holds the SQLite write lock while models run:
-read what is needed (short session) → compute with no session open (decode, views, pipelines,
-SR and overlays, stored through ingest which commits its own rows) → one short transaction with
-the clips, findings, outputs, deliveries and the superseded earlier SR.
+read what is needed (short session) → compute with no session open (clip by clip: decode, view,
+pipelines, its overlay; then the SR; each object stored through ingest, which commits only its
+own instance row) → one short transaction with the clips, findings, outputs, deliveries and the
+superseded earlier SR.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from echo_node.jobs.selection import processable_instances
 from echo_node.node import Node
 from echo_node.processing.analysis import ClipInput, ClipRun, analyse_clip
 from echo_node.processing.classifier import view_classifier
-from echo_node.processing.outputs import StoredOutput, write_overlays, write_sr
+from echo_node.processing.outputs import OverlaySeries, StoredOutput, write_sr
 from echo_node.processing.record import (
     record_clips,
     record_outputs,
@@ -65,11 +66,20 @@ def run_job(node: Node, job_id: int, models: Any) -> JobOutcome:
         return JobOutcome("skipped", "no processable instance in the study")
 
     classifier = view_classifier(models)
-    runs = [
-        analyse_clip(clip, models, classifier, node.settings.min_view_confidence, plan.only)
-        for clip in plan.clips
-    ]
-    steps = [step for run in runs for step in run.steps]
+    overlays = OverlaySeries(node)
+    runs: list[ClipRun] = []
+    stored_overlays: list[StoredOutput] = []
+    steps: list[dict[str, Any]] = []
+    for clip in plan.clips:
+        run = analyse_clip(clip, models, classifier, node.settings.min_view_confidence, plan.only)
+        steps += run.steps
+        # The overlay is written at once and the frames let go: a study's clips are never
+        # all held decoded together.
+        overlay = overlays.write(run, steps)
+        if overlay is not None:
+            stored_overlays.append(overlay)
+        run.frames = None
+        runs.append(run)
     measured = [run for run in runs if run.measured]
     if not measured:
         failures = pipelines_failed(runs)
@@ -81,12 +91,11 @@ def run_job(node: Node, job_id: int, models: Any) -> JobOutcome:
         return JobOutcome("skipped", reason, steps)
 
     predecessor = _predecessor(plan.predecessor)
-    stored = [write_sr(node, runs, predecessor, steps), *write_overlays(node, runs, steps)]
+    stored = [write_sr(node, runs, predecessor, steps), *stored_overlays]
     _write(node, plan, runs, stored)
-    overlays = len(stored) - 1
     message = (
         f"{len(runs)} clip(s), {len(measured)} measured: SR {stored[0].sop_instance_uid}"
-        f" and {overlays} overlay(s)"
+        f" and {len(stored_overlays)} overlay(s)"
         + (f", superseding SR {predecessor.SOPInstanceUID}" if predecessor is not None else "")
     )
     logger.info("job %s done: study %s, %s", job_id, plan.study_uid, message)
