@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -88,10 +89,14 @@ def output_path(node: Node, output: Output) -> Path:
     return node.store.root / output.instance.path
 
 
-def dsr_numbers(path: Path) -> dict[str, tuple[float, str]]:
-    text = subprocess.run(
-        [require_tool("dsrdump"), str(path)], capture_output=True, text=True, check=True
+def dsrdump(path: Path) -> str:
+    return subprocess.run(
+        [require_tool("dsrdump"), "+Pl", str(path)], capture_output=True, text=True, check=True
     ).stdout
+
+
+def dsr_numbers(path: Path) -> dict[str, tuple[float, str]]:
+    text = dsrdump(path)
     return {m["name"]: (float(m["value"]), m["unit"]) for m in NUM_LINE.finditer(text)}
 
 
@@ -164,6 +169,10 @@ def test_sr_values_match_the_phantom_truth(first: Run) -> None:
         want = expected[key]["value"] * factor
         # TR is regurgitant flow below the baseline: the magnitude is compared.
         assert abs(abs(value) - want) <= 0.05 * want, (key, value, want)
+    # What did not run is said, not left out: the 2D clips' pipelines have no weights here.
+    text = dsrdump(output_path(first.node, sr))
+    plax_uid = truth(first.phantom, "plax")["sop_instance_uid"]
+    assert f"Pipeline plax did not run on instance {plax_uid}: model_not_installed" in text
 
 
 def test_clips_findings_and_deliveries_are_recorded(first: Run) -> None:
@@ -333,4 +342,37 @@ def test_run_job_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
         ]
         outputs = session.scalars(select(Output)).all()
         assert len(session.scalars(select(Delivery)).all()) == len(outputs) * len(DESTINATIONS)
+    node.engine.dispose()
+
+
+def test_no_write_lock_is_held_while_models_run(tmp_path: Path) -> None:
+    """Each time a model is asked for (view classifier, PLAX, A4C), another connection takes
+    SQLite's write lock at once: run_job holds no write transaction while it computes."""
+    from ai.models.store import ModelStore, NotInstalled
+
+    node = make_node(tmp_path / "data")
+    database = tmp_path / "data" / "echo-node.db"
+    probes: list[str] = []
+
+    class ProbingStore(ModelStore):
+        def get(self, name: str) -> Any:
+            other = sqlite3.connect(database, timeout=0.2, isolation_level=None)
+            try:
+                other.execute("BEGIN IMMEDIATE")  # fails with "database is locked" if held
+                other.execute("ROLLBACK")
+                probes.append(name)
+            finally:
+                other.close()
+            loaded = super().get(name)
+            assert isinstance(loaded, NotInstalled)
+            return loaded
+
+    phantom = tmp_path / "phantom"
+    generate_study(phantom, 5, rows=240, columns=320, cycles=1, frame_rate=15.0)
+    for clip in ("plax", "a4c"):
+        assert import_file(node.ingestor, phantom / f"{clip}.dcm").outcome == "stored"
+    job_id = stable_job(node)
+    outcome = run_job(node, job_id, ProbingStore(tmp_path / "models"))
+    assert outcome.state == "skipped"
+    assert {"echonet-lvh-plax", "echonet-dynamic-segmentation"} <= set(probes)
     node.engine.dispose()
