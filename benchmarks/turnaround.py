@@ -1,5 +1,6 @@
 """Study turnaround on CPU: the phantom study pushed with storescu into `echo-node serve`, until
 its SR is stored in Orthanc (the PACS, on loopback), split by step (issue 6's benchmark).
+TURNAROUND_MODELS_DIR=DIR runs the neural pipelines with the checkpoints in DIR.
 
 Times come from the node's own records, one clock: the last instance's received_at, the job's
 created/started/finished times and per-step seconds, and the SR delivery's sent_at (the moment
@@ -27,8 +28,8 @@ from sqlalchemy import func, select
 
 from ai.phantom.study import generate_study
 from echo_node.jobs.selection import OWN_OUTPUT_ADDRESS
-from echo_node.node import open_node
 from echo_node.settings import load_settings
+from storage.db import make_engine, session_factory
 from storage.models import Delivery, Instance, Job, Output, Series, Study
 
 ROOT = Path(__file__).resolve().parent
@@ -41,6 +42,9 @@ RUNS = 3
 QUIET_S = 3.0
 SWEEP_S = 0.5
 TIMEOUT_S = 600.0
+# Checkpoints for the neural pipelines (`echo-node models import` layout); none by default, so
+# PLAX/A4C report model_not_installed at once and only the Doppler engine measures.
+MODELS_DIR = os.environ.get("TURNAROUND_MODELS_DIR", "")
 
 
 def free_port() -> int:
@@ -99,6 +103,7 @@ def node_env(data: Path, port: int, orthanc_port: int) -> dict[str, str]:
         ECHO_NODE_SWEEP_INTERVAL_S=str(SWEEP_S),
         ECHO_NODE_DESTINATIONS=json.dumps([destination]),
         ECHO_NODE_LOG_FORMAT="json",
+        ECHO_NODE_MODELS_DIR=MODELS_DIR,
     )
     return env
 
@@ -151,13 +156,14 @@ def one_run(env: dict[str, str], port: int, url: str, seed: int) -> dict[str, An
 
 def split(env: dict[str, str], study_uid: str) -> dict[str, Any]:
     """The run's times from the node's database (read-only here)."""
-    node = open_node(load_settings(environ=env))
+    # Only reads: no open_node (which would prepare the store and migrate) beside the node.
+    engine = make_engine(load_settings(environ=env).resolved_database_url)
     try:
-        with node.sessions() as session:
+        with session_factory(engine)() as session:
             study = session.scalars(
                 select(Study).where(Study.study_instance_uid == study_uid)
             ).one()
-            last_received: datetime = session.scalar(
+            last_received: datetime | None = session.scalar(
                 select(func.max(Instance.received_at))
                 .join(Series, Series.id == Instance.series_id)
                 .where(Series.study_id == study.id)
@@ -174,7 +180,7 @@ def split(env: dict[str, str], study_uid: str) -> dict[str, Any]:
                 .join(Output, Output.id == Delivery.output_id)
                 .where(Output.job_id == job.id, Output.kind == "sr")
             ).one()
-            assert job.started_at and job.finished_at and sr_sent
+            assert last_received and job.started_at and job.finished_at and sr_sent
             steps: dict[str, float] = defaultdict(float)
             for step in job.steps:
                 steps[step["step"]] += float(step["seconds"])
@@ -187,7 +193,7 @@ def split(env: dict[str, str], study_uid: str) -> dict[str, Any]:
                 "sending_s": (sr_sent - job.finished_at).total_seconds(),
             }
     finally:
-        node.engine.dispose()
+        engine.dispose()
 
 
 def main() -> dict[str, Any]:
@@ -207,29 +213,29 @@ def main() -> dict[str, Any]:
         orthanc.terminate()
         orthanc.wait(30)
     steps = sorted({name for run in runs for name in run["steps_s"]})
-    summary = {
+    median: dict[str, Any] = {
+        "turnaround_s": statistics.median(r["turnaround_s"] for r in runs),
+        "quiet_and_sweep_s": statistics.median(r["quiet_and_sweep_s"] for r in runs),
+        "queue_wait_s": statistics.median(r["queue_wait_s"] for r in runs),
+        "job_s": statistics.median(r["job_s"] for r in runs),
+        "sending_s": statistics.median(r["sending_s"] for r in runs),
+        "steps_s": {
+            name: statistics.median(r["steps_s"].get(name, 0.0) for r in runs) for name in steps
+        },
+    }
+    summary: dict[str, Any] = {
         "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "phantom": "ai.phantom.generate_study defaults (600x800, 2 cycles at 50 frames/s)",
-        # Neural pipelines without weights report model_not_installed at once; with weights
-        # installed in the node's models directory their time shows in the pipeline steps.
-        "models_installed": sorted(p.name for p in (WORK / "data" / "models").glob("*.pt*")),
+        # With no weights the neural pipelines report model_not_installed at once; with
+        # TURNAROUND_MODELS_DIR set, their time shows in the pipeline steps.
+        "models_dir": MODELS_DIR or None,
         "quiet_period_s": QUIET_S,
         "sweep_interval_s": SWEEP_S,
         "runs": runs,
-        "median": {
-            "turnaround_s": statistics.median(r["turnaround_s"] for r in runs),
-            "quiet_and_sweep_s": statistics.median(r["quiet_and_sweep_s"] for r in runs),
-            "queue_wait_s": statistics.median(r["queue_wait_s"] for r in runs),
-            "job_s": statistics.median(r["job_s"] for r in runs),
-            "sending_s": statistics.median(r["sending_s"] for r in runs),
-            "steps_s": {
-                name: statistics.median(r["steps_s"].get(name, 0.0) for r in runs) for name in steps
-            },
-        },
+        "median": median,
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "turnaround.json").write_text(json.dumps(summary, indent=2) + "\n")
-    median = summary["median"]
     print(f"study turnaround (last instance received → SR stored in Orthanc), median of {RUNS}:")
     print(f"  total                 {median['turnaround_s']:7.2f} s")
     print(f"  quiet period + sweep  {median['quiet_and_sweep_s']:7.2f} s")
