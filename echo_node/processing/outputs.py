@@ -87,21 +87,12 @@ class OverlaySeries:
             instance_number=self.written + 1,
             transfer_syntax=JPEGBaseline8Bit if settings.overlay_jpeg else ExplicitVRLittleEndian,
         )
-        _single_frame_timing(sc)
         output = _store(self.node, sc, "sc")
         self.written += 1
         steps.append(
             _step("sc", run.source.sop_instance_uid, started, output=output.sop_instance_uid)
         )
         return output
-
-
-def _single_frame_timing(sc: Dataset) -> None:
-    """A one-frame overlay (a spectral Doppler still) has no frame time; the Frame Increment
-    Pointer to Frame Time is then conditional and must go (dciodvfy: PS3.3 C.7.6.6, C.8.6.3)."""
-    single = int(sc.get("NumberOfFrames", 1)) == 1
-    if single and "FrameTime" not in sc and "FrameIncrementPointer" in sc:
-        del sc.FrameIncrementPointer
 
 
 def _store(node: Node, dataset: Dataset, kind: str) -> StoredOutput:

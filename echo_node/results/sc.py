@@ -76,8 +76,10 @@ def build_overlay_sc(
     ds.SecondaryCaptureDeviceManufacturerModelName = node.model_name
     ds.SecondaryCaptureDeviceSoftwareVersions = node.software_version
     ds.NumberOfFrames = len(burned)
-    ds.FrameIncrementPointer = Tag("FrameTime")
     if frame_time is not None:
+        # Without a frame time (a one-frame Doppler still) the pointer is left out: it is
+        # required only for more than one frame (PS3.3 C.8.6.3), and must not point at nothing.
+        ds.FrameIncrementPointer = Tag("FrameTime")
         ds.FrameTime = f"{frame_time:.3f}"
     _pixels(ds, burned, UID(transfer_syntax), jpeg_quality)
     provenances = [f.provenance for p in result.pipelines for f in p.findings]

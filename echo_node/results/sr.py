@@ -322,6 +322,9 @@ def _code(name: Code, value: Code) -> hd.sr.CodeContentItem:
     )
 
 
+_VELOCITY_UNITS = ("cm/s", "m/s")
+
+
 def _num(m: _Measurement) -> hd.sr.NumContentItem:
     finding, coding = m.finding, m.coding
     factor = _UNIT_FACTORS.get((finding.unit, coding.unit.value))
@@ -330,9 +333,15 @@ def _num(m: _Measurement) -> hd.sr.NumContentItem:
             f"results: {finding.name} is in {finding.unit!r}, which cannot be written "
             f"as {coding.unit.value!r}"
         )
+    value = finding.value * factor
+    if coding.unit.value in _VELOCITY_UNITS:
+        # A peak velocity is a speed: the pipelines keep the sign of the image calibration
+        # (a TR jet is negative), while the report carries the direction in the Flow Direction
+        # modifier or the concept itself, as reading systems expect.
+        value = abs(value)
     num = hd.sr.NumContentItem(
         name=coding.concept,
-        value=round(finding.value * factor, 6),
+        value=round(value, 6),
         unit=coding.unit,
         relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,
     )
