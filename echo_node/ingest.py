@@ -121,12 +121,16 @@ class Ingestor:
     def _index(
         self, temp: Path, target: Path, header: InstanceHeader, receipt: Receipt
     ) -> IngestResult:
+        # The file takes its final, content-derived name before the transaction, so the lock
+        # other writers (threads, ingest processes) wait for covers only the rows. A crash in
+        # between leaves a file without a row: never acknowledged, and the same bytes sent
+        # again land on that very name.
+        self.store.commit_instance(temp, target)
         for attempt in range(1, _INDEX_ATTEMPTS + 1):
             try:
                 with self.sessions.begin() as session:
                     existing = find_version(session, header.sop_instance_uid, receipt.sha256)
                     if existing is not None:
-                        temp.unlink(missing_ok=True)
                         return IngestResult(
                             "duplicate",
                             sop_instance_uid=header.sop_instance_uid,
@@ -134,9 +138,7 @@ class Ingestor:
                             version=existing.version,
                             path=self.store.root / existing.path,
                         )
-                    self.store.commit_instance(temp, target)
-                    instance = add_instance(session, header, receipt)
-                    version = instance.version
+                    version = add_instance(session, header, receipt).version
                 break
             except IntegrityError:
                 if attempt == _INDEX_ATTEMPTS:
