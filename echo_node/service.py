@@ -53,7 +53,11 @@ class Processing:
         from echo_node.processing import run_job
 
         threads = node.settings.torch_threads or None
-        models = ModelStore(node.settings.resolved_models_dir, threads=threads)
+        models = ModelStore(
+            node.settings.resolved_models_dir,
+            device=node.settings.inference_device,
+            threads=threads,
+        )
         self.worker = Worker(node, run_job, deliver_due, models)
         self.worker.start()
         self.scheduler = start_scheduler(node)

@@ -143,12 +143,14 @@ class Settings(BaseModel):
     sweep_interval_s: float = Field(gt=0)
     process_modalities: tuple[str, ...]
     process_calling_aes: tuple[str, ...]
+    process_sop_classes: tuple[str, ...]
     worker_threads: int = Field(ge=1)
     job_lease_s: float = Field(gt=0)
     job_max_attempts: int = Field(ge=1)
     retry_backoff_s: float = Field(ge=0)
     models_dir: str
     torch_threads: int = Field(ge=0)
+    inference_device: Literal["cpu", "cuda", "auto"]
     min_view_confidence: float = Field(ge=0, le=1)
     overlay_jpeg: bool
     destinations: tuple[Destination, ...]
@@ -165,7 +167,9 @@ class Settings(BaseModel):
         ipaddress.ip_address(value)
         return value
 
-    @field_validator("process_modalities", "process_calling_aes", mode="before")
+    @field_validator(
+        "process_modalities", "process_calling_aes", "process_sop_classes", mode="before"
+    )
     @classmethod
     def _comma_list(cls, value: Any) -> Any:
         if isinstance(value, str):

@@ -17,9 +17,10 @@ from echo_node.cli.importer import import_file
 from echo_node.ingest import OWN_OUTPUT_ADDRESS, Peer
 from echo_node.jobs import queue
 from echo_node.jobs.outcome import JobOutcome
+from echo_node.jobs.selection import processable_instances
 from echo_node.node import Node, open_node
 from echo_node.settings import load_settings
-from storage.models import Job
+from storage.models import Job, Study
 from tests.conftest import us_file
 from tests.dicom_files import reuid_copies
 
@@ -147,3 +148,41 @@ def test_expired_lease_is_taken_over_and_retries_end_in_failed(node: Node, tmp_p
         queue.record_failure(session, job_id, "other", "database busy", True, settings)
         job = session.get(Job, job_id)
         assert job is not None and job.state == queue.FAILED  # job_max_attempts = 3
+
+
+def test_sop_class_and_sender_filters_decide_what_is_processed(tmp_path: Path) -> None:
+    multiframe, single = "1.2.840.10008.5.1.4.1.1.3.1", "1.2.840.10008.5.1.4.1.1.6.1"
+    node = open_node(
+        load_settings(
+            environ={
+                "ECHO_NODE_DATA_DIR": str(tmp_path / "data"),
+                "ECHO_NODE_PROCESS_SOP_CLASSES": multiframe,
+            }
+        )
+    )
+    clip = us_file("examples_ybr_color.dcm")  # US Multi-frame
+    still = us_file("examples_palette.dcm")  # US Image
+    assert str(dcmread(clip).SOPClassUID) == multiframe
+    assert str(dcmread(still).SOPClassUID) == single
+    for path in (clip, still):
+        assert import_file(node.ingestor, path).outcome == "stored"
+    with node.sessions() as session:
+        studies = {str(dcmread(path).StudyInstanceUID): path for path in (clip, still)}
+        chosen = {
+            uid: [i.sop_class_uid for i in processable_instances(session, study.id, node.settings)]
+            for uid, study in (
+                (uid, session.scalars(select(Study).where(Study.study_instance_uid == uid)).one())
+                for uid in studies
+            )
+        }
+    assert chosen[str(dcmread(clip).StudyInstanceUID)] == [multiframe]
+    assert chosen[str(dcmread(still).StudyInstanceUID)] == []
+
+    by_sender = node.settings.model_copy(
+        update={"process_sop_classes": (), "process_calling_aes": ("US_ROOM1",)}
+    )
+    with node.sessions() as session:
+        study = session.scalars(select(Study)).first()
+        assert study is not None
+        assert processable_instances(session, study.id, by_sender) == []  # imported: no AE
+    node.engine.dispose()

@@ -24,7 +24,9 @@ def _models(settings: Settings) -> Any:
     from ai.models.store import ModelStore  # torch: imported only when a command needs it
 
     threads = settings.torch_threads or None
-    return ModelStore(settings.resolved_models_dir, threads=threads)
+    return ModelStore(
+        settings.resolved_models_dir, device=settings.inference_device, threads=threads
+    )
 
 
 def _classifier(store: Any) -> Any:

@@ -1,8 +1,9 @@
 """Which instances of a study are processed: one rule for the scheduler and the worker.
 
 An instance counts when its series' modality is in ``process_modalities``, its sender is in
-``process_calling_aes`` (when that is set), it is the newest version of its SOP Instance UID,
-and it is not something the node made itself (its own results must never trigger a new job).
+``process_calling_aes`` and its SOP class in ``process_sop_classes`` (each when set), it is the
+newest version of its SOP Instance UID, and it is not something the node made itself (its own
+results must never trigger a new job).
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ def processable_instances(session: Session, study_id: int, settings: Settings) -
     )
     if settings.process_calling_aes:
         query = query.where(Instance.source_ae.in_(settings.process_calling_aes))
+    if settings.process_sop_classes:
+        query = query.where(Instance.sop_class_uid.in_(settings.process_sop_classes))
     return list(session.scalars(query))
 
 

@@ -1,0 +1,67 @@
+"""Settings: defaults from config/default.toml, overrides, and errors that name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from echo_node.settings import ConfigError, load_settings
+
+
+def test_defaults_and_the_interface_later_work_relies_on() -> None:
+    settings = load_settings(environ={})
+    assert (settings.ae_title, settings.dimse_port, settings.http_port) == ("ECHONODE", 11112, 8080)
+    assert settings.allowed_peers == ()
+    assert settings.inference_device == "cpu"
+
+
+def test_file_then_environment_override(tmp_path: Path) -> None:
+    config = tmp_path / "node.toml"
+    config.write_text('ae_title = "FROMFILE"\ndimse_port = 104\nstable_after_s = 5\n')
+    settings = load_settings(config, environ={"ECHO_NODE_DIMSE_PORT": "4242"})
+    assert (settings.ae_title, settings.dimse_port, settings.stable_after_s) == (
+        "FROMFILE",
+        4242,
+        5,
+    )
+
+
+def test_allowed_peers_match_ae_title_network_or_both() -> None:
+    settings = load_settings(environ={"ECHO_NODE_ALLOWED_PEERS": "US1, 10.1.0.0/16, PACS@10.2.0.9"})
+    rules = settings.allowed_peers
+    assert any(rule.matches("US1", "192.0.2.1") for rule in rules)
+    assert any(rule.matches("ANY", "10.1.200.3") for rule in rules)
+    assert any(rule.matches("PACS", "10.2.0.9") for rule in rules)
+    assert not any(rule.matches("PACS", "10.2.0.10") for rule in rules)
+    assert not any(rule.matches("OTHER", "192.0.2.1") for rule in rules)
+
+
+def test_destinations_from_the_environment_as_json() -> None:
+    settings = load_settings(
+        environ={
+            "ECHO_NODE_DESTINATIONS": '[{"name": "pacs", "kind": "dimse", "ae_title": "PACS",'
+            ' "host": "127.0.0.1", "port": 104}, {"name": "web", "kind": "dicomweb",'
+            ' "url": "http://127.0.0.1/dicom-web"}]'
+        }
+    )
+    assert [d.name for d in settings.destinations] == ["pacs", "web"]
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("ECHO_NODE_AE_TITLE", "A_TITLE_LONGER_THAN_16"),
+        ("ECHO_NODE_DIMSE_PORT", "70000"),
+        ("ECHO_NODE_BIND", "not-an-address"),
+        ("ECHO_NODE_INFERENCE_DEVICE", "tpu"),
+        ("ECHO_NODE_LOG_FORMAT", "xml"),
+        ("ECHO_NODE_DESTINATIONS", '[{"name": "pacs", "kind": "dimse"}]'),
+        ("ECHO_NODE_NO_SUCH_KEY", "1"),
+    ],
+)
+def test_bad_values_stop_with_the_key_named(key: str, value: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_settings(environ={key: value})
+    name = key.removeprefix("ECHO_NODE_").lower()
+    assert f"'{name}'" in str(error.value) and key in str(error.value)
