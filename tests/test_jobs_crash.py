@@ -38,7 +38,8 @@ def wait_for(condition: object, timeout: float, what: str) -> None:
 def test_job_interrupted_by_kill_9_is_taken_over_and_completes_once(
     node_factory: type[NodeProcess], tmp_path: Path
 ) -> None:
-    files = generate_study(tmp_path / "phantom", seed=11, rows=240, columns=320, cycles=2)
+    # Big enough that the job runs for over a second: the kill must land while it runs.
+    files = generate_study(tmp_path / "phantom", seed=11, rows=480, columns=640, cycles=3)
     data = tmp_path / "data"
     node = node_factory(data, free_port(), PROCESSING).start()
     assert storescu(node.port, files, flag="-xy").returncode == 0
