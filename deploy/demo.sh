@@ -147,12 +147,15 @@ for column in ("clip", "measurement", "node", "truth", "difference", "by"):
 for finding in detail["findings"]:
     document = truths.get(finding["sop_instance_uid"], {})
     expected = document.get("expected", {}).get(finding["name"])
-    shown = f"{finding['value']:.3g} {finding['unit']}"
+    value = finding["value"]
+    if finding["unit"] in ("cm/s", "m/s"):
+        value = abs(value)  # a peak velocity is shown, as the SR writes it, as a speed
+    shown = f"{value:.3g} {finding['unit']}"
     if expected is None:
         values.add_row(document.get("file", "?"), finding["name"], shown, "-", "-", finding["model"])
         continue
     want = expected["value"] * FACTORS.get((expected["unit"], finding["unit"]), 1.0)
-    difference = (abs(finding["value"]) - want) / want * 100 if want else float("nan")
+    difference = (abs(value) - want) / want * 100 if want else float("nan")
     values.add_row(document["file"], finding["name"], shown,
                    f"{want:.3g} {finding['unit']}", f"{difference:+.1f} %", finding["model"])
 console.print(values)
