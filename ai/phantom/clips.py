@@ -21,6 +21,7 @@ from ai.phantom.sector import (
     fit_sector,
     make_speckle,
     render,
+    tissue_region,
 )
 
 
@@ -35,27 +36,6 @@ class Cine:
 def clip_sector(depth_cm: float, rows: int, columns: int) -> Sector:
     margin = max(2, round(0.03 * rows))
     return fit_sector(depth_cm, margin, rows - 1 - margin, 2, columns - 1 - round(0.05 * columns))
-
-
-def tissue_region(sector: Sector) -> UltrasoundRegion:
-    x0, y0, x1, y1 = sector.bounds()
-    return UltrasoundRegion(
-        spatial_format=1,
-        data_type=1,
-        flags=0,
-        min_x0=x0,
-        min_y0=y0,
-        max_x1=x1,
-        max_y1=y1,
-        physical_units_x=3,
-        physical_units_y=3,
-        physical_delta_x=sector.cm_per_px,
-        physical_delta_y=sector.cm_per_px,
-        reference_pixel_x0=sector.apex_x - x0,
-        reference_pixel_y0=sector.apex_y - y0,
-        reference_physical_value_x=0.0,
-        reference_physical_value_y=0.0,
-    )
 
 
 def valve_open(phase_s: float, rr_s: float, es_s: float) -> float:

@@ -20,7 +20,7 @@ from ai.clip import UltrasoundRegion
 from ai.phantom.a4c import A4cState, a4c_layout, draw_a4c
 from ai.phantom.ecg import ECG_RGB, draw_ecg, ecg_signal
 from ai.phantom.physiology import Patient
-from ai.phantom.sector import Label, fit_sector, make_speckle, render
+from ai.phantom.sector import Label, fit_sector, make_speckle, render, tissue_region
 from ai.phantom.spectral import beats, envelope, render_spectrum
 
 SPECTRAL_TOP = 0.445
@@ -83,24 +83,7 @@ def _reference_image(
         for sign in (-1.0, 1.0):
             centre = target_px + sign * 4.0 * direction
             cv2.line(out, _pt(centre - 5 * normal), _pt(centre + 5 * normal), (230, 230, 230), 1)
-    x0, y0, x1, y1 = sector.bounds()
-    return UltrasoundRegion(
-        spatial_format=1,
-        data_type=1,
-        flags=0,
-        min_x0=x0,
-        min_y0=y0,
-        max_x1=x1,
-        max_y1=y1,
-        physical_units_x=3,
-        physical_units_y=3,
-        physical_delta_x=sector.cm_per_px,
-        physical_delta_y=sector.cm_per_px,
-        reference_pixel_x0=sector.apex_x - x0,
-        reference_pixel_y0=sector.apex_y - y0,
-        reference_physical_value_x=0.0,
-        reference_physical_value_y=0.0,
-    )
+    return tissue_region(sector)
 
 
 def _pt(p: npt.NDArray[np.float64]) -> tuple[int, int]:

@@ -16,6 +16,8 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from ai.clip import UltrasoundRegion
+
 Gray = npt.NDArray[np.uint8]
 Labels = npt.NDArray[np.uint8]
 Float32 = npt.NDArray[np.float32]
@@ -186,3 +188,25 @@ def depth_marks(image: npt.NDArray[np.uint8], sector: Sector) -> None:
         if y < image.shape[0] - 1:
             size = 2 if cm % 5 == 0 else 1
             image[max(0, y - size + 1) : y + size, x - size + 1 : x + size] = 220
+
+
+def tissue_region(sector: Sector) -> UltrasoundRegion:
+    """The 2D tissue region of a fan: cm on both axes, reference pixel at the apex."""
+    x0, y0, x1, y1 = sector.bounds()
+    return UltrasoundRegion(
+        spatial_format=1,
+        data_type=1,
+        flags=0,
+        min_x0=x0,
+        min_y0=y0,
+        max_x1=x1,
+        max_y1=y1,
+        physical_units_x=3,
+        physical_units_y=3,
+        physical_delta_x=sector.cm_per_px,
+        physical_delta_y=sector.cm_per_px,
+        reference_pixel_x0=sector.apex_x - x0,
+        reference_pixel_y0=sector.apex_y - y0,
+        reference_physical_value_x=0.0,
+        reference_physical_value_y=0.0,
+    )
