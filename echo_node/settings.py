@@ -24,6 +24,8 @@ from pydantic import (
     model_validator,
 )
 
+from storage.uids import checked_uid
+
 ENV_PREFIX = "ECHO_NODE_"
 
 
@@ -121,6 +123,7 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     ae_title: str
+    device_uid: str
     bind: str
     dimse_port: int = Field(ge=1, le=65535)
     http_port: int = Field(ge=1, le=65535)
@@ -160,6 +163,11 @@ class Settings(BaseModel):
     @classmethod
     def _ae_title(cls, value: str) -> str:
         return _check_ae_title(value)
+
+    @field_validator("device_uid")
+    @classmethod
+    def _device_uid(cls, value: str) -> str:
+        return checked_uid(value, "device_uid") if value else value
 
     @field_validator("bind")
     @classmethod

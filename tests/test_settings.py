@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from echo_node.processing.outputs import device_info
 from echo_node.settings import ConfigError, load_settings
 
 
@@ -58,6 +59,7 @@ def test_destinations_from_the_environment_as_json() -> None:
         ("ECHO_NODE_LOG_FORMAT", "xml"),
         ("ECHO_NODE_DESTINATIONS", '[{"name": "pacs", "kind": "dimse"}]'),
         ("ECHO_NODE_NO_SUCH_KEY", "1"),
+        ("ECHO_NODE_DEVICE_UID", "1.2.03"),
     ],
 )
 def test_bad_values_stop_with_the_key_named(key: str, value: str) -> None:
@@ -65,3 +67,12 @@ def test_bad_values_stop_with_the_key_named(key: str, value: str) -> None:
         load_settings(environ={key: value})
     name = key.removeprefix("ECHO_NODE_").lower()
     assert f"'{name}'" in str(error.value) and key in str(error.value)
+
+
+def test_device_observer_uid_is_the_setting_or_stable_per_installation(tmp_path: Path) -> None:
+    derived = device_info(load_settings(environ={"ECHO_NODE_DATA_DIR": str(tmp_path)}))
+    assert derived == device_info(load_settings(environ={"ECHO_NODE_DATA_DIR": str(tmp_path)}))
+    other = device_info(load_settings(environ={"ECHO_NODE_DATA_DIR": str(tmp_path / "b")}))
+    assert other.device_uid != derived.device_uid
+    chosen = load_settings(environ={"ECHO_NODE_DEVICE_UID": "1.2.826.0.1.3680043.10.1"})
+    assert device_info(chosen).device_uid == "1.2.826.0.1.3680043.10.1"

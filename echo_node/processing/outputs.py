@@ -39,9 +39,12 @@ class StoredOutput:
 
 
 def device_info(settings: Settings) -> DeviceInfo:
-    """The node as SR device observer. Its UID follows from the AE title and the database, so
-    it is stable for an installation and the same for every worker sharing one queue."""
-    uid = generate_uid(entropy_srcs=[settings.ae_title, settings.resolved_database_url])
+    """The node as SR device observer. Unless set, its UID follows from the AE title and the
+    database, so it is stable for an installation and the same for every worker sharing one
+    queue."""
+    uid = settings.device_uid or generate_uid(
+        entropy_srcs=[settings.ae_title, settings.resolved_database_url]
+    )
     return DeviceInfo(ae_title=settings.ae_title, device_uid=str(uid))
 
 
