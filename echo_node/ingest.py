@@ -63,6 +63,16 @@ class IngestResult:
         return self.outcome in ("stored", "duplicate")
 
 
+@dataclass(frozen=True)
+class Staged:
+    """A checked file hashed and fsynced in tmp/, with the name and row it is to get."""
+
+    temp: Path
+    target: Path
+    header: InstanceHeader
+    receipt: Receipt
+
+
 class RejectedInstance(ValueError):
     """The bytes are not an instance the node can keep under its UIDs; says why."""
 
@@ -83,6 +93,24 @@ class Ingestor:
         except RejectedInstance as exc:
             return self._quarantine(temp, peer, str(exc), expected_sop_instance_uid)
 
+        staged = self.stage(temp, header, peer)
+        try:
+            return self._index(staged)
+        except (SQLAlchemyError, OSError) as exc:
+            logger.error(
+                "indexing failed, instance kept in quarantine",
+                extra={"sop_instance_uid": header.sop_instance_uid, "error": type(exc).__name__},
+            )
+            if temp.exists():
+                self._quarantine(temp, peer, f"indexing failed: {type(exc).__name__}", None)
+            return IngestResult(
+                "failed",
+                f"storage error: {type(exc).__name__}",
+                sop_instance_uid=header.sop_instance_uid,
+            )
+
+    def stage(self, temp: Path, header: InstanceHeader, peer: Peer) -> Staged:
+        """Hash and fsync the checked file in tmp/: ready for its final name and its row."""
         os.chmod(temp, FILE_MODE)
         # The slow part (hash and fsync) happens before the transaction, so other writers are
         # held up only by the rename and the row.
@@ -103,24 +131,10 @@ class Ingestor:
             received_at=datetime.now(UTC),
             new_content=peer.address != OWN_OUTPUT_ADDRESS,
         )
-        try:
-            return self._index(temp, target, header, receipt)
-        except (SQLAlchemyError, OSError) as exc:
-            logger.error(
-                "indexing failed, instance kept in quarantine",
-                extra={"sop_instance_uid": header.sop_instance_uid, "error": type(exc).__name__},
-            )
-            if temp.exists():
-                self._quarantine(temp, peer, f"indexing failed: {type(exc).__name__}", None)
-            return IngestResult(
-                "failed",
-                f"storage error: {type(exc).__name__}",
-                sop_instance_uid=header.sop_instance_uid,
-            )
+        return Staged(temp, target, header, receipt)
 
-    def _index(
-        self, temp: Path, target: Path, header: InstanceHeader, receipt: Receipt
-    ) -> IngestResult:
+    def _index(self, staged: Staged) -> IngestResult:
+        temp, target, header, receipt = staged.temp, staged.target, staged.header, staged.receipt
         # The file takes its final, content-derived name before the transaction, so the lock
         # other writers (threads, ingest processes) wait for covers only the rows. A crash in
         # between leaves a file without a row: never acknowledged, and the same bytes sent

@@ -15,7 +15,7 @@ from typing import Any
 
 import pydicom
 import pytest
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import create_engine, func, select, text
 
 from ai.phantom.study import generate_study
 from echo_node.cli.importer import import_file
@@ -25,7 +25,7 @@ from echo_node.jobs.selection import processable_instances
 from echo_node.node import Node, open_node
 from echo_node.processing import run_job
 from echo_node.settings import load_settings
-from storage.models import Delivery, FindingRow, Job, JobClip, Output, Study
+from storage.models import Delivery, FindingRow, Instance, Job, JobClip, Output, Study
 from tests.conftest import require_tool
 
 # Full-width phantom frames keep the Doppler engine within a few % of the truth; one cycle
@@ -238,8 +238,74 @@ def test_reprocess_supersedes_the_earlier_sr(first: Run) -> None:
         assert latest is not None and latest.superseded_by_job_id is None
         # The earlier results stay on record: both runs' findings and files.
         jobs = {f.job_id for f in session.scalars(select(FindingRow))}
-        assert jobs == {first.job_id, job_id}
+        assert {first.job_id, job_id} <= jobs
     assert output_path(node, old_sr).is_file()
+
+
+def test_a_reprocess_of_one_pipeline_keeps_the_other_pipelines_values(first: Run) -> None:
+    """Its SR supersedes the full one, so it must carry every value the full one had."""
+    node = first.node
+    with node.sessions.begin() as session:
+        study_id = session.scalars(select(Study.id)).one()
+        queue.enqueue_reprocess(session, [study_id], queue.now_utc(), "plax")
+    job_id = claim_next(node)
+    outcome = run_job(node, job_id, None)
+    assert outcome.state == "done", outcome.message
+    ran = {s["step"] for s in outcome.steps if s["step"].startswith("pipeline:")}
+    assert ran == {"pipeline:plax"}
+    (old_sr,) = [o for o in outputs_of(node, first.job_id) if o.kind == "sr"]
+    (new_sr,) = [o for o in outputs_of(node, job_id) if o.kind == "sr"]
+    assert dsr_numbers(output_path(node, new_sr)) == dsr_numbers(output_path(node, old_sr))
+    assert "Pipeline plax did not run" in dsrdump(output_path(node, new_sr))
+    # No new overlay: the Doppler clips were not analysed again; their overlays stand.
+    assert [o.kind for o in outputs_of(node, job_id)] == ["sr"]
+    with node.sessions() as session:
+        carried = session.scalars(select(FindingRow).where(FindingRow.job_id == job_id)).all()
+        assert {f.name for f in carried} >= {"TR_Vmax", "MV_E", "MV_A", "MV_E_A"}
+        assert {f.model_name for f in carried} == {"classical-doppler"}
+
+
+def _doppler_only_node(tmp_path: Path) -> tuple[Node, int]:
+    phantom = tmp_path / "phantom"
+    generate_study(phantom, 3, rows=240, columns=320, cycles=1, frame_rate=15.0)
+    node = make_node(tmp_path / "data")
+    for name in ("tr_cw", "mv_pw"):
+        assert import_file(node.ingestor, phantom / f"{name}.dcm").outcome == "stored"
+    return node, stable_job(node)
+
+
+def _stored_files(node: Node) -> list[Path]:
+    return sorted(p for p in (node.store.root).rglob("*.dcm") if "quarantine" not in p.parts)
+
+
+@pytest.mark.parametrize("fault", ["write_sr", "supersede_reports"])
+def test_a_failed_job_leaves_no_output_in_the_study(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault: str
+) -> None:
+    """A fault after the overlays are written (the SR writer), or inside the closing
+    transaction, leaves neither rows nor files; the job's next attempt writes them once."""
+    node, job_id = _doppler_only_node(tmp_path)
+    sources = _stored_files(node)
+    assert len(sources) == 2
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError(f"injected fault in {fault}")
+
+    monkeypatch.setattr(f"echo_node.processing.run.{fault}", broken)
+    with pytest.raises(RuntimeError, match="injected fault"):
+        run_job(node, job_id, None)
+    assert _stored_files(node) == sources
+    assert list((node.store.root / "tmp").iterdir()) == []
+    with node.sessions() as session:
+        assert session.scalars(select(Output)).all() == []
+        assert session.scalar(select(func.count(Instance.id))) == 2
+
+    monkeypatch.undo()
+    outcome = run_job(node, job_id, None)
+    assert outcome.state == "done", outcome.message
+    assert sorted(o.kind for o in outputs_of(node, job_id)) == ["sc", "sc", "sr"]
+    assert len(_stored_files(node)) == 5
+    node.engine.dispose()
 
 
 def test_only_unknown_views_is_skipped_without_an_sr(tmp_path: Path) -> None:

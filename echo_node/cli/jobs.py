@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from echo_node.cli.context import state
 from echo_node.jobs import queue
+from echo_node.processing.carry import RESULT_KEY
 from storage.models import Delivery, FindingRow, Job, JobClip, Output, Study
 
 app = typer.Typer(help="The processing queue: list jobs, show one, retry one.")
@@ -85,7 +86,8 @@ def job_detail(session: Session, job: Job) -> dict[str, Any]:
             "view": clip.view,
             "decided_by": clip.decided_by,
             "confidence": clip.confidence,
-            **clip.detail,
+            # The whole result on record is for carrying forward; its values are listed below.
+            **{key: value for key, value in clip.detail.items() if key != RESULT_KEY},
         }
         for clip in session.scalars(select(JobClip).where(JobClip.job_id == job.id))
     ]

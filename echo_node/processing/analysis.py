@@ -185,10 +185,10 @@ def _selected(view: View, only: Collection[str] | None) -> tuple[PipelineFn, ...
     functions = pipelines_for(view.value)
     if only is None:
         return functions
-    return tuple(f for f in functions if _wanted(pipeline_name(f), only))
+    return tuple(f for f in functions if wanted(pipeline_name(f), only))
 
 
-def _wanted(name: str, only: Collection[str]) -> bool:
+def wanted(name: str, only: Collection[str]) -> bool:
     """A filter entry names a pipeline or its family: "a4c" selects a4c_amyloid too."""
     return any(name == entry or name.startswith(f"{entry}_") for entry in only)
 

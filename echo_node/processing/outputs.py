@@ -1,8 +1,10 @@
 """The run's result objects: one SR for the study, one overlay SC per measured clip, stored.
 
-Each object is written as a Part 10 file into the store's tmp/ and taken in by the same Ingestor
-every received instance goes through, marked as the node's own (OWN_OUTPUT_ADDRESS) so it never
-makes a job of its own. Database rows for the outputs are the caller's (record.py).
+Each object is written as a Part 10 file into the store's tmp/, checked and hashed by the same
+Ingestor every received instance goes through, and left there (staged): it takes its final name
+and its instance row only in the job's closing transaction (record.py), marked as the node's own
+(OWN_OUTPUT_ADDRESS) so it never makes a job of its own. A job that fails before that leaves no
+output in the study; `discard` removes its staged files.
 """
 
 from __future__ import annotations
@@ -11,13 +13,12 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit, generate_uid
 
-from echo_node.ingest import Peer
+from echo_node.ingest import Peer, RejectedInstance, Staged, read_header
 from echo_node.jobs.outcome import TransientJobError
 from echo_node.jobs.selection import OWN_OUTPUT_ADDRESS
 from echo_node.node import Node
@@ -34,8 +35,13 @@ _OWN = Peer(ae_title=None, address=OWN_OUTPUT_ADDRESS)
 class StoredOutput:
     kind: str  # "sr" or "sc"
     sop_instance_uid: str
-    version: int
-    path: Path
+    staged: Staged
+
+
+def discard(outputs: Sequence[StoredOutput]) -> None:
+    """Remove the staged files of outputs that never got their row (a failed job's)."""
+    for output in outputs:
+        output.staged.temp.unlink(missing_ok=True)
 
 
 def device_info(settings: Settings) -> DeviceInfo:
@@ -102,17 +108,17 @@ def _store(node: Node, dataset: Dataset, kind: str) -> StoredOutput:
     temp = node.store.new_temp_path()
     try:
         dataset.save_as(temp, enforce_file_format=True)
+        header = read_header(temp, str(dataset.SOPInstanceUID))
+        staged = node.ingestor.stage(temp, header, _OWN)
     except OSError as error:  # disk full for a moment: worth another attempt
         temp.unlink(missing_ok=True)
         raise TransientJobError(f"writing {kind} {dataset.SOPInstanceUID}: {error}") from error
-    result = node.ingestor.ingest(temp, _OWN)
-    if result.outcome == "failed":
-        raise TransientJobError(f"storing {kind} {dataset.SOPInstanceUID}: {result.reason}")
-    if not result.acknowledged or result.version is None or result.path is None:
+    except RejectedInstance as error:
         # Refused by our own ingest checks: a fault in what we built, not a passing one.
-        raise RuntimeError(f"{kind} {dataset.SOPInstanceUID} refused by ingest: {result.reason}")
-    logger.info("stored %s %s", kind, dataset.SOPInstanceUID)
-    return StoredOutput(kind, str(dataset.SOPInstanceUID), result.version, result.path)
+        temp.unlink(missing_ok=True)
+        raise RuntimeError(f"{kind} {dataset.SOPInstanceUID} refused by ingest: {error}") from error
+    logger.info("staged %s %s", kind, dataset.SOPInstanceUID)
+    return StoredOutput(kind, str(dataset.SOPInstanceUID), staged)
 
 
 def _step(name: str, uid: str, started: float, **extra: Any) -> dict[str, Any]:

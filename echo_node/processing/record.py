@@ -9,13 +9,16 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, update
 from sqlalchemy.orm import Session
 
 from ai.findings import ClipResult, PipelineStatus
+from ai.result_json import result_to_json
 from echo_node.processing.analysis import ClipRun
+from echo_node.processing.carry import RESULT_KEY
 from echo_node.processing.outputs import StoredOutput
-from storage.models import FindingRow, Instance, JobClip, Output
+from storage.index import add_instance
+from storage.models import FindingRow, JobClip, Output
 
 
 def record_clips(session: Session, job_id: int, runs: Sequence[ClipRun]) -> None:
@@ -63,6 +66,7 @@ def record_clips(session: Session, job_id: int, runs: Sequence[ClipRun]) -> None
 def _detail(result: ClipResult) -> dict[str, Any]:
     decision = result.view
     return {
+        RESULT_KEY: result_to_json(result),
         "reason": decision.reason,
         "label": decision.label,
         "doppler_mode": decision.doppler_mode,
@@ -78,20 +82,16 @@ def _detail(result: ClipResult) -> dict[str, Any]:
 def record_outputs(
     session: Session, job_id: int, study_id: int, stored: Sequence[StoredOutput]
 ) -> list[Output]:
-    """An Output row per stored object (the Instance row ingest committed for it)."""
+    """The instance row of each output (its file already under its final name) and its
+    Output row, in the job's one transaction: the study never shows half a run."""
     now = datetime.now(UTC)
     outputs = []
     for item in stored:
-        instance_id = session.scalars(
-            select(Instance.id).where(
-                Instance.sop_instance_uid == item.sop_instance_uid,
-                Instance.version == item.version,
-            )
-        ).one()
+        instance = add_instance(session, item.staged.header, item.staged.receipt)
         output = Output(
             job_id=job_id,
             study_id=study_id,
-            instance_id=instance_id,
+            instance_id=instance.id,
             kind=item.kind,
             sop_instance_uid=item.sop_instance_uid,
             created_at=now,

@@ -17,21 +17,24 @@ from typing import Any
 import pydicom
 from pydicom.dataset import Dataset
 from sqlalchemy import func, select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
+from ai.findings import ClipResult
 from echo_node.export.queue import queue_deliveries
 from echo_node.jobs.outcome import JobOutcome, TransientJobError
 from echo_node.jobs.selection import processable_instances
 from echo_node.node import Node
 from echo_node.processing.analysis import ClipInput, ClipRun, analyse_clip
+from echo_node.processing.carry import earlier_results, merge
 from echo_node.processing.classifier import view_classifier
-from echo_node.processing.outputs import OverlaySeries, StoredOutput, write_sr
+from echo_node.processing.outputs import OverlaySeries, StoredOutput, discard, write_sr
 from echo_node.processing.record import (
     record_clips,
     record_outputs,
     supersede_reports,
 )
 from echo_node.processing.summary import nothing_measured, pipelines_failed
+from storage.index import find_version
 from storage.models import Job, Output, Study
 
 logger = logging.getLogger(__name__)
@@ -46,6 +49,8 @@ class _Plan:
     clips: list[ClipInput]
     predecessor: Path | None  # the study's latest SR written by an earlier job
     written: int  # outputs this job already has (an attempt that got that far)
+    # For a reprocess limited by `only`: each clip's latest earlier result, to carry forward.
+    earlier: dict[str, ClipResult]
 
 
 def run_job(node: Node, job_id: int, models: Any) -> JobOutcome:
@@ -65,19 +70,35 @@ def run_job(node: Node, job_id: int, models: Any) -> JobOutcome:
     if not plan.clips:
         return JobOutcome("skipped", "no processable instance in the study")
 
+    stored: list[StoredOutput] = []
+    try:
+        return _compute_and_write(node, plan, models, stored)
+    except BaseException:
+        # Nothing of a failed run enters the study: its staged files go (a crash instead
+        # leaves them in tmp/, which is cleared at start).
+        discard(stored)
+        raise
+
+
+def _compute_and_write(
+    node: Node, plan: _Plan, models: Any, stored: list[StoredOutput]
+) -> JobOutcome:
+    """Analyse every clip, stage the overlays and the SR (into `stored`, so the caller can
+    discard them on failure) and record the run."""
     classifier = view_classifier(models)
     overlays = OverlaySeries(node)
     runs: list[ClipRun] = []
-    stored_overlays: list[StoredOutput] = []
     steps: list[dict[str, Any]] = []
     for clip in plan.clips:
         run = analyse_clip(clip, models, classifier, node.settings.min_view_confidence, plan.only)
+        if plan.only is not None:
+            run.result = merge(run.result, plan.earlier.get(clip.sop_instance_uid), plan.only)
         steps += run.steps
         # The overlay is written at once and the frames let go: a study's clips are never
         # all held decoded together.
         overlay = overlays.write(run, steps)
         if overlay is not None:
-            stored_overlays.append(overlay)
+            stored.append(overlay)
         run.frames = None
         runs.append(run)
     measured = [run for run in runs if run.measured]
@@ -87,18 +108,20 @@ def run_job(node: Node, job_id: int, models: Any) -> JobOutcome:
             raise RuntimeError(failures)
         reason = nothing_measured(runs)
         _write(node, plan, runs, [])
-        logger.info("job %s skipped: study %s, %s", job_id, plan.study_uid, reason)
+        logger.info("job %s skipped: study %s, %s", plan.job_id, plan.study_uid, reason)
         return JobOutcome("skipped", reason, steps)
 
     predecessor = _predecessor(plan.predecessor)
-    stored = [write_sr(node, runs, predecessor, steps), *stored_overlays]
+    overlay_count = len(stored)
+    report = write_sr(node, runs, predecessor, steps)
+    stored.insert(0, report)
     _write(node, plan, runs, stored)
     message = (
-        f"{len(runs)} clip(s), {len(measured)} measured: SR {stored[0].sop_instance_uid}"
-        f" and {len(stored_overlays)} overlay(s)"
+        f"{len(runs)} clip(s), {len(measured)} measured: SR {report.sop_instance_uid}"
+        f" and {overlay_count} overlay(s)"
         + (f", superseding SR {predecessor.SOPInstanceUID}" if predecessor is not None else "")
     )
-    logger.info("job %s done: study %s, %s", job_id, plan.study_uid, message)
+    logger.info("job %s done: study %s, %s", plan.job_id, plan.study_uid, message)
     return JobOutcome("done", message, steps)
 
 
@@ -131,6 +154,7 @@ def _read_plan(node: Node, job_id: int) -> _Plan:
             clips=clips,
             predecessor=node.store.root / earlier.instance.path if earlier else None,
             written=int(written or 0),
+            earlier=earlier_results(session, job.study_id, job_id) if only is not None else {},
         )
 
 
@@ -142,7 +166,10 @@ def _predecessor(path: Path | None) -> Dataset | None:
 
 
 def _write(node: Node, plan: _Plan, runs: list[ClipRun], stored: list[StoredOutput]) -> None:
-    """Clips, findings, outputs, deliveries and the superseded SR: one short transaction."""
+    """Outputs under their final names, then clips, findings, outputs' rows, deliveries and
+    the superseded SR in one short transaction."""
+    for item in stored:
+        node.store.commit_instance(item.staged.temp, item.staged.target)
     try:
         with node.sessions.begin() as session:
             record_clips(session, plan.job_id, runs)
@@ -151,5 +178,25 @@ def _write(node: Node, plan: _Plan, runs: list[ClipRun], stored: list[StoredOutp
                 queue_deliveries(session, output, node.settings.destinations)
             if any(item.kind == "sr" for item in stored):
                 supersede_reports(session, plan.job_id, plan.study_id)
-    except OperationalError as error:
-        raise TransientJobError(f"recording job {plan.job_id}: {error}") from error
+    except BaseException as error:
+        _unlink_unrecorded(node, stored)
+        if isinstance(error, OperationalError):
+            raise TransientJobError(f"recording job {plan.job_id}: {error}") from error
+        raise
+
+
+def _unlink_unrecorded(node: Node, stored: list[StoredOutput]) -> None:
+    """After a failed closing transaction, remove the output files it did not record.
+
+    Checked rather than assumed: a commit whose acknowledgement was lost may have landed, and
+    a recorded file must stay. If the database cannot say, the files stay (orphans that
+    `echo-node doctor` reports) rather than risk an indexed instance without its file.
+    """
+    try:
+        with node.sessions() as session:
+            for item in stored:
+                header, receipt = item.staged.header, item.staged.receipt
+                if find_version(session, header.sop_instance_uid, receipt.sha256) is None:
+                    item.staged.target.unlink(missing_ok=True)
+    except SQLAlchemyError:
+        logger.warning("job outputs left unindexed on disk: the database did not answer")
