@@ -20,8 +20,7 @@ from pathlib import Path
 import httpx
 
 from benchmarks.ingest import ECHO_NODE, RESULTS, RUNS, WORK, free_port, make_clips
-
-ORTHANC_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
+from tests.orthanc import Orthanc
 
 
 def multipart(files: list[Path], boundary: str) -> Iterator[bytes]:
@@ -123,31 +122,11 @@ def run_node(files: list[Path], clients: int, run: int) -> float:
 def run_orthanc(files: list[Path], clients: int, run: int) -> float:
     root = WORK / f"stow-orthanc-{clients}-{run}"
     shutil.rmtree(root, ignore_errors=True)
-    root.mkdir(parents=True)
-    port = free_port()
-    config = {
-        "Name": "bench",
-        "StorageDirectory": str(root / "storage"),
-        "IndexDirectory": str(root / "index"),
-        "HttpPort": port,
-        "DicomPort": free_port(),
-        "RemoteAccessAllowed": False,
-        "AuthenticationEnabled": False,
-        "Plugins": [ORTHANC_PLUGIN],
-        "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
-    }
-    (root / "orthanc.json").write_text(json.dumps(config))
-    process = subprocess.Popen(
-        ["Orthanc", str(root / "orthanc.json")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    orthanc = Orthanc(root).start()
     try:
-        wait_http(f"http://127.0.0.1:{port}/system", process)
-        return timed_posts(f"http://127.0.0.1:{port}/dicom-web/studies", files, clients, None)
+        return timed_posts(f"{orthanc.url}/dicom-web/studies", files, clients, None)
     finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(60)
+        orthanc.stop()
         shutil.rmtree(root, ignore_errors=True)
 
 

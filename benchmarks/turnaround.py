@@ -31,12 +31,13 @@ from echo_node.jobs.selection import OWN_OUTPUT_ADDRESS
 from echo_node.settings import load_settings
 from storage.db import make_engine, session_factory
 from storage.models import Delivery, Instance, Job, Output, Series, Study
+from tests.conftest import free_port
+from tests.orthanc import Orthanc
 
 ROOT = Path(__file__).resolve().parent
 WORK = ROOT / "work" / "turnaround"
 RESULTS = ROOT / "results"
 ECHO_NODE = Path(sys.executable).parent / "echo-node"
-DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
 DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
 RUNS = 3
 QUIET_S = 3.0
@@ -45,44 +46,6 @@ TIMEOUT_S = 600.0
 # Checkpoints for the neural pipelines (`echo-node models import` layout); none by default, so
 # PLAX/A4C report model_not_installed at once and only the Doppler engine measures.
 MODELS_DIR = os.environ.get("TURNAROUND_MODELS_DIR", "")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_orthanc(workdir: Path) -> tuple[subprocess.Popen[bytes], int, str]:
-    dicom_port, http_port = free_port(), free_port()
-    storage = workdir / "storage"
-    storage.mkdir(parents=True)
-    config = {
-        "Name": "turnaround PACS",
-        "DicomAet": "ORTHANC",
-        "DicomPort": dicom_port,
-        "HttpPort": http_port,
-        "StorageDirectory": str(storage),
-        "IndexDirectory": str(storage),
-        "RemoteAccessAllowed": False,
-        "AuthenticationEnabled": False,
-        "Plugins": [str(DICOMWEB_PLUGIN)],
-        "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
-    }
-    (workdir / "orthanc.json").write_text(json.dumps(config))
-    log = (workdir / "orthanc.log").open("wb")
-    process = subprocess.Popen(["Orthanc", str(workdir / "orthanc.json")], stdout=log, stderr=log)
-    url = f"http://127.0.0.1:{http_port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/system", timeout=2).status_code == 200:
-                return process, dicom_port, url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    process.kill()
-    raise RuntimeError("Orthanc did not start")
 
 
 def node_env(data: Path, port: int, orthanc_port: int) -> dict[str, str]:
@@ -199,19 +162,18 @@ def split(env: dict[str, str], study_uid: str) -> dict[str, Any]:
 def main() -> dict[str, Any]:
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir(parents=True)
-    orthanc, orthanc_port, url = start_orthanc(WORK / "orthanc")
+    orthanc = Orthanc(WORK / "orthanc").start()
     port = free_port()
-    env = node_env(WORK / "data", port, orthanc_port)
+    env = node_env(WORK / "data", port, orthanc.dicom_port)
     log = (WORK / "node.log").open("wb")
     node = subprocess.Popen([str(ECHO_NODE), "serve"], env=env, stdout=log, stderr=log)
     try:
         wait_listening(port, node)
-        runs = [one_run(env, port, url, seed) for seed in range(1, RUNS + 1)]
+        runs = [one_run(env, port, orthanc.url, seed) for seed in range(1, RUNS + 1)]
     finally:
         node.terminate()
         node.wait(60)
-        orthanc.terminate()
-        orthanc.wait(30)
+        orthanc.stop()
     steps = sorted({name for run in runs for name in run["steps_s"]})
     median: dict[str, Any] = {
         "turnaround_s": statistics.median(r["turnaround_s"] for r in runs),
