@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+NORMALISATIONS = ("training", "stand-in")  # "site" is set at run time, never in the file
 ARCHITECTURES = ("deeplabv3_resnet50", "r2plus1d_18", "r3d_18", "convnext_base")
 
 
@@ -42,6 +43,9 @@ class ModelSpec:
     optional: bool = False
     labels: tuple[str, ...] = ()
     notes: str = ""
+    # Where mean/std come from: "training" (the model's own), "stand-in" (not the training
+    # set's: its values are flagged), "site" (computed here, ai.models.normalisation).
+    normalisation: str = "training"
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -124,6 +128,9 @@ def _spec(entry: Mapping[str, Any]) -> ModelSpec:
     for key in ("output_channels", "input_height", "input_width", "frames", "period"):
         if entry[key] < 1:
             raise RegistryError(f"model {name!r}: {key} must be at least 1")
+    normalisation = entry.get("normalisation", "training")
+    if normalisation not in NORMALISATIONS:
+        raise RegistryError(f"model {name!r}: normalisation must be one of {NORMALISATIONS}")
     labels = tuple(str(label) for label in entry.get("labels", ()))
     if labels and len(labels) != entry["output_channels"]:
         raise RegistryError(f"model {name!r}: {len(labels)} labels for {entry['output_channels']}")
@@ -148,6 +155,7 @@ def _spec(entry: Mapping[str, Any]) -> ModelSpec:
         optional=bool(entry.get("optional", False)),
         labels=labels,
         notes=str(entry.get("notes", "")),
+        normalisation=normalisation,
     )
 
 

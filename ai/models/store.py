@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from ai.models.loader import LoadedModel, load_model, select_device
+from ai.models.normalisation import with_site_statistics
 from ai.models.registry import ModelSpec, Registry, default_registry
 
 logger = logging.getLogger(__name__)
@@ -73,7 +74,8 @@ class ModelStore:
         self._lock = threading.Lock()
 
     def spec(self, name: str) -> ModelSpec:
-        return self.registry.get(name)
+        """The registry entry, with the site's computed mean/std where it recorded them."""
+        return with_site_statistics(self.registry.get(name), self.model_dir)
 
     def path(self, name: str) -> Path:
         return self.model_dir / self.spec(name).file

@@ -36,6 +36,7 @@ import torch
 from ai.clip import Clip, UltrasoundRegion
 from ai.findings import Finding, PipelineResult, PipelineStatus
 from ai.models.loader import CheckpointError, LoadedModel
+from ai.models.normalisation import normalisation_flags
 from ai.models.preprocess import Geometry, crop_and_scale, crop_window, to_tensor
 from ai.models.registry import default_registry
 from ai.models.signal import find_peaks
@@ -199,7 +200,9 @@ def ejection_fraction(
         predictions.update(zip(chunk, predict_clips(model, batch), strict=True))
     per_start = [predictions[s] for s in starts]
     per_beat = [predictions[s] for s in beats]
-    flags: tuple[str, ...] = ("short_clip_padded",) if len(video) < span else ()
+    flags = normalisation_flags(spec)
+    if len(video) < span:
+        flags = (*flags, "short_clip_padded")
     if len(per_beat) >= 2:
         value, flags = float(np.mean(per_beat)), (*flags, "averaged_over_beats")
         spread: tuple[float, float] | None = (min(per_beat), max(per_beat))

@@ -1,4 +1,4 @@
-"""`echo-node models list|verify|import`: the checkpoints the node may load.
+"""`echo-node models list|verify|import|normalise`: the checkpoints the node may load.
 
 No weights ship with Echo Node (academic-only licences); a site imports files it is entitled
 to use. Import checks the file before copying it: its sha256 against the registry when the
@@ -48,6 +48,7 @@ def list_models(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Every model in the registry: installed or not, file, digest source, licence."""
+    from ai.models.normalisation import with_site_statistics
     from ai.models.registry import default_registry
 
     directory = _models_dir(ctx)
@@ -64,6 +65,7 @@ def list_models(
                 "optional": spec.optional,
                 "file": str(path),
                 "sha256_source": source,
+                "normalisation": with_site_statistics(spec, directory).normalisation,
                 "licence": spec.licence,
                 "install": spec.install_command(),
             }
@@ -189,3 +191,46 @@ def import_model(
         sidecar_path(target).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     origin = "matches the registry" if spec.sha256 else "recorded"
     typer.echo(f"installed {spec.name} at {target} (sha256 {digest}, {origin})")
+
+
+@app.command("normalise")
+def normalise(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Registry name, e.g. echonet-dynamic-ef.")],
+    videos: Annotated[
+        Path,
+        typer.Argument(exists=True, file_okay=False, help="Training videos (.avi/.mp4/.dcm)."),
+    ],
+    samples: Annotated[int, typer.Option(help="Videos drawn at random, as the reference.")] = 128,
+    seed: Annotated[int, typer.Option(help="Seed of the draw (reproducible).")] = 0,
+) -> None:
+    """Compute a model's per-channel mean/std from its training videos and use them."""
+    from ai.models.normalisation import (
+        channel_statistics,
+        read_video,
+        sample_videos,
+        write_override,
+    )
+    from ai.models.registry import default_registry
+
+    registry = default_registry()
+    if name not in registry:
+        typer.echo(f"no model named {name!r}", err=True)
+        raise typer.Exit(2)
+    spec = registry.get(name)
+    chosen = sample_videos(videos, samples, seed)
+    if not chosen:
+        typer.echo(f"no .avi, .mp4 or .dcm file under {videos}", err=True)
+        raise typer.Exit(1)
+    try:
+        stats = channel_statistics(read_video(path) for path in chosen)
+    except ValueError as exc:
+        typer.echo(f"cannot read the videos: {exc}", err=True)
+        raise typer.Exit(1) from None
+    path = write_override(_models_dir(ctx), spec, stats, chosen)
+    mean = ", ".join(f"{v:.4f}" for v in stats.mean)
+    std = ", ".join(f"{v:.4f}" for v in stats.std)
+    typer.echo(
+        f"{spec.name}: mean [{mean}], std [{std}] over {stats.videos} videos "
+        f"(0-255 scale); recorded in {path}, used from the next load"
+    )
