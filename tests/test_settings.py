@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,7 @@ def test_destinations_from_the_environment_as_json() -> None:
         ("ECHO_NODE_LOG_FORMAT", "xml"),
         ("ECHO_NODE_DESTINATIONS", '[{"name": "pacs", "kind": "dimse"}]'),
         ("ECHO_NODE_NO_SUCH_KEY", "1"),
+        ("ECHO_NODE_SR_TEMPLATE", "1500"),
     ],
 )
 def test_bad_values_stop_with_the_key_named(key: str, value: str) -> None:
@@ -65,3 +67,14 @@ def test_bad_values_stop_with_the_key_named(key: str, value: str) -> None:
         load_settings(environ={key: value})
     name = key.removeprefix("ECHO_NODE_").lower()
     assert f"'{name}'" in str(error.value) and key in str(error.value)
+
+
+def test_sr_template_defaults_to_5200_and_takes_5300(tmp_path: Path) -> None:
+    assert load_settings(environ={}).sr_template == "5200"
+    assert load_settings(environ={"ECHO_NODE_SR_TEMPLATE": "5300"}).sr_template == "5300"
+    config = tmp_path / "node.toml"
+    config.write_text("sr_template = 5300\n")  # a bare number in TOML means the same
+    assert load_settings(config, environ={}).sr_template == "5300"
+    config.write_text('sr_template = "5201"\n')
+    with pytest.raises(ConfigError, match=re.escape(f"'sr_template' (from {config})")):
+        load_settings(config, environ={})
