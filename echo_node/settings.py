@@ -156,6 +156,7 @@ class Settings(BaseModel):
     inference_device: Literal["cpu", "cuda", "auto"]
     min_view_confidence: float = Field(ge=0, le=1)
     overlay_jpeg: bool
+    sr_template: Literal["5200", "5300"]
     destinations: tuple[Destination, ...]
     delivery_max_attempts: int = Field(ge=1)
 
@@ -183,6 +184,12 @@ class Settings(BaseModel):
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
+
+    @field_validator("sr_template", mode="before")
+    @classmethod
+    def _template_number(cls, value: Any) -> Any:
+        # `sr_template = 5300` in a TOML file means the template number as much as "5300".
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
     @field_validator("destinations", mode="before")
     @classmethod

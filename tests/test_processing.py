@@ -52,12 +52,13 @@ class Run:
     phantom: Path
 
 
-def make_node(data_dir: Path) -> Node:
+def make_node(data_dir: Path, **environ: str) -> Node:
     settings = load_settings(
         environ={
             "ECHO_NODE_DATA_DIR": str(data_dir),
             "ECHO_NODE_STABLE_AFTER_S": "0",
             "ECHO_NODE_DESTINATIONS": json.dumps(DESTINATIONS),
+            **environ,
         }
     )
     return open_node(settings)
@@ -306,6 +307,30 @@ def test_a_failed_job_leaves_no_output_in_the_study(
     assert sorted(o.kind for o in outputs_of(node, job_id)) == ["sc", "sc", "sr"]
     assert len(_stored_files(node)) == 5
     node.engine.dispose()
+
+
+def test_sr_template_5300_setting_stores_a_tid_5300_sr(tmp_path: Path) -> None:
+    phantom = tmp_path / "phantom"
+    generate_study(phantom, 6, rows=240, columns=320, cycles=1, frame_rate=15.0)
+    node = make_node(tmp_path / "data", ECHO_NODE_SR_TEMPLATE="5300")
+    try:
+        for clip in ("tr_cw", "mv_pw"):
+            assert import_file(node.ingestor, phantom / f"{clip}.dcm").outcome == "stored"
+        job_id = stable_job(node)
+        assert run_job(node, job_id, None).state == "done"
+        (sr,) = [o for o in outputs_of(node, job_id) if o.kind == "sr"]
+        path = output_path(node, sr)
+        assert pydicom.dcmread(path).ContentTemplateSequence[0].TemplateIdentifier == "5300"
+        assert dciodvfy_errors(path) == []
+        dump = dsrdump(path)
+        assert '"Pre-coordinated Measurements"' in dump and "Findings" not in dump
+        numbers = dsr_numbers(path)
+        # CID 12300 concepts, with the Doppler engine's values in UCUM units.
+        assert numbers["Tricuspid regurgitation Vmax"][1] == "cm/s"
+        assert numbers["Mitral valve E-wave Vmax"][1] == "cm/s"
+        assert numbers["Mitral Valve E to A Ratio"][1] == "{ratio}"
+    finally:
+        node.engine.dispose()
 
 
 def test_only_unknown_views_is_skipped_without_an_sr(tmp_path: Path) -> None:

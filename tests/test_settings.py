@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,7 @@ def test_destinations_from_the_environment_as_json() -> None:
         ("ECHO_NODE_DESTINATIONS", '[{"name": "pacs", "kind": "dimse"}]'),
         ("ECHO_NODE_NO_SUCH_KEY", "1"),
         ("ECHO_NODE_DEVICE_UID", "1.2.03"),
+        ("ECHO_NODE_SR_TEMPLATE", "1500"),
     ],
 )
 def test_bad_values_stop_with_the_key_named(key: str, value: str) -> None:
@@ -76,3 +78,14 @@ def test_device_observer_uid_is_the_setting_or_stable_per_installation(tmp_path:
     assert other.device_uid != derived.device_uid
     chosen = load_settings(environ={"ECHO_NODE_DEVICE_UID": "1.2.826.0.1.3680043.10.1"})
     assert device_info(chosen).device_uid == "1.2.826.0.1.3680043.10.1"
+
+
+def test_sr_template_defaults_to_5200_and_takes_5300(tmp_path: Path) -> None:
+    assert load_settings(environ={}).sr_template == "5200"
+    assert load_settings(environ={"ECHO_NODE_SR_TEMPLATE": "5300"}).sr_template == "5300"
+    config = tmp_path / "node.toml"
+    config.write_text("sr_template = 5300\n")  # a bare number in TOML means the same
+    assert load_settings(config, environ={}).sr_template == "5300"
+    config.write_text('sr_template = "5201"\n')
+    with pytest.raises(ConfigError, match=re.escape(f"'sr_template' (from {config})")):
+        load_settings(config, environ={})

@@ -67,6 +67,7 @@ def write_sr(
         [SourceClip(run.header, run.result) for run in runs],
         node=device_info(node.settings),
         predecessor=predecessor,
+        template=node.settings.sr_template,
     )
     stored = _store(node, sr, "sr")
     steps.append(_step("sr", stored.sop_instance_uid, started))

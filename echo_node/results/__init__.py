@@ -1,4 +1,4 @@
-"""Result objects written back to the PACS: the TID 5200 SR and the overlay secondary captures.
+"""Result objects written back to the PACS: the SR (TID 5200, or 5300) and the overlay SCs.
 
 The worker calls `build_sr` once per study run and `build_overlay_sc` once per processed clip;
 both return pydicom datasets ready to store and send.

@@ -6,8 +6,11 @@ comes from. Each one is checked against pydicom's tables generated from PS3.16 i
 tests/test_results_sr.py. SNOMED codes use the SCT scheme (the SRT codes of older editions of
 TID 5200 are retired; pydicom maps them).
 
-Measurement concepts are the TID 5200-era LOINC codes (CIDs 12200-12222) that echo carts emit and
-cardiology reporting systems map, not the CID 12300 codes of TID 5300 (see DESIGN.md §5).
+Measurement concepts of the default TID 5200 report are the TID 5200-era LOINC codes (CIDs
+12200-12222) that echo carts emit and cardiology reporting systems map (see DESIGN.md §5); the
+TID 5300 option uses the CID 12300 "Core Echo Measurement" codes (FINDING_CODING_5300 below).
+The one code of the node's own scheme (99ECHONODE, a local scheme per PS3.16 section 8) is the
+Measurement Method of the AI ejection fraction, for which CID 12227 has no value.
 """
 
 from __future__ import annotations
@@ -144,6 +147,119 @@ FINDING_CODING: Mapping[str, MeasurementCoding] = MappingProxyType(
         ),
         "AV_Vmax": MeasurementCoding(
             AORTIC_VALVE, PEAK_BLOOD_VELOCITY, UNIT_CM_PER_S, default_mode=MODE_DOPPLER_CW
+        ),
+    }
+)
+
+# --- TID 5300 Simplified Echo Procedure Report (Sup 169; PS3.16 TID 5300-5303) -----------------
+
+TEMPLATE_ID_SIMPLIFIED_ECHO = "5300"  # root title stays ADULT_ECHO_REPORT (PS3.17 CCCC.5)
+# TID 5300 measurement containers.
+PRE_COORDINATED_MEASUREMENTS = Code("125301", "DCM", "Pre-coordinated Measurements")
+POST_COORDINATED_MEASUREMENTS = Code("125302", "DCM", "Post-coordinated Measurements")
+# TID 5301/5302, HAS PROPERTIES TEXT: the display label of a value.
+SHORT_LABEL = Code("125309", "DCM", "Short Label")
+# TID 5302, HAS CONCEPT MOD; values from CID 12303 / 12302 / 12304 / 12227.
+MEASUREMENT_TYPE = Code("125306", "DCM", "Measurement Type")
+FINDING_OBSERVATION_TYPE = Code("125305", "DCM", "Finding Observation Type")
+MEASURED_PROPERTY = Code("125307", "DCM", "Measured Property")
+MEASUREMENT_METHOD = Code("370129005", "SCT", "Measurement Method")
+# CID 12303 "Echo Measurement Type".
+DIRECTLY_MEASURED = Code("125316", "DCM", "Directly measured")
+# CID 12302 "Echo Finding Observation Type".
+BEHAVIOR_OF_FINDING_SITE = Code("125312", "DCM", "Behavior of the Finding Site")
+# CID 12304 "Echo Measured Property".
+CARDIAC_EJECTION_FRACTION = Code("70822001", "SCT", "Cardiac ejection fraction")
+# CID 12227 is extensible and has no AI method: a local code says it is neither Method of
+# Disks nor Teichholz, so receivers never merge the value with one that is.
+LOCAL_SCHEME = "99ECHONODE"
+NEURAL_VIDEO_REGRESSION = Code("NNVR", LOCAL_SCHEME, "Neural network regression from the cine loop")
+
+# --- CID 12300 "Core Echo Measurement" (LOINC; code meanings as in PS3.16) ----------------------
+
+IVSD_2D = Code("79969-2", "LN", "Interventricular septum diastolic dimension 2D")
+IVSD_MM = Code("79968-4", "LN", "Interventricular septum diastolic dimension MM")
+LVIDD_2D = Code("80007-8", "LN", "Left ventricular internal diastolic dimension - 2D")
+LVIDD_MM = Code("80008-6", "LN", "Left ventricular internal diastolic dimension - MM")
+LVIDS_2D = Code("80011-0", "LN", "Left ventricular internal systolic dimension - 2D")
+LVIDS_MM = Code("80012-8", "LN", "Left ventricular internal systolic dimension - MM")
+# Both LVPWd codes carry the same Code Meaning in CID 12300; PS3.17 CCCC.5 labels 80031-8
+# "LVPWd (2D)", which leaves 80032-6 as the M-mode one.
+LVPWD_2D = Code("80031-8", "LN", "Left ventricular posterior wall diastolic thickness")
+LVPWD_MM = Code("80032-6", "LN", "Left ventricular posterior wall diastolic thickness")
+AORTIC_ROOT_DIAMETER = Code("79953-6", "LN", "Aortic root diameter")
+ASCENDING_AORTA_DIMENSION = Code("79966-8", "LN", "Ascending Aorta Dimension")
+LA_DIAMETER_2D = Code("79975-9", "LN", "Left atrial end systolic diameter (AP) 2D")
+LA_DIAMETER_MM = Code("79977-5", "LN", "Left atrial end systolic diameter (AP) MM")
+RV_BASAL_DIMENSION = Code("80080-5", "LN", "Right ventricular basal dimension 4C")
+TR_VMAX = Code("79921-3", "LN", "Tricuspid regurgitation Vmax")
+AV_VMAX = Code("79964-3", "LN", "Aortic valve Vmax")
+MV_E_VMAX = Code("80070-6", "LN", "Mitral valve E-wave Vmax")
+MV_A_VMAX = Code("80066-4", "LN", "Mitral valve A-wave Vmax")
+MR_VMAX = Code("80062-3", "LN", "Mitral regurgitation Vmax")
+LVOT_VMAX = Code("80029-2", "LN", "Left ventricular outflow tract Vmax")
+MV_LATERAL_E_PRIME = Code("80054-0", "LN", "Mitral lateral e-prime Vmax")
+MV_SEPTAL_E_PRIME = Code("79911-4", "LN", "Mitral septal e-prime Vmax")
+# MV_E_A_RATIO (18038-0) above is in CID 12300 as well.
+
+
+@dataclass(frozen=True)
+class PreCoordinated:
+    """A finding written in TID 5301: one CID 12300 code says everything (site, phase, mode)."""
+
+    concept: Code  # the 2D code, or the only one where the code names no image mode
+    unit: Code
+    label: str  # Short Label; " (2D)"/" (MM)" is added where the code is mode-specific
+    mmode: Code | None = None  # the M-mode code, where CID 12300 has one
+
+
+@dataclass(frozen=True)
+class PostCoordinated:
+    """A finding without a CID 12300 code, written in TID 5302 with its meaning in modifiers."""
+
+    concept: Code
+    unit: Code
+    label: str
+    measurement_type: Code  # CID 12303
+    finding_site: Code  # CID 12305
+    observation_type: Code  # CID 12302
+    measured_property: Code  # CID 12304
+    method: Code  # CID 12227 (extensible)
+    view: Code | None = None  # Image View (CID 12226), where the view is significant
+
+
+# Finding.name -> TID 5300 coding. A name missing here is stated in the report, never dropped.
+FINDING_CODING_5300: Mapping[str, PreCoordinated | PostCoordinated] = MappingProxyType(
+    {
+        "IVSd": PreCoordinated(IVSD_2D, UNIT_CM, "IVSd", mmode=IVSD_MM),
+        "LVIDd": PreCoordinated(LVIDD_2D, UNIT_CM, "LVIDd", mmode=LVIDD_MM),
+        "LVIDs": PreCoordinated(LVIDS_2D, UNIT_CM, "LVIDs", mmode=LVIDS_MM),
+        "LVPWd": PreCoordinated(LVPWD_2D, UNIT_CM, "LVPWd", mmode=LVPWD_MM),
+        "AoRoot": PreCoordinated(AORTIC_ROOT_DIAMETER, UNIT_CM, "Ao Root"),
+        "AoAsc": PreCoordinated(ASCENDING_AORTA_DIMENSION, UNIT_CM, "Ao Asc"),
+        "LAd": PreCoordinated(LA_DIAMETER_2D, UNIT_CM, "LA Dimen", mmode=LA_DIAMETER_MM),
+        "RVbase": PreCoordinated(RV_BASAL_DIMENSION, UNIT_CM, "RVD1 (4C)"),
+        "TR_Vmax": PreCoordinated(TR_VMAX, UNIT_CM_PER_S, "TR Vmax"),
+        "AV_Vmax": PreCoordinated(AV_VMAX, UNIT_CM_PER_S, "AV Vmax"),
+        "MV_E": PreCoordinated(MV_E_VMAX, UNIT_CM_PER_S, "MV E Vmax"),
+        "MV_A": PreCoordinated(MV_A_VMAX, UNIT_CM_PER_S, "MV A Vmax"),
+        "MV_E_A": PreCoordinated(MV_E_A_RATIO, UNIT_RATIO, "MV E/A"),
+        "MR_Vmax": PreCoordinated(MR_VMAX, UNIT_CM_PER_S, "MR Vmax"),
+        "LVOT_Vmax": PreCoordinated(LVOT_VMAX, UNIT_CM_PER_S, "LVOT Vmax"),
+        "e_lat": PreCoordinated(MV_LATERAL_E_PRIME, UNIT_CM_PER_S, "e' lat"),
+        "e_med": PreCoordinated(MV_SEPTAL_E_PRIME, UNIT_CM_PER_S, "e' sept"),
+        # EchoNet-Dynamic regresses EF from one apical 4-chamber clip: not Method of Disks, so
+        # not 79993-2 "single plane 4C (MOD)"; the generic LOINC EF by US, post-coordinated.
+        "LVEF": PostCoordinated(
+            LVEF,
+            UNIT_PERCENT,
+            "LVEF (A4C, AI)",
+            measurement_type=DIRECTLY_MEASURED,
+            finding_site=LEFT_VENTRICLE,
+            observation_type=BEHAVIOR_OF_FINDING_SITE,
+            measured_property=CARDIAC_EJECTION_FRACTION,
+            method=NEURAL_VIDEO_REGRESSION,
+            view=VIEW_A4C,
         ),
     }
 )
