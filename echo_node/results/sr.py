@@ -224,7 +224,8 @@ def _collect(
                 else:
                     mode = _image_mode(result, coding)
                     candidates.append(_Measurement(finding, coding, mode, header, result.view.view))
-    measurements = _one_per_concept(candidates)
+    measurements, dropped = _one_per_concept(candidates)
+    notes.extend(dropped)
     for m in measurements:
         if m.finding.flags:
             notes.append(
@@ -234,26 +235,49 @@ def _collect(
     return measurements, notes
 
 
-def _one_per_concept(candidates: Sequence[_Measurement]) -> list[_Measurement]:
+def _one_per_concept(
+    candidates: Sequence[_Measurement],
+) -> tuple[list[_Measurement], list[str]]:
     """Exactly one value per measurement: receivers cannot choose between two.
 
-    The first value without quality flags wins, else the first; order is the sources' order.
+    The first value without quality flags wins, else the first; order is the sources' order and,
+    within a clip, the pipelines' (the classical Doppler engine before the neural models). Every
+    value left out is named in a note with what made it, so none is dropped silently.
     """
-    chosen: dict[tuple[str, str, str | None], _Measurement] = {}
+    chosen: dict[tuple[str, str, str | None, str | None], _Measurement] = {}
+    others: dict[tuple[str, str, str | None, str | None], list[_Measurement]] = {}
     for m in candidates:
-        direction = m.coding.flow_direction
-        key = (m.coding.section.value, m.coding.concept.value, direction and direction.value)
+        direction, site = m.coding.flow_direction, m.coding.finding_site
+        key = (
+            m.coding.section.value,
+            m.coding.concept.value,
+            direction and direction.value,
+            site and site.value,
+        )
         kept = chosen.get(key)
-        if kept is None or (kept.finding.flags and not m.finding.flags):
+        if kept is None:
             chosen[key] = m
-        if kept is not None:
-            logger.info(
-                "SR keeps one %s of %s and %s",
-                m.finding.name,
-                kept.source.SOPInstanceUID,
-                m.source.SOPInstanceUID,
-            )
-    return list(chosen.values())
+            continue
+        if kept.finding.flags and not m.finding.flags:
+            chosen[key], m = m, kept
+        others.setdefault(key, []).append(m)
+    notes = [
+        f"{chosen[key].finding.name}: the value written is {_described(chosen[key])}; "
+        + "; ".join(f"not written: {_described(m)}" for m in left_out)
+        + "."
+        for key, left_out in others.items()
+    ]
+    return list(chosen.values()), notes
+
+
+def _described(m: _Measurement) -> str:
+    """A value as the SR writes it, with what produced it and where."""
+    unit = m.coding.unit.value
+    provenance = m.finding.provenance
+    return (
+        f"{_reported_value(m.finding, m.coding):.6g} {unit} by {provenance.name} "
+        f"{provenance.version} on {m.source.SOPInstanceUID}"
+    )
 
 
 def _image_mode(result: ClipResult, coding: codes.MeasurementCoding) -> Code:
@@ -325,8 +349,7 @@ def _code(name: Code, value: Code) -> hd.sr.CodeContentItem:
 _VELOCITY_UNITS = ("cm/s", "m/s")
 
 
-def _num(m: _Measurement) -> hd.sr.NumContentItem:
-    finding, coding = m.finding, m.coding
+def _reported_value(finding: Finding, coding: codes.MeasurementCoding) -> float:
     factor = _UNIT_FACTORS.get((finding.unit, coding.unit.value))
     if factor is None:
         raise ValueError(
@@ -339,9 +362,14 @@ def _num(m: _Measurement) -> hd.sr.NumContentItem:
         # (a TR jet is negative), while the report carries the direction in the Flow Direction
         # modifier or the concept itself, as reading systems expect.
         value = abs(value)
+    return value
+
+
+def _num(m: _Measurement) -> hd.sr.NumContentItem:
+    finding, coding = m.finding, m.coding
     num = hd.sr.NumContentItem(
         name=coding.concept,
-        value=round(value, 6),
+        value=round(_reported_value(finding, coding), 6),
         unit=coding.unit,
         relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,
     )
@@ -353,6 +381,8 @@ def _num(m: _Measurement) -> hd.sr.NumContentItem:
         children.append(_code(codes.CARDIAC_CYCLE_POINT, coding.cardiac_phase))
     if coding.flow_direction is not None:
         children.append(_code(codes.FLOW_DIRECTION, coding.flow_direction))
+    if coding.finding_site is not None:
+        children.append(_code(codes.FINDING_SITE, coding.finding_site))
     children.extend(
         hd.sr.AlgorithmIdentification(
             name=finding.provenance.name, version=finding.provenance.version
