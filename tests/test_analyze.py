@@ -35,7 +35,7 @@ def phantom(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_doppler_pipeline_is_registered() -> None:
     analyze(phantom_free_clip())  # importing the pipelines happens on the first call
     names = [function.__module__ for function in pipelines_for("doppler")]
-    assert names == ["ai.pipelines.doppler"]
+    assert names == ["ai.pipelines.doppler", "ai.pipelines.doppler_neural"]
 
 
 def phantom_free_clip() -> Path:
@@ -51,8 +51,10 @@ def test_phantom_tr_end_to_end(phantom: Path, as_dataset: bool) -> None:
     result = analyze(pydicom.dcmread(path) if as_dataset else path)
     assert result.sop_instance_uid == truth["sop_instance_uid"]
     assert result.view.view == View.DOPPLER and result.view.doppler_mode == "CW"
-    (doppler,) = result.pipelines
+    doppler, neural = result.pipelines  # the classical engine, then the models (none here)
     assert doppler.pipeline == "doppler" and doppler.status == PipelineStatus.OK
+    assert neural.pipeline == "doppler_neural" and not neural.findings
+    assert neural.status == PipelineStatus.MODEL_NOT_INSTALLED
     (finding,) = doppler.findings
     expected_m_s = truth["expected"]["TR_Vmax"]["value"]
     assert finding.name == "TR_Vmax"
@@ -117,7 +119,8 @@ def test_cli_json_from_the_installed_command(phantom: Path, tmp_path: Path) -> N
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
     assert data["view"]["view"] == "doppler" and data["view"]["doppler_mode"] == "CW"
-    (pipeline,) = data["pipelines"]
+    pipeline, neural = data["pipelines"]
+    assert neural["pipeline"] == "doppler_neural" and neural["status"] == "model_not_installed"
     assert pipeline["status"] == "ok"
     (finding,) = pipeline["findings"]
     assert finding["name"] == "TR_Vmax" and finding["unit"] == "cm/s" and finding["value"] < 0

@@ -222,9 +222,9 @@ def test_reprocess_supersedes_the_earlier_sr(first: Run) -> None:
     job_id = claim_next(node)
     outcome = run_job(node, job_id, None)
     assert outcome.state == "done", outcome.message
-    # Only the named pipeline ran.
+    # Only the named pipeline ran, with its family (the neural Doppler models beside it).
     ran = {s["step"] for s in outcome.steps if s["step"].startswith("pipeline:")}
-    assert ran == {"pipeline:doppler"}
+    assert ran == {"pipeline:doppler", "pipeline:doppler_neural"}
     (new_sr,) = [o for o in outputs_of(node, job_id) if o.kind == "sr"]
     ds = pydicom.dcmread(output_path(node, new_sr))
     (study_ref,) = ds.PredecessorDocumentsSequence

@@ -127,6 +127,8 @@ def test_codes_are_the_standards() -> None:
         12226: [codes.VIEW_PLAX, codes.VIEW_A4C],
         12233: [codes.END_DIASTOLE, codes.END_SYSTOLE],
         12221: [codes.REGURGITANT_FLOW],
+        12236: [codes.LVOT_SITE],
+        12235: [codes.LATERAL_MITRAL_ANNULUS, codes.MEDIAL_MITRAL_ANNULUS],
         7005: [codes.PROCESSING_EQUIPMENT],
         7181: [codes.UNIT_CM, codes.UNIT_PERCENT, codes.UNIT_CM_PER_S, codes.UNIT_RATIO],
     }
@@ -136,7 +138,8 @@ def test_codes_are_the_standards() -> None:
             assert any(code.value in concepts[code.scheme_designator][k] for k in keywords), code
     # Each measurement concept belongs to its section's measurement group (TID 5200 $MeasType).
     section_cids = {
-        codes.LEFT_VENTRICLE: {12201, 12202},
+        # CID 12200 is the section's $MeasType; it includes CIDs 12201-12203.
+        codes.LEFT_VENTRICLE: {12200, 12201, 12202, 12203},
         codes.AORTIC_VALVE: {12211},
         codes.MITRAL_VALVE: {12207},
         codes.TRICUSPID_VALVE: {12208},

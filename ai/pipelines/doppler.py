@@ -356,10 +356,16 @@ def _finding(
     )
 
 
-def _keyword_flow(clip: Clip) -> str | None:
-    text = " ".join(
+def header_text(clip: Clip) -> str:
+    """The header text the flow keywords are looked for in (SeriesDescription, ImageComments)."""
+    return " ".join(
         str(clip.metadata.get(name, "")) for name in ("SeriesDescription", "ImageComments")
     )
+
+
+def keyword_flow(clip: Clip) -> str | None:
+    """The flow the header names: "TR" or "AV" (TR words first), else None."""
+    text = header_text(clip)
     if _TR_WORDS.search(text):
         return "TR"
     if _AV_WORDS.search(text):
@@ -427,7 +433,7 @@ def _measure_cw(clip: Clip, traced: _Traced) -> PipelineResult:
     ]
     if not peaks:
         return traced.result(PipelineStatus.FAILED, "no beat found in the CW spectrum")
-    flow = _keyword_flow(clip)
+    flow = keyword_flow(clip)
     shape_flags: tuple[str, ...] = ()
     if flow is None:
         flow = "TR" if _duty(speed, strip.seconds_per_column) >= TR_MIN_DUTY else "AV"

@@ -117,6 +117,9 @@ class MeasurementCoding:
     # Image mode when the clip does not say (a spectral clip without PW/CW): the one the
     # measurement is made with in practice (TR Vmax by CW, mitral inflow by PW).
     default_mode: Code | None = None
+    # Finding Site (TID 300 HAS CONCEPT MOD) on the NUM, where the section alone does not say
+    # where it was measured (LVOT inside the Left Ventricle section, the e' annulus side).
+    finding_site: Code | None = None
 
 
 # Finding.name (ai/findings.py) -> coding. The phase is the one the LOINC concept is defined at;
@@ -260,6 +263,55 @@ FINDING_CODING_5300: Mapping[str, PreCoordinated | PostCoordinated] = MappingPro
             measured_property=CARDIAC_EJECTION_FRACTION,
             method=NEURAL_VIDEO_REGRESSION,
             view=VIEW_A4C,
+        ),
+    }
+)
+
+# --- Doppler findings of the EchoNet-Measurements models (ai/pipelines/doppler_neural.py) ------
+# MR Vmax: Peak Blood Velocity (CID 12207 lists it) in the Mitral Valve section with Direction of
+# Flow = Regurgitant, as TR Vmax in the Tricuspid Valve section. LVOT Vmax: Peak Blood Velocity
+# (CID 12200) in the Left Ventricle section with Finding Site = LVOT. e': the TID 5200-era
+# concept of CID 12203 "Left Ventricle Other Measurement" in the Left Ventricle section, the
+# annulus side as Finding Site (CID 12235 "Mitral Valve Anatomic Site").
+
+# CID 12236 "Echocardiography Anatomic Site".
+LVOT_SITE = Code("13418002", "SCT", "Left ventricle outflow tract")
+# CID 12235 "Mitral Valve Anatomic Site".
+LATERAL_MITRAL_ANNULUS = Code("399086000", "SCT", "Lateral Mitral Annulus")
+MEDIAL_MITRAL_ANNULUS = Code("399093001", "SCT", "Medial Mitral Annulus")
+# CID 12203 "Left Ventricle Other Measurement".
+E_PRIME_PEAK = Code("399133000", "SCT", "Left Ventricular Peak Early Diastolic Tissue Velocity")
+
+FINDING_CODING = MappingProxyType(
+    {
+        **FINDING_CODING,
+        "MR_Vmax": MeasurementCoding(
+            MITRAL_VALVE,
+            PEAK_BLOOD_VELOCITY,
+            UNIT_CM_PER_S,
+            flow_direction=REGURGITANT_FLOW,
+            default_mode=MODE_DOPPLER_CW,
+        ),
+        "LVOT_Vmax": MeasurementCoding(
+            LEFT_VENTRICLE,
+            PEAK_BLOOD_VELOCITY,
+            UNIT_CM_PER_S,
+            default_mode=MODE_DOPPLER_PULSED,
+            finding_site=LVOT_SITE,
+        ),
+        "e_lat": MeasurementCoding(
+            LEFT_VENTRICLE,
+            E_PRIME_PEAK,
+            UNIT_CM_PER_S,
+            default_mode=MODE_DOPPLER_PULSED,
+            finding_site=LATERAL_MITRAL_ANNULUS,
+        ),
+        "e_med": MeasurementCoding(
+            LEFT_VENTRICLE,
+            E_PRIME_PEAK,
+            UNIT_CM_PER_S,
+            default_mode=MODE_DOPPLER_PULSED,
+            finding_site=MEDIAL_MITRAL_ANNULUS,
         ),
     }
 )

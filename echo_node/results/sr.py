@@ -159,15 +159,18 @@ def _content_5200(pairs: Sequence[Pair], node: DeviceInfo) -> Tree:
             continue
         mode = image_mode(candidate.result, coding.default_mode)
         coded.append(_Measurement(candidate, coding, mode))
-    measurements = one_per_key(
+    measurements, dropped = one_per_key(
         coded,
         key=lambda m: (
             m.coding.section.value,
             m.coding.concept.value,
             m.coding.flow_direction and m.coding.flow_direction.value,
+            m.coding.finding_site and m.coding.finding_site.value,
         ),
         of=lambda m: m.candidate,
+        unit_of=lambda m: m.coding.unit,
     )
+    notes.extend(dropped)
     notes.extend(flag_notes([m.candidate for m in measurements]))
     root = hd.sr.ContainerContentItem(
         name=codes.ADULT_ECHO_REPORT, template_id=codes.TEMPLATE_ID_ECHO
@@ -228,6 +231,8 @@ def _num(m: _Measurement) -> hd.sr.NumContentItem:
         children.append(modifier(codes.CARDIAC_CYCLE_POINT, coding.cardiac_phase))
     if coding.flow_direction is not None:
         children.append(modifier(codes.FLOW_DIRECTION, coding.flow_direction))
+    if coding.finding_site is not None:
+        children.append(modifier(codes.FINDING_SITE, coding.finding_site))
     children.extend(
         hd.sr.AlgorithmIdentification(
             name=finding.provenance.name, version=finding.provenance.version

@@ -98,7 +98,10 @@ def content(pairs: Sequence[Pair], node: DeviceInfo) -> Tree:
             notes.append(uncoded_note(candidate, codes.TEMPLATE_ID_SIMPLIFIED_ECHO))
             continue
         coded.append(_coded(candidate, coding))
-    measurements = one_per_key(coded, key=_identity, of=lambda m: m.candidate)
+    measurements, dropped = one_per_key(
+        coded, key=_identity, of=lambda m: m.candidate, unit_of=lambda m: m.coding.unit
+    )
+    notes.extend(dropped)
     notes.extend(flag_notes([m.candidate for m in measurements]))
     provenances: list[Provenance] = []
     for m in measurements:

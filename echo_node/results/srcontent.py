@@ -141,26 +141,44 @@ def uncoded_note(candidate: Candidate, template: str) -> str:
 
 
 def one_per_key(
-    items: Sequence[T], key: Callable[[T], Hashable], of: Callable[[T], Candidate]
-) -> list[T]:
-    """Exactly one value per measurement: receivers cannot choose between two.
+    items: Sequence[T],
+    key: Callable[[T], Hashable],
+    of: Callable[[T], Candidate],
+    unit_of: Callable[[T], Code],
+) -> tuple[list[T], list[str]]:
+    """Exactly one value per measurement (receivers cannot choose between two), and a note
+    naming every value left out with what made it, so none is dropped silently.
 
-    The first value without quality flags wins, else the first; order is the sources' order.
+    The first value without quality flags wins, else the first; order is the sources' order and,
+    within a clip, the pipelines' (the classical Doppler engine before the neural models).
     """
     chosen: dict[Hashable, T] = {}
+    others: dict[Hashable, list[T]] = {}
     for item in items:
         k = key(item)
         kept = chosen.get(k)
-        if kept is None or (of(kept).finding.flags and not of(item).finding.flags):
+        if kept is None:
             chosen[k] = item
-        if kept is not None:
-            logger.info(
-                "SR keeps one %s of %s and %s",
-                of(item).finding.name,
-                of(kept).source.SOPInstanceUID,
-                of(item).source.SOPInstanceUID,
-            )
-    return list(chosen.values())
+            continue
+        if of(kept).finding.flags and not of(item).finding.flags:
+            chosen[k], item = item, kept
+        others.setdefault(k, []).append(item)
+
+    def described(item: T) -> str:
+        candidate, unit = of(item), unit_of(item)
+        provenance = candidate.finding.provenance
+        return (
+            f"{sr_value(candidate.finding, unit):.6g} {unit.value} by {provenance.name} "
+            f"{provenance.version} on {candidate.source.SOPInstanceUID}"
+        )
+
+    notes = [
+        f"{of(chosen[k]).finding.name}: the value written is {described(chosen[k])}; "
+        + "; ".join(f"not written: {described(item)}" for item in left_out)
+        + "."
+        for k, left_out in others.items()
+    ]
+    return list(chosen.values()), notes
 
 
 def flag_notes(written: Sequence[Candidate]) -> list[str]:
