@@ -135,13 +135,21 @@ def test_codes_are_the_standards() -> None:
     # Each measurement concept belongs to its section's measurement group (TID 5200 $MeasType).
     section_cids = {
         codes.LEFT_VENTRICLE: {12201, 12202},
+        codes.RIGHT_VENTRICLE: {12204},
+        codes.LEFT_ATRIUM: {12205},
         codes.AORTIC_VALVE: {12211},
         codes.MITRAL_VALVE: {12207},
         codes.TRICUSPID_VALVE: {12208},
+        codes.AORTA: {12212},
     }
+    # CID 12204 has no RV basal dimension: the CID 12300 (core echo) concept stands in.
+    outside_section = {"RVbase": {12300}}
     for name, coding in codes.FINDING_CODING.items():
         cids = index[(coding.concept.scheme_designator, coding.concept.value)]
-        assert section_cids[coding.section] & set(cids), name
+        allowed = section_cids[coding.section] | outside_section.get(name, set())
+        assert allowed & set(cids), name
+    # The section subjects are the anatomic sites of TID 5200 rows 9-15, in that order.
+    assert tuple(section_cids) == codes.SECTION_ORDER
 
 
 def test_sr_validates_with_dciodvfy(report: Report) -> None:
