@@ -25,6 +25,7 @@ from ai.models import ModelStore
 from ai.models.architectures import build
 from ai.models.loader import LoadedModel, sha256_file
 from ai.models.preprocess import crop_window
+from ai.models.signal import lowpass
 from ai.phantom.study import make_clip
 from ai.pipelines import pipelines_for
 from ai.pipelines.measurements_2d import (
@@ -104,6 +105,16 @@ def test_known_peaks_give_the_known_points_and_length_through_crop_and_calibrati
         clip, stand_in(PLAX.phase_model, FixedMaps(np.clip(doubled, 0, 1))), [0], 1.0, 1, 0.0
     )
     assert shifted.points[0, 0, 0] > source[0, 0] + 5
+
+
+def test_lowpass_keeps_heart_rates_up_to_140_bpm_and_removes_faster_ripple() -> None:
+    fps, frames = 50.0, 100  # 2 s
+    t = np.arange(frames) / fps
+    beat = 3.0 + np.cos(2 * np.pi * 1.5 * t)  # 90 bpm
+    ripple = 0.4 * np.cos(2 * np.pi * 10.0 * t)  # 600 "bpm": speckle and jitter
+    np.testing.assert_allclose(lowpass(beat + ripple, fps), beat, atol=1e-9)
+    fast = np.cos(2 * np.pi * 2.5 * t)  # 150 bpm: above the cutoff, but within its bin margin
+    assert np.abs(lowpass(fast, fps)).max() > 0.99
 
 
 def test_a_caliper_end_outside_the_region_or_the_sector_is_flagged() -> None:

@@ -276,7 +276,8 @@ def analyse(
 ) -> tuple[list[Finding], dict[str, tuple[float, ...]]]:
     """Findings of the loaded models of a view, and the phase model's per-frame curve."""
     phases = find_phases(clip, loaded.get(view.phase_model), options, batch_size, view.series_name)
-    geometry = crop_window(clip.rows, clip.columns, 640, 480)
+    spec = next(iter(loaded.values())).spec
+    geometry = crop_window(clip.rows, clip.columns, spec.input_width, spec.input_height)
     cropped = geometry.width != clip.columns or geometry.height != clip.rows
     flags = (*phases.flags, *(("source_not_3_4_cropped",) if cropped else ()))
     mask = sector_mask(clip) if len(clip) else None
