@@ -140,13 +140,21 @@ def test_codes_are_the_standards() -> None:
     section_cids = {
         # CID 12200 is the section's $MeasType; it includes CIDs 12201-12203.
         codes.LEFT_VENTRICLE: {12200, 12201, 12202, 12203},
+        codes.RIGHT_VENTRICLE: {12204},
+        codes.LEFT_ATRIUM: {12205},
         codes.AORTIC_VALVE: {12211},
         codes.MITRAL_VALVE: {12207},
         codes.TRICUSPID_VALVE: {12208},
+        codes.AORTA: {12212},
     }
+    # CID 12204 has no RV basal dimension: the CID 12300 (core echo) concept stands in.
+    outside_section = {"RVbase": {12300}}
     for name, coding in codes.FINDING_CODING.items():
         cids = index[(coding.concept.scheme_designator, coding.concept.value)]
-        assert section_cids[coding.section] & set(cids), name
+        allowed = section_cids[coding.section] | outside_section.get(name, set())
+        assert allowed & set(cids), name
+    # The section subjects are the anatomic sites of TID 5200 rows 9-15, in that order.
+    assert tuple(section_cids) == codes.SECTION_ORDER
 
 
 def test_sr_validates_with_dciodvfy(report: Report) -> None:

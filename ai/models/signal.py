@@ -75,3 +75,25 @@ def fill_gaps(signal: FloatArray) -> FloatArray:
     index = np.arange(len(x))
     x[bad] = np.interp(index[bad], index[~bad], x[~bad])
     return x
+
+
+def peaks_and_troughs(curve: FloatArray, distance: int = 25) -> tuple[list[int], list[int]]:
+    """(peaks, troughs) of a curve at least `distance` samples apart, the first and the last
+    extremum overall dropped (the EchoNet rule: a clip's ends cut a beat short)."""
+    extrema = sorted(
+        [(i, True) for i in find_peaks(curve, distance)]
+        + [(i, False) for i in find_peaks(-curve, distance)]
+    )[1:-1]
+    return [i for i, peak in extrema if peak], [i for i, peak in extrema if not peak]
+
+
+def lowpass(signal: FloatArray, fps: float, max_bpm: float = 140.0) -> FloatArray:
+    """Keep the FFT bins up to the highest heart rate expected (EchoNet-Measurements' rule:
+    cutoff bin = ceil(max_bpm / 60 / fps · length)); everything faster is noise."""
+    x = np.asarray(signal, dtype=np.float64)
+    cutoff = int(np.ceil(max_bpm / 60.0 / fps * len(x)))
+    spectrum = np.fft.fft(x)
+    if cutoff + 1 < len(x) - cutoff:
+        spectrum[cutoff + 1 : len(x) - cutoff] = 0
+    filtered: FloatArray = np.real(np.fft.ifft(spectrum))
+    return filtered

@@ -36,7 +36,7 @@ from ai.findings import Finding, PipelineResult, PipelineStatus, Provenance
 from ai.models.loader import CheckpointError, LoadedModel
 from ai.models.preprocess import Geometry, crop_and_scale, crop_window, to_tensor
 from ai.models.registry import ModelSpec
-from ai.models.signal import fill_gaps, find_peaks, smooth
+from ai.models.signal import fill_gaps, peaks_and_troughs, smooth
 from ai.models.store import ModelStore, NotInstalled
 from ai.pipelines import pipeline
 
@@ -118,19 +118,12 @@ def segment_angles(points: FloatArray) -> FloatArray:
 
 def cardiac_phases(lvid: FloatArray, distance: int = 25) -> tuple[list[int], list[int]]:
     """(ED, ES) sample indices: peaks and troughs of the smoothed curve, ends dropped."""
-    curve = smooth(fill_gaps(lvid))
-    extrema = sorted(
-        [(i, "ED") for i in find_peaks(curve, distance)]
-        + [(i, "ES") for i in find_peaks(-curve, distance)]
-    )[1:-1]
-    return [i for i, kind in extrema if kind == "ED"], [i for i, kind in extrema if kind == "ES"]
+    return peaks_and_troughs(smooth(fill_gaps(lvid)), distance)
 
 
-def calibration_region(
-    regions: Sequence[UltrasoundRegion], points: FloatArray
-) -> tuple[UltrasoundRegion | None, tuple[str, ...]]:
-    """The 2D region in cm holding the points (or the only one, flagged)."""
-    candidates = [
+def calibrated_regions(regions: Sequence[UltrasoundRegion]) -> list[UltrasoundRegion]:
+    """The 2D regions calibrated in cm on both axes: where a length can be measured."""
+    return [
         r
         for r in regions
         if r.spatial_format == SPATIAL_2D
@@ -139,6 +132,13 @@ def calibration_region(
         and r.physical_delta_x != 0
         and r.physical_delta_y != 0
     ]
+
+
+def calibration_region(
+    regions: Sequence[UltrasoundRegion], points: FloatArray
+) -> tuple[UltrasoundRegion | None, tuple[str, ...]]:
+    """The 2D region in cm holding the points (or the only one, flagged)."""
+    candidates = calibrated_regions(regions)
     if not candidates:
         return None, ()
     valid = points[np.all(np.isfinite(points), axis=-1)]

@@ -17,7 +17,7 @@ from echo_node.cli.context import state
 from echo_node.jobs import queue
 from storage.models import Job, Study
 
-PIPELINES = ("plax", "a4c", "doppler")
+PIPELINES = ("plax", "a4c", "doppler", "measurements_2d")
 
 
 def reprocess(

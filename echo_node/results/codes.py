@@ -48,9 +48,12 @@ COMMENT = Code("121106", "DCM", "Comment")
 # --- Section subjects ($SectionSubject of TID 5200 rows 9-15) ---------------------------------
 
 LEFT_VENTRICLE = Code("87878005", "SCT", "Left Ventricle")
+RIGHT_VENTRICLE = Code("53085002", "SCT", "Right Ventricle")
+LEFT_ATRIUM = Code("82471001", "SCT", "Left Atrium")
 AORTIC_VALVE = Code("34202007", "SCT", "Aortic Valve")
 MITRAL_VALVE = Code("91134007", "SCT", "Mitral Valve")
 TRICUSPID_VALVE = Code("46030003", "SCT", "Tricuspid Valve")
+AORTA = Code("15825003", "SCT", "Aorta")
 
 # --- Image modes (CID 12224) --------------------------------------------------------------------
 
@@ -80,6 +83,15 @@ IVSD = Code("18154-5", "LN", "Interventricular Septum Diastolic Thickness")
 LVIDD = Code("29436-3", "LN", "Left Ventricle Internal End Diastolic Dimension")
 LVIDS = Code("29438-9", "LN", "Left Ventricle Internal Systolic Dimension")
 LVPWD = Code("18152-9", "LN", "Left Ventricle Posterior Wall Diastolic Thickness")
+# CID 12204 "Echocardiography Right Ventricle Measurement" has no basal dimension (only RVIDd
+# 20304-2, the PLAX/M-mode internal dimension); the A4C basal diameter is a CID 12300 concept,
+# used in the Right Ventricle section (the section's context group is extensible).
+RV_BASAL_DIMENSION = Code("80080-5", "LN", "Right ventricular basal dimension 4C")
+# CID 12205 "Echocardiography Left Atrium Measurement".
+LA_AP_SYSTOLIC = Code("29469-4", "LN", "Left Atrium Antero-posterior Systolic Dimension")
+# CID 12212 "Echocardiography Aorta Measurement".
+AORTIC_ROOT_DIAMETER = Code("18015-8", "LN", "Aortic Root Diameter")
+ASCENDING_AORTA_DIAMETER = Code("18012-5", "LN", "Ascending Aortic Diameter")
 # CID 12202 "Left Ventricle Volume" (ejection fraction lives there).
 LVEF = Code("18043-0", "LN", "Left Ventricular Ejection Fraction by US")
 # CID 12207 "Mitral Valve Measurements".
@@ -132,6 +144,10 @@ FINDING_CODING: Mapping[str, MeasurementCoding] = MappingProxyType(
         "LVPWd": MeasurementCoding(LEFT_VENTRICLE, LVPWD, UNIT_CM, END_DIASTOLE),
         "LVIDs": MeasurementCoding(LEFT_VENTRICLE, LVIDS, UNIT_CM, END_SYSTOLE),
         "LVEF": MeasurementCoding(LEFT_VENTRICLE, LVEF, UNIT_PERCENT),
+        "RVbase": MeasurementCoding(RIGHT_VENTRICLE, RV_BASAL_DIMENSION, UNIT_CM, END_DIASTOLE),
+        "LAd": MeasurementCoding(LEFT_ATRIUM, LA_AP_SYSTOLIC, UNIT_CM, END_SYSTOLE),
+        "AoRoot": MeasurementCoding(AORTA, AORTIC_ROOT_DIAMETER, UNIT_CM, END_DIASTOLE),
+        "AoAsc": MeasurementCoding(AORTA, ASCENDING_AORTA_DIAMETER, UNIT_CM, END_DIASTOLE),
         "MV_E": MeasurementCoding(
             MITRAL_VALVE, MV_E_PEAK, UNIT_CM_PER_S, default_mode=MODE_DOPPLER_PULSED
         ),
@@ -317,4 +333,12 @@ FINDING_CODING = MappingProxyType(
 )
 
 # Report section order (TID 5200 rows 9-15 order for the sections used here).
-SECTION_ORDER: tuple[Code, ...] = (LEFT_VENTRICLE, AORTIC_VALVE, MITRAL_VALVE, TRICUSPID_VALVE)
+SECTION_ORDER: tuple[Code, ...] = (
+    LEFT_VENTRICLE,
+    RIGHT_VENTRICLE,
+    LEFT_ATRIUM,
+    AORTIC_VALVE,
+    MITRAL_VALVE,
+    TRICUSPID_VALVE,
+    AORTA,
+)

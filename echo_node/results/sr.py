@@ -7,7 +7,8 @@ highdicom has no echo template, so the tree is composed from its content items:
       HAS OBS CONTEXT  TID 1002/1004 device observer (the node)
       CONTAINS TEXT (121106 DCM) Comment       -- pipelines that did not run, unknown views
       CONTAINS CONTAINER (121070 DCM) Findings                        -- one per section
-        HAS CONCEPT MOD CODE Finding Site = Left Ventricle / Aortic / Mitral / Tricuspid Valve
+        HAS CONCEPT MOD CODE Finding Site = Left/Right Ventricle, Left Atrium, Aortic /
+                                            Mitral / Tricuspid Valve, Aorta (TID 5200 order)
         CONTAINS CONTAINER (125007 DCM) Measurement Group             -- one per image mode
           HAS CONCEPT MOD CODE Image Mode
           CONTAINS NUM <LOINC concept> <value> <UCUM unit>
