@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from echo_node.dimse.commitment_report import Reporter
 from echo_node.ingest import Ingestor
 from echo_node.settings import Settings
 from storage.db import make_engine, migrate, session_factory
@@ -26,6 +27,10 @@ class Node:
     @property
     def ingestor(self) -> Ingestor:
         return Ingestor(self.store, self.sessions)
+
+    @property
+    def reporter(self) -> Reporter:
+        return Reporter(self.settings, self.sessions, self.store)
 
 
 def open_node(settings: Settings) -> Node:

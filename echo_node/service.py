@@ -15,7 +15,7 @@ from types import FrameType
 
 from echo_node.dimse.server import DimseServer
 from echo_node.export.deliver import deliver_due
-from echo_node.jobs.scheduler import start_scheduler
+from echo_node.jobs.scheduler import start_commitment_sweep, start_scheduler
 from echo_node.jobs.worker import Worker
 from echo_node.logsetup import configure_logging
 from echo_node.node import Node, open_node
@@ -95,9 +95,11 @@ def serve(settings: Settings, config_file: Path | None, stop: threading.Event) -
         logger.warning("allowed_peers is empty: every calling AE and address is accepted")
 
     children = _start_ingest_children(settings.ingest_processes - 1, config_file)
-    dimse = DimseServer(settings, node.ingestor) if settings.dimse_enabled else None
+    dimse = DimseServer(settings, node.ingestor, node.reporter) if settings.dimse_enabled else None
+    commitment_sweep = None
     if dimse is not None:
         dimse.start()
+        commitment_sweep = start_commitment_sweep(node)
     http_stop = threading.Event()
     http = threading.Thread(target=run_http, args=(node, http_stop), name="http", daemon=True)
     if settings.http_enabled:
@@ -108,6 +110,8 @@ def serve(settings: Settings, config_file: Path | None, stop: threading.Event) -
     finally:
         if processing is not None:
             processing.stop()
+        if commitment_sweep is not None:
+            commitment_sweep.shutdown(wait=True)
         for child in children:
             child.terminate()  # SIGTERM: each child drains its own C-STOREs
         http_stop.set()
@@ -140,7 +144,7 @@ def _ingest_child(config_file: Path | None) -> None:
     settings = load_settings(config_file)
     configure_logging(settings.log_level, settings.log_format)
     node = open_node(settings)
-    dimse = DimseServer(settings, node.ingestor)
+    dimse = DimseServer(settings, node.ingestor, node.reporter)
     dimse.start()
     try:
         wait(stop)

@@ -76,6 +76,24 @@ def _check_ae_title(value: str) -> str:
     return value
 
 
+class CommitmentPeer(BaseModel):
+    """Where a Storage Commitment requester takes its N-EVENT-REPORT: ``AE@host:port``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    ae_title: str
+    host: str = Field(min_length=1)
+    port: int = Field(ge=1, le=65535)
+
+    @classmethod
+    def parse(cls, text: str) -> CommitmentPeer:
+        ae, at, address = text.strip().rpartition("@")
+        host, colon, port = address.rpartition(":")
+        if not (at and colon and host and port.isdigit()):
+            raise ValueError(f"{text!r} is not AE@host:port")
+        return cls(ae_title=_check_ae_title(ae), host=host.strip("[]"), port=int(port))
+
+
 class Destination(BaseModel):
     """Where results are sent: a DIMSE storage SCP or a DICOMweb (STOW-RS) base URL."""
 
@@ -159,6 +177,8 @@ class Settings(BaseModel):
     sr_template: Literal["5200", "5300"]
     destinations: tuple[Destination, ...]
     delivery_max_attempts: int = Field(ge=1)
+    commitment_peers: tuple[CommitmentPeer, ...]
+    commitment_report_attempts: int = Field(ge=1)
 
     @field_validator("ae_title")
     @classmethod
@@ -204,6 +224,29 @@ class Settings(BaseModel):
         if len(names) != len(set(names)):
             raise ValueError("destination names must be unique")
         return self
+
+    @field_validator("commitment_peers", mode="before")
+    @classmethod
+    def _commitment_peers(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part for part in value.split(",") if part.strip()]
+        if isinstance(value, list | tuple):
+            return tuple(
+                CommitmentPeer.parse(item) if isinstance(item, str) else item for item in value
+            )
+        return value
+
+    def commitment_address(self, ae_title: str) -> tuple[str, int] | None:
+        """Host and port for a requester's N-EVENT-REPORT: its commitment_peers entry, else a
+        dimse destination with that AE title (a PACS is usually both), else unknown."""
+        for peer in self.commitment_peers:
+            if peer.ae_title == ae_title:
+                return peer.host, peer.port
+        for destination in self.destinations:
+            if destination.kind == "dimse" and destination.ae_title == ae_title:
+                assert destination.host and destination.port  # by Destination
+                return destination.host, destination.port
+        return None
 
     @property
     def resolved_models_dir(self) -> Path:

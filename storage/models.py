@@ -223,3 +223,34 @@ class Delivery(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     output: Mapped[Output] = relationship()
+
+
+class Commitment(Base):
+    """A Storage Commitment Push Model request (PS3.4 J.3) and the state of its report.
+
+    The request is kept so that the N-EVENT-REPORT still goes out after a restart; the check
+    of each instance is made when the report is built, so it says what the node holds then.
+    ``references`` is the request's Referenced SOP Sequence as ``[class_uid, instance_uid]``
+    pairs. pending → sent | failed, retried with backoff like deliveries.
+    """
+
+    __tablename__ = "commitments"
+    __table_args__ = (
+        UniqueConstraint("calling_ae", "transaction_uid", name="uq_commitments_ae_transaction"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    transaction_uid: Mapped[str] = mapped_column(UID)
+    calling_ae: Mapped[str] = mapped_column(String(16))
+    calling_address: Mapped[str | None] = mapped_column(String(64))
+    references: Mapped[list[list[str]]] = mapped_column(JSON)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # What the report that went out said: 1 all committed, 2 some failed (PS3.4 J.3.3).
+    event_type: Mapped[int | None] = mapped_column(Integer)
+    failed_count: Mapped[int | None] = mapped_column(Integer)

@@ -50,6 +50,20 @@ def test_destinations_from_the_environment_as_json() -> None:
     assert [d.name for d in settings.destinations] == ["pacs", "web"]
 
 
+def test_commitment_report_address_from_commitment_peers_then_destinations() -> None:
+    settings = load_settings(
+        environ={
+            "ECHO_NODE_COMMITMENT_PEERS": "US_ROOM1@10.1.2.3:104, PACS@[::1]:4242",
+            "ECHO_NODE_DESTINATIONS": '[{"name": "archive", "kind": "dimse", "ae_title":'
+            ' "ARCHIVE", "host": "10.0.0.7", "port": 11112}]',
+        }
+    )
+    assert settings.commitment_address("US_ROOM1") == ("10.1.2.3", 104)
+    assert settings.commitment_address("PACS") == ("::1", 4242)
+    assert settings.commitment_address("ARCHIVE") == ("10.0.0.7", 11112)
+    assert settings.commitment_address("US_ROOM2") is None
+
+
 @pytest.mark.parametrize(
     ("key", "value"),
     [
@@ -62,6 +76,8 @@ def test_destinations_from_the_environment_as_json() -> None:
         ("ECHO_NODE_NO_SUCH_KEY", "1"),
         ("ECHO_NODE_DEVICE_UID", "1.2.03"),
         ("ECHO_NODE_SR_TEMPLATE", "1500"),
+        ("ECHO_NODE_COMMITMENT_PEERS", "US_ROOM1@10.1.2.3"),
+        ("ECHO_NODE_COMMITMENT_REPORT_ATTEMPTS", "0"),
     ],
 )
 def test_bad_values_stop_with_the_key_named(key: str, value: str) -> None:

@@ -1,1 +1,1 @@
-"""The DIMSE side of the node: a pynetdicom SCP for C-ECHO and C-STORE."""
+"""The DIMSE side of the node: a pynetdicom SCP for C-ECHO, C-STORE and storage commitment."""

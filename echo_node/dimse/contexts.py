@@ -1,5 +1,6 @@
 """Presentation contexts the SCP accepts: every storage SOP class pynetdicom knows, plus
-Verification, each with the transfer syntaxes ultrasound equipment sends.
+Verification and the Storage Commitment Push Model, each with the transfer syntaxes ultrasound
+equipment sends.
 
 Data are stored as received, so accepting a compressed syntax costs nothing here; decoding
 happens later, in ai/, for the clips that are processed.
@@ -10,7 +11,10 @@ from __future__ import annotations
 from pydicom import uid
 from pynetdicom import AllStoragePresentationContexts, build_context
 from pynetdicom.presentation import PresentationContext
-from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+    StorageCommitmentPushModel,
+    Verification,
+)
 
 # Within a context the requestor's order decides: pynetdicom accepts the first syntax it offers
 # that is listed here. Every syntax a scanner sends is listed, so none needs a transcode.
@@ -35,7 +39,7 @@ TRANSFER_SYNTAXES: tuple[str, ...] = (
 
 
 def supported_contexts() -> list[PresentationContext]:
-    contexts = [build_context(Verification)]
+    contexts = [build_context(Verification), build_context(StorageCommitmentPushModel)]
     contexts += [
         build_context(str(cx.abstract_syntax), list(TRANSFER_SYNTAXES))
         for cx in AllStoragePresentationContexts

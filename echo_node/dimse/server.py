@@ -1,4 +1,5 @@
-"""The SCP: one pynetdicom AE listening on the configured port, shut down gracefully.
+"""The SCP (C-ECHO, C-STORE, storage commitment): one pynetdicom AE listening on the
+configured port, shut down gracefully.
 
 Several ingest processes can listen on the same port (SO_REUSEPORT); the kernel spreads
 associations across them, which is how Python ingest scales past one core (MEASURED.md).
@@ -15,6 +16,8 @@ from dataclasses import dataclass, field
 from pynetdicom import AE, _config, evt
 from pynetdicom.transport import ThreadedAssociationServer
 
+from echo_node.dimse.commitment import handle_action
+from echo_node.dimse.commitment_report import Reporter
 from echo_node.dimse.contexts import supported_contexts
 from echo_node.dimse.peers import handle_requested
 from echo_node.dimse.store import InFlight, handle_store
@@ -40,6 +43,7 @@ class _SharedPortServer(ThreadedAssociationServer):  # type: ignore[misc]
 class DimseServer:
     settings: Settings
     ingestor: Ingestor
+    reporter: Reporter
     in_flight: InFlight = field(default_factory=InFlight)
     _ae: AE | None = None
     _server: ThreadedAssociationServer | None = None
@@ -65,6 +69,7 @@ class DimseServer:
         handlers: list[evt.EventHandlerType] = [
             (evt.EVT_REQUESTED, handle_requested, [self.settings.allowed_peers]),
             (evt.EVT_C_STORE, handle_store, [self.ingestor, self.in_flight]),
+            (evt.EVT_N_ACTION, handle_action, [self.reporter]),
         ]
         server = ae.make_server(
             (self.settings.bind, self.settings.dimse_port),

@@ -37,3 +37,24 @@ def start_scheduler(node: Node) -> BackgroundScheduler:
     # APScheduler logs every run at INFO; the sweep logs what it queues itself.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     return scheduler
+
+
+def start_commitment_sweep(node: Node) -> BackgroundScheduler:
+    """Storage commitment reports due for a (re)try, every ``sweep_interval_s`` seconds.
+
+    Runs wherever the DIMSE service does, processing or not: a report taken on must go out.
+    Several processes sweeping is safe, each report being claimed under a lease.
+    """
+    # APScheduler logs every run at INFO; the reporter logs what it sends itself.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    scheduler = BackgroundScheduler(timezone="UTC")
+    scheduler.add_job(
+        node.reporter.report_due,
+        "interval",
+        seconds=node.settings.sweep_interval_s,
+        id="commitment-report-sweep",
+        max_instances=1,
+        coalesce=True,
+    )
+    scheduler.start()
+    return scheduler
