@@ -7,6 +7,8 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -47,12 +49,25 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
-def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest Alembic revision (run once at start, before serving)."""
+def _alembic_config() -> Config:
     config = Config()
     config.set_main_option(
         "script_location", str(resources.files("storage").joinpath("migrations"))
     )
+    return config
+
+
+def schema_revisions(engine: Engine) -> tuple[frozenset[str], frozenset[str]]:
+    """(revisions the database is at, the newest revisions the code has), changing nothing."""
+    heads = frozenset(ScriptDirectory.from_config(_alembic_config()).get_heads())
+    with engine.connect() as connection:
+        current = frozenset(MigrationContext.configure(connection).get_current_heads())
+    return current, heads
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest Alembic revision (run once at start, before serving)."""
+    config = _alembic_config()
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         # "heads": later features add their tables as branches from the first revision.
