@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
@@ -57,12 +58,20 @@ def _alembic_config() -> Config:
     return config
 
 
-def schema_revisions(engine: Engine) -> tuple[frozenset[str], frozenset[str]]:
-    """(revisions the database is at, the newest revisions the code has), changing nothing."""
-    heads = frozenset(ScriptDirectory.from_config(_alembic_config()).get_heads())
+@dataclass(frozen=True)
+class SchemaState:
+    current: frozenset[str]  # the revisions the database is at
+    heads: frozenset[str]  # the newest revisions this code has
+    unknown: frozenset[str]  # revisions of the database this code has never heard of
+
+
+def schema_state(engine: Engine) -> SchemaState:
+    """Where the database's schema stands against the code's migrations; changes nothing."""
+    scripts = ScriptDirectory.from_config(_alembic_config())
     with engine.connect() as connection:
         current = frozenset(MigrationContext.configure(connection).get_current_heads())
-    return current, heads
+    known = {revision.revision for revision in scripts.walk_revisions()}
+    return SchemaState(current, frozenset(scripts.get_heads()), current - known)
 
 
 def migrate(engine: Engine) -> None:

@@ -8,14 +8,20 @@ import os
 import shutil
 import sqlite3
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from pydicom import dcmread
+from sqlalchemy import select
 from typer.testing import CliRunner
 
+from ai.models import default_registry
 from echo_node.cli import app
+from echo_node.node import open_node
+from echo_node.settings import load_settings
 from storage.files import FileStore, digest_file
+from storage.models import Delivery, Instance, Job, Output, Study
 from tests.conftest import us_file
 from tests.dicom_files import reuid_copies
 
@@ -145,3 +151,91 @@ def test_table_output_and_what_cannot_be_checked(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["doctor"], env={"ECHO_NODE_DIMSE_PORT": "not a port"})
     assert result.exit_code == 1
     assert "settings" in result.stdout and "dimse_port" in result.stdout
+
+
+def test_expired_leases_undelivered_results_and_changed_models(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    (path,) = made_study(tmp_path, 1)
+    env = {"ECHO_NODE_DATA_DIR": str(data)}
+    assert CliRunner().invoke(app, ["import", str(path)], env=env).exit_code == 0
+    node = open_node(load_settings(environ=env))
+    now = datetime.now(UTC)
+    with node.sessions.begin() as session:
+        study = session.scalars(select(Study)).one()
+        instance = session.scalars(select(Instance)).one()
+        job = Job(
+            study_id=study.id,
+            reason="stable",
+            state="running",
+            attempts=1,
+            not_before=now,
+            lease_until=now - timedelta(minutes=30),
+            worker_id="gone:1:0",
+            created_at=now,
+            started_at=now,
+            steps=[],
+        )
+        session.add(job)
+        session.flush()
+        # The job's SR as an output (its own instance row stands in for it here).
+        output = Output(
+            job_id=job.id,
+            study_id=study.id,
+            instance_id=instance.id,
+            kind="sr",
+            sop_instance_uid="1.2.826.0.1.3680043.8.498.1",
+            created_at=now,
+        )
+        session.add(output)
+        session.flush()
+        session.add(
+            Delivery(
+                output_id=output.id,
+                destination="pacs",
+                state="failed",
+                attempts=8,
+                next_attempt_at=now,
+                last_error=f"refused {PATIENT_NAME}",  # a peer's text is never shown
+            )
+        )
+        job_id = job.id
+    node.engine.dispose()
+    spec = default_registry().get("echonet-lvh-amyloid")
+    models = data / "models"
+    models.mkdir()
+    (models / spec.file).write_bytes(b"not the imported checkpoint")
+    (models / f"{spec.file}.json").write_text(json.dumps({"sha256": "0" * 64}))
+
+    code, checks, output_text = doctor(data)
+    assert code == 1
+    by_name = rows(checks)
+    assert by_name["jobs"]["status"] == "WARN"
+    (stuck,) = by_name["jobs"]["items"]
+    assert stuck.startswith(f"job {job_id} (study {study.study_instance_uid}), lease expired 3")
+    assert by_name["deliveries"]["status"] == "FAIL"
+    assert by_name["deliveries"]["items"] == [
+        f"pacs: 1.2.826.0.1.3680043.8.498.1 (study {study.study_instance_uid})"
+    ]
+    assert by_name["models"]["status"] == "FAIL"
+    assert by_name["models"]["items"][0].startswith("echonet-lvh-amyloid: CHANGED")
+    assert PATIENT_NAME not in output_text and PATIENT_ID not in output_text
+
+
+def test_database_behind_the_code_fails_without_being_migrated(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    (path,) = made_study(tmp_path, 1)
+    assert CliRunner().invoke(app, ["import", str(path)], env={"ECHO_NODE_DATA_DIR": str(data)})
+    with sqlite3.connect(data / "echo-node.db") as db:
+        (head,) = db.execute("SELECT version_num FROM alembic_version").fetchone()
+        db.execute("UPDATE alembic_version SET version_num = '0002'")
+    code, checks, _ = doctor(data)
+    assert code == 1
+    database = rows(checks)["database"]
+    assert database["status"] == "FAIL"
+    assert f"at revision 0002, the code's is {head}" in database["detail"]
+    assert "orphan files" not in rows(checks)  # nothing read from a schema it does not know
+    with sqlite3.connect(data / "echo-node.db") as db:
+        assert db.execute("SELECT version_num FROM alembic_version").fetchone() == ("0002",)
+        db.execute("UPDATE alembic_version SET version_num = '9999_from_the_future'")
+    database = rows(doctor(data)[1])["database"]
+    assert database["status"] == "FAIL" and "does not know" in database["detail"]

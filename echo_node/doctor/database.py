@@ -12,42 +12,38 @@ from echo_node.doctor.report import Check
 from echo_node.export.queue import FAILED, PENDING
 from echo_node.jobs.queue import RUNNING
 from echo_node.settings import Settings
-from storage.db import schema_revisions
+from storage.db import schema_state
 from storage.models import Delivery, Job, Output, Study
 
 
 def check_schema(engine: Engine, verify: bool) -> Check:
     """FAIL unless the database answers and is at the newest revision; migrates nothing."""
     try:
-        current, heads = schema_revisions(engine)
+        schema = schema_state(engine)
         integrity = _sqlite_integrity(engine) if verify else None
     except SQLAlchemyError as exc:
-        return Check("database", "FAIL", f"cannot read it: {type(exc).__name__}: {exc.args[0]}")
-    if not current:
+        reason = str(exc.args[0] if exc.args else exc)[:300]
+        return Check("database", "FAIL", f"cannot read it: {type(exc).__name__}: {reason}")
+    current, heads = ", ".join(sorted(schema.current)), ", ".join(sorted(schema.heads))
+    if not schema.current:
         return Check("database", "FAIL", "no schema: `echo-node serve` creates it at start")
-    if current != heads:
-        unknown = current - heads
-        if unknown:
-            return Check(
-                "database",
-                "FAIL",
-                f"at revision {', '.join(sorted(current))}, which this echo-node does not know "
-                "(a newer version migrated it)",
-            )
+    if schema.unknown:
         return Check(
             "database",
             "FAIL",
-            f"at revision {', '.join(sorted(current))}, the code's is {', '.join(sorted(heads))}: "
-            "`echo-node serve` migrates at start",
+            f"at revision {current}, which this echo-node does not know (a newer version "
+            "migrated it)",
+        )
+    if schema.current != schema.heads:
+        return Check(
+            "database",
+            "FAIL",
+            f"at revision {current}, the code's is {heads}: `echo-node serve` migrates at start",
         )
     if integrity is not None and integrity != "ok":
         return Check("database", "FAIL", f"SQLite quick_check: {integrity[:200]}")
     checked = ", quick_check ok" if integrity == "ok" else ""
-    return Check(
-        "database",
-        "OK",
-        f"{engine.dialect.name}, schema at head {', '.join(sorted(heads))}{checked}",
-    )
+    return Check("database", "OK", f"{engine.dialect.name}, schema at head {heads}{checked}")
 
 
 def _sqlite_integrity(engine: Engine) -> str | None:

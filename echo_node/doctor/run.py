@@ -33,8 +33,9 @@ def run_checks(config_file: Path | None, *, verify_files: bool, fix: bool) -> li
         return [Check("settings", "FAIL", str(exc))]
     checks = [Check("settings", "OK", _sources(config_file))]
     store = FileStore(settings.data_dir)  # not prepare(): the doctor creates nothing
-    checks += check_data_dir(store, settings)
-    data_ok = checks[-1].name == "disk space"
+    data_checks = check_data_dir(store, settings)
+    checks += data_checks
+    data_ok = all(check.status != "FAIL" for check in data_checks)
     checks += _database_checks(settings, store, data_ok, verify_files=verify_files, fix=fix)
     if data_ok:
         checks += [check_tmp(store, settings.doctor_in_flight_s, fix), check_quarantine(store)]
