@@ -112,11 +112,30 @@ def test_metrics_can_require_a_token_or_be_off(tmp_path: Path) -> None:
     base = {"ECHO_NODE_DATA_DIR": str(tmp_path / "data"), "ECHO_NODE_METRICS_REQUIRE_TOKEN": "1"}
     node = open_node(load_settings(environ=base))
     _, token = add_token(node.sessions, "read", "prometheus")
+    _, writer = add_token(node.sessions, "write", "uploader")
     client = TestClient(create_app(node))
+    body = (
+        b"--b0und\r\nContent-Type: application/dicom\r\n\r\n"
+        + us_file("examples_ybr_color.dcm").read_bytes()
+        + b"\r\n--b0und--\r\n"
+    )
+    stored = client.post(
+        "/dicom-web/studies",
+        content=body,
+        headers={
+            "Content-Type": 'multipart/related; type="application/dicom"; boundary=b0und',
+            "Authorization": f"Bearer {writer}",
+        },
+    )
+    assert stored.status_code == 200
     assert client.get("/metrics").status_code == 401
     scraped = client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
     assert scraped.status_code == 200
-    assert value(samples(scraped.text), "echo_node_jobs", state="done") == 0
+    found = samples(scraped.text)
+    received = "echo_node_instances_received_total"
+    assert value(found, received, transport="stowrs", outcome="stored") == 1
+    assert value(found, received, transport="dimse") == 0
+    assert value(found, "echo_node_jobs", state="done") == 0
     assert "/metrics" not in client.get("/openapi.json").text
     node.engine.dispose()
 
