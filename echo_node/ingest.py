@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
@@ -24,6 +25,9 @@ from storage.files import FILE_MODE, FileStore, digest_file, fsync_file
 from storage.index import InstanceHeader, Receipt, add_instance, find_version
 from storage.uids import InvalidUID, checked_uid
 
+if TYPE_CHECKING:
+    from echo_node.metrics.instruments import Metrics
+
 logger = logging.getLogger(__name__)
 
 # Values larger than this stay on disk while the header is read, so a 500 MB clip is never
@@ -33,6 +37,8 @@ _DEFER_SIZE = 64 * 1024
 _INDEX_ATTEMPTS = 3
 
 Outcome = Literal["stored", "duplicate", "quarantined", "failed"]
+# How an instance arrived ("node": the node's own SR and overlays); a metrics label.
+Transport = Literal["dimse", "stowrs", "import", "node"]
 
 # The peer address recorded on what the node stores itself (its SR and overlays). Such
 # instances do not count as new content of their study: they must not make it "unstable"
@@ -44,9 +50,10 @@ OWN_OUTPUT_ADDRESS = "echo-node"
 class Peer:
     ae_title: str | None
     address: str | None
+    transport: Transport
 
     def describe(self) -> dict[str, Any]:
-        return {"peer_ae": self.ae_title, "peer_address": self.address}
+        return {"peer_ae": self.ae_title, "peer_address": self.address, "transport": self.transport}
 
 
 @dataclass(frozen=True)
@@ -79,15 +86,28 @@ class RejectedInstance(ValueError):
 
 @dataclass(frozen=True)
 class Ingestor:
-    """What storing needs: the file store and a session factory. Shared by all threads."""
+    """What storing needs: the file store, a session factory, the metrics. Shared by threads."""
 
     store: FileStore
     sessions: sessionmaker[Session]
+    metrics: Metrics
 
     def ingest(
         self, temp: Path, peer: Peer, expected_sop_instance_uid: str | None = None
     ) -> IngestResult:
         """Store the Part 10 file at ``temp`` (inside the store's tmp/) or quarantine it."""
+        started = time.perf_counter()
+        try:
+            size = temp.stat().st_size
+        except OSError:
+            size = 0
+        result = self._ingest(temp, peer, expected_sop_instance_uid)
+        self.metrics.ingested(peer.transport, result.outcome, size, time.perf_counter() - started)
+        return result
+
+    def _ingest(
+        self, temp: Path, peer: Peer, expected_sop_instance_uid: str | None
+    ) -> IngestResult:
         try:
             header = read_header(temp, expected_sop_instance_uid)
         except RejectedInstance as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -14,6 +15,9 @@ from echo_node.settings import Settings
 from storage.db import make_engine, migrate, session_factory
 from storage.files import FileStore
 
+if TYPE_CHECKING:
+    from echo_node.metrics.instruments import Metrics
+
 logger = logging.getLogger(__name__)
 
 
@@ -23,10 +27,11 @@ class Node:
     engine: Engine
     sessions: sessionmaker[Session]
     store: FileStore
+    metrics: Metrics
 
     @property
     def ingestor(self) -> Ingestor:
-        return Ingestor(self.store, self.sessions)
+        return Ingestor(self.store, self.sessions, self.metrics)
 
     @property
     def reporter(self) -> Reporter:
@@ -39,4 +44,7 @@ def open_node(settings: Settings) -> Node:
     store.prepare()
     engine = make_engine(settings.resolved_database_url)
     migrate(engine)
-    return Node(settings, engine, session_factory(engine), store)
+    # Imported here, not at the top: see echo_node.metrics (multiprocess mode).
+    from echo_node.metrics.instruments import create_metrics
+
+    return Node(settings, engine, session_factory(engine), store, create_metrics())

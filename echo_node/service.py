@@ -18,6 +18,7 @@ from echo_node.export.deliver import deliver_due
 from echo_node.jobs.scheduler import start_commitment_sweep, start_scheduler
 from echo_node.jobs.worker import Worker
 from echo_node.logsetup import configure_logging
+from echo_node.metrics.multiprocess import enter_multiprocess_mode, leave_multiprocess_mode
 from echo_node.node import Node, open_node
 from echo_node.settings import Settings, load_settings
 from echo_node.web.server import run_http
@@ -85,6 +86,9 @@ def run_worker(settings: Settings, stop: threading.Event) -> None:
 
 
 def serve(settings: Settings, config_file: Path | None, stop: threading.Event) -> None:
+    # Before open_node: the metrics of this process and of the ingest processes it starts
+    # then all go to one directory, which /metrics adds up.
+    metrics_dir = enter_multiprocess_mode() if settings.metrics_enabled else None
     node = open_node(settings)
     stale = node.store.remove_stale_temp_files()
     if stale:
@@ -122,6 +126,7 @@ def serve(settings: Settings, config_file: Path | None, stop: threading.Event) -
         for child in children:
             child.join(timeout=90)
         node.engine.dispose()
+        leave_multiprocess_mode(metrics_dir)
 
 
 def _start_ingest_children(

@@ -160,6 +160,10 @@ class Settings(BaseModel):
     ingest_processes: int = Field(ge=1)
     log_format: Literal["text", "json"]
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+    metrics_enabled: bool
+    metrics_require_token: bool
+    doctor_disk_free_warn_gb: float = Field(ge=0)
+    doctor_in_flight_s: float = Field(ge=0)
     process_enabled: bool
     sweep_interval_s: float = Field(gt=0)
     process_modalities: tuple[str, ...]

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -47,12 +50,33 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
-def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest Alembic revision (run once at start, before serving)."""
+def _alembic_config() -> Config:
     config = Config()
     config.set_main_option(
         "script_location", str(resources.files("storage").joinpath("migrations"))
     )
+    return config
+
+
+@dataclass(frozen=True)
+class SchemaState:
+    current: frozenset[str]  # the revisions the database is at
+    heads: frozenset[str]  # the newest revisions this code has
+    unknown: frozenset[str]  # revisions of the database this code has never heard of
+
+
+def schema_state(engine: Engine) -> SchemaState:
+    """Where the database's schema stands against the code's migrations; changes nothing."""
+    scripts = ScriptDirectory.from_config(_alembic_config())
+    with engine.connect() as connection:
+        current = frozenset(MigrationContext.configure(connection).get_current_heads())
+    known = {revision.revision for revision in scripts.walk_revisions()}
+    return SchemaState(current, frozenset(scripts.get_heads()), current - known)
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest Alembic revision (run once at start, before serving)."""
+    config = _alembic_config()
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         # "heads": later features add their tables as branches from the first revision.

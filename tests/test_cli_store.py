@@ -53,5 +53,5 @@ def test_import_folder_indexes_real_files_and_quarantines_the_rest(
 
 def test_help_lists_every_command() -> None:
     result = subprocess.run([str(ECHO_NODE), "--help"], capture_output=True, text=True)
-    for command in ("serve", "status", "studies", "import"):
+    for command in ("serve", "status", "studies", "import", "doctor"):
         assert command in result.stdout

@@ -62,7 +62,9 @@ def test_a_quiet_study_gets_one_job_and_new_content_another(node: Node, tmp_path
     own.save_as(own_path)
     temp = node.store.new_temp_path(".dcm")
     temp.write_bytes(own_path.read_bytes())
-    result = node.ingestor.ingest(temp, Peer(ae_title=None, address=OWN_OUTPUT_ADDRESS))
+    result = node.ingestor.ingest(
+        temp, Peer(ae_title=None, address=OWN_OUTPUT_ADDRESS, transport="node")
+    )
     assert result.outcome == "stored"
     assert sweep(node, wait_s=1.1) == []
 

@@ -9,6 +9,7 @@ import typer
 
 from echo_node.cli import (
     analyze,
+    doctor,
     importer,
     jobs,
     models,
@@ -55,6 +56,7 @@ app.add_typer(models.app, name="models")
 app.command("reprocess")(reprocess.reprocess)
 app.command("worker")(worker.worker)
 app.command("send")(send.send)
+app.command("doctor")(doctor.doctor)
 
 
 def main() -> None:

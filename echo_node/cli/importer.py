@@ -17,7 +17,7 @@ from echo_node.ingest import Ingestor, IngestResult, Peer
 from echo_node.logsetup import configure_logging
 
 logger = logging.getLogger(__name__)
-IMPORT_PEER = Peer(ae_title=None, address="import")
+IMPORT_PEER = Peer(ae_title=None, address="import", transport="import")
 
 
 def import_paths(

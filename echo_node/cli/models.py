@@ -14,7 +14,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -32,16 +32,6 @@ def _models_dir(ctx: typer.Context) -> Path:
     return state(ctx).settings().resolved_models_dir
 
 
-def _expected_sha256(spec: Any, path: Path) -> tuple[str | None, str]:
-    """(digest the file should have, where that comes from)."""
-    from ai.models.store import recorded_sha256
-
-    if spec.sha256:
-        return spec.sha256, "registry"
-    recorded = recorded_sha256(path)
-    return (recorded, "recorded at import") if recorded else (None, "unknown")
-
-
 @app.command("list")
 def list_models(
     ctx: typer.Context,
@@ -50,12 +40,13 @@ def list_models(
     """Every model in the registry: installed or not, file, digest source, licence."""
     from ai.models.normalisation import with_site_statistics
     from ai.models.registry import default_registry
+    from ai.models.verify import expected_sha256
 
     directory = _models_dir(ctx)
     rows = []
     for spec in default_registry():
         path = directory / spec.file
-        _, source = _expected_sha256(spec, path)
+        _, source = expected_sha256(spec, path)
         rows.append(
             {
                 "name": spec.name,
@@ -93,33 +84,25 @@ def verify(
     ] = False,
 ) -> None:
     """Re-hash every installed file against the registry or its recorded digest."""
-    from ai.models.loader import CheckpointError, load_model, sha256_file
+    from ai.models.loader import CheckpointError, load_model
     from ai.models.registry import default_registry
+    from ai.models.verify import check_files
 
     directory = _models_dir(ctx)
-    failures = checked = 0
-    for spec in default_registry():
-        path = directory / spec.file
-        if not path.is_file():
-            continue
-        checked += 1
-        digest = sha256_file(path)
-        expected, source = _expected_sha256(spec, path)
-        if expected is None:
-            verdict = f"unverified (no digest in the registry or recorded) sha256 {digest}"
-        elif digest != expected:
-            failures += 1
-            verdict = f"CHANGED: sha256 {digest}, {source} {expected}"
-        else:
-            verdict = f"ok (sha256 matches the {source} digest)"
-        if load and expected is not None and digest == expected:
+    checks = [
+        check for check in check_files(default_registry(), directory) if check.verdict != "missing"
+    ]
+    failures = sum(check.verdict == "changed" for check in checks)
+    for check in checks:
+        verdict = check.describe()
+        if load and check.verdict == "ok":
             try:
-                load_model(path, spec)
+                load_model(check.path, check.spec)
             except CheckpointError as exc:
                 failures += 1
                 verdict = f"DOES NOT LOAD: {exc}"
-        typer.echo(f"{spec.name}: {verdict}")
-    if not checked:
+        typer.echo(f"{check.spec.name}: {verdict}")
+    if not checks:
         typer.echo(f"no model installed in {directory}")
     raise typer.Exit(1 if failures else 0)
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pynetdicom import AE, _config, evt
 from pynetdicom.transport import ThreadedAssociationServer
 
+from echo_node.dimse.active import ActiveAssociations
 from echo_node.dimse.commitment import handle_action
 from echo_node.dimse.commitment_report import Reporter
 from echo_node.dimse.contexts import supported_contexts
@@ -66,10 +67,15 @@ class DimseServer:
         ae.network_timeout = self.settings.network_timeout_s
         ae.acse_timeout = self.settings.network_timeout_s
         ae.dimse_timeout = self.settings.network_timeout_s
+        active = ActiveAssociations(self.ingestor.metrics.associations_active)
         handlers: list[evt.EventHandlerType] = [
             (evt.EVT_REQUESTED, handle_requested, [self.settings.allowed_peers]),
             (evt.EVT_C_STORE, handle_store, [self.ingestor, self.in_flight]),
             (evt.EVT_N_ACTION, handle_action, [self.reporter]),
+            (evt.EVT_ESTABLISHED, active.established),
+            (evt.EVT_RELEASED, active.ended),
+            (evt.EVT_ABORTED, active.ended),
+            (evt.EVT_CONN_CLOSE, active.ended),
         ]
         server = ae.make_server(
             (self.settings.bind, self.settings.dimse_port),

@@ -55,7 +55,11 @@ class InFlight:
 def handle_store(event: events.Event, ingestor: Ingestor, in_flight: InFlight) -> Dataset:
     with in_flight:
         requestor = event.assoc.requestor
-        peer = Peer(ae_title=str(requestor.ae_title).strip(), address=str(requestor.address))
+        peer = Peer(
+            ae_title=str(requestor.ae_title).strip(),
+            address=str(requestor.address),
+            transport="dimse",
+        )
         request = event.request
         assert isinstance(request, C_STORE)
         result = ingestor.ingest(

@@ -140,6 +140,9 @@ def _record(
             else:
                 state = FAILED if mark_failed(session, claim, result.error) else ""
             _log(claim, state, result)
+            if state and result.attempted:
+                outcome = "retry" if state == PENDING else state
+                node.metrics.delivered(claim.destination, outcome)
             reports.append(
                 DeliveryReport(
                     delivery_id=claim.delivery_id,

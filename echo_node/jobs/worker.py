@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -81,15 +82,19 @@ class Worker:
             target=self._heartbeat, args=(job_id, me, heartbeat_stop), daemon=True
         )
         heartbeat.start()
+        metrics, started = self.node.metrics, time.perf_counter()
         try:
             outcome = self.run_job(self.node, job_id, self.models)
         except TransientJobError as error:
+            metrics.job_finished("transient_error", time.perf_counter() - started, [])
             self._fail(job_id, me, f"{error}", transient=True)
         except Exception as error:
+            metrics.job_finished("failed", time.perf_counter() - started, [])
             logger.error("job failed", extra={"job_id": job_id, "error": type(error).__name__})
             logger.debug("job failure detail: %s", traceback.format_exc())
             self._fail(job_id, me, f"{type(error).__name__}: {error}", transient=False)
         else:
+            metrics.job_finished(outcome.state, time.perf_counter() - started, outcome.steps)
             with self.node.sessions.begin() as session:
                 queue.record_outcome(session, job_id, me, outcome)
             logger.info(

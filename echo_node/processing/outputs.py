@@ -28,7 +28,7 @@ from echo_node.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-_OWN = Peer(ae_title=None, address=OWN_OUTPUT_ADDRESS)
+_OWN = Peer(ae_title=None, address=OWN_OUTPUT_ADDRESS, transport="node")
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The HTTP application: DICOMweb under /dicom-web, the OpenAPI schema at /openapi.json."""
+"""The HTTP application: DICOMweb under /dicom-web, /metrics, the schema at /openapi.json."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from echo_node import __version__
 from echo_node.node import Node
-from echo_node.web import qido, stow, wado
+from echo_node.web import metrics, qido, stow, wado
 from echo_node.web.auth import require
 from echo_node.web.errors import install_error_handlers
 
@@ -31,4 +31,10 @@ def create_app(node: Node) -> FastAPI:
     app.include_router(stow.make_router(node, write), prefix=PREFIX)
     app.include_router(qido.make_router(node, read), prefix=PREFIX)
     app.include_router(wado.make_router(node, read), prefix=PREFIX)
+    if node.settings.metrics_enabled:
+        # Open by default, like a health check: counts and timings only (config/default.toml).
+        guard = (
+            [require("read", node.sessions, False)] if node.settings.metrics_require_token else []
+        )
+        app.include_router(metrics.make_router(node, guard))
     return app

@@ -136,7 +136,8 @@ async def _store(node: Node, request: Request, study: str | None) -> JSONRespons
     boundary = _boundary(request.headers.get("content-type", ""))
     sink = _TempSink(node.store)
     parser = MultipartParser(boundary, sink)
-    peer = Peer(ae_title=None, address=request.client.host if request.client else None)
+    address = request.client.host if request.client else None
+    peer = Peer(ae_title=None, address=address, transport="stowrs")
     outcomes: list[PartOutcome] = []
     problem = ""
     try:
@@ -192,7 +193,9 @@ def _ingest_part(node: Node, part: ReceivedPart, peer: Peer, study: str | None) 
     store = node.store
     if not part.complete:
         reason = "body ended inside this part"
+        size = part.path.stat().st_size if part.path.exists() else 0
         store.quarantine(part.path, reason, peer.describe())
+        node.metrics.ingested("stowrs", "quarantined", size, None)
         return PartOutcome(False, None, None, None, None, CANNOT_UNDERSTAND, reason)
     media_type, _ = content_type_parameters(part.headers.get("content-type", "application/dicom"))
     if media_type != "application/dicom":
@@ -209,7 +212,9 @@ def _ingest_part(node: Node, part: ReceivedPart, peer: Peer, study: str | None) 
     if study is not None:
         mismatch = _other_study(wrapped, study)
         if mismatch is not None:
+            size = wrapped.stat().st_size
             store.quarantine(wrapped, "instance of another study than the request's", {})
+            node.metrics.ingested("stowrs", "quarantined", size, None)
             return mismatch
     return _outcome(node, node.ingestor.ingest(wrapped, peer))
 
