@@ -17,14 +17,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import PurePosixPath
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from storage import leases
 from storage.files import FileStore, digest_file
 from storage.models import Commitment, Instance
 
-PENDING, SENT, FAILED = "pending", "sent", "failed"
+PENDING, SENT, FAILED = leases.PENDING, "sent", "failed"
 
 # Failure Reason (0008,1197) values, PS3.4 J.3.2.1.3 / PS3.3 C.14.1.1.
 PROCESSING_FAILURE = 0x0110
@@ -172,31 +173,10 @@ def claim_due(
     session: Session, lease_s: float, limit: int, commitment_id: int | None = None
 ) -> list[CommitmentClaim]:
     """Lease up to ``limit`` pending requests whose report is due (or just the one given)."""
-    now = utc_now()
-    query = (
-        select(Commitment.id)
-        .where(
-            Commitment.state == PENDING,
-            Commitment.next_attempt_at <= now,
-            or_(Commitment.lease_until.is_(None), Commitment.lease_until <= now),
-        )
-        .order_by(Commitment.next_attempt_at, Commitment.id)
-        .limit(limit)
-    )
-    if commitment_id is not None:
-        query = query.where(Commitment.id == commitment_id)
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    ids = list(session.scalars(query))
+    extra = () if commitment_id is None else (Commitment.id == commitment_id,)
+    ids, lease_until = leases.lease_due(session, Commitment, utc_now(), lease_s, limit, *extra)
     if not ids:
         return []
-    lease_until = now + timedelta(seconds=lease_s)
-    session.execute(
-        update(Commitment)
-        .where(Commitment.id.in_(ids))
-        .values(lease_until=lease_until, attempts=Commitment.attempts + 1)
-        .execution_options(synchronize_session=False)
-    )
     rows = session.scalars(
         select(Commitment)
         .where(Commitment.id.in_(ids))

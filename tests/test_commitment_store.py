@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from echo_node.ingest import Ingestor, Peer
+from echo_node.metrics.instruments import create_metrics
 from storage.commitments import (
     CLASS_INSTANCE_CONFLICT,
     FAILED,
@@ -91,7 +92,7 @@ def test_only_the_newest_version_intact_on_disk_is_committed(
 ) -> None:
     store = FileStore(tmp_path / "data")
     store.prepare()
-    ingestor = Ingestor(store, sessions)
+    ingestor = Ingestor(store, sessions, create_metrics())
     source = us_file("US1_J2KR.dcm")
     changed = dcmread(source)
     changed.InstitutionName = "Another Hospital"
@@ -101,7 +102,7 @@ def test_only_the_newest_version_intact_on_disk_is_committed(
     for path in (source, changed_path):  # version 1, then version 2 of the same SOP instance
         temp = store.new_temp_path()
         shutil.copyfile(path, temp)
-        results.append(ingestor.ingest(temp, Peer("US1", "127.0.0.1")))
+        results.append(ingestor.ingest(temp, Peer("US1", "127.0.0.1", "dimse")))
     assert [result.version for result in results] == [1, 2]
     uid = str(changed.SOPInstanceUID)
     references = [

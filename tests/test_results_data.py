@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pydicom
@@ -112,3 +113,23 @@ def dciodvfy(path: Path) -> tuple[list[str], list[str]]:
     # A file dciodvfy cannot read at all also has no "Error" lines; demand it named the IOD.
     assert any(line.strip() and not line.startswith(("Error", "Warning")) for line in lines), lines
     return errors, warnings
+
+
+def dsrdump(path: Path) -> str:
+    """dsrdump's text of an SR, with codes, long names and UIDs; no warning allowed."""
+    proc = subprocess.run(
+        ["dsrdump", "+Pc", "+Pl", "+Pu", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert proc.stderr.strip() == "", proc.stderr  # no constraint or encoding warnings
+    return proc.stdout
+
+
+def walk(items: object) -> Iterator[Dataset]:
+    """Every content item below, depth first."""
+    for item in items or []:  # type: ignore[attr-defined]
+        yield item
+        yield from walk(item.get("ContentSequence"))

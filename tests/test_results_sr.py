@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-import subprocess
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -23,10 +21,12 @@ from tests.test_results_data import (
     a4c_result,
     dciodvfy,
     doppler_result,
+    dsrdump,
     plax_result,
     sibling,
     source_header,
     unknown_result,
+    walk,
 )
 
 COMPREHENSIVE_SR = "1.2.840.10008.5.1.4.1.1.88.33"
@@ -88,24 +88,6 @@ def _ok_findings(results: list[ClipResult]) -> list[tuple[str, float, str]]:
         if p.status is PipelineStatus.OK
         for f in p.findings
     ]
-
-
-def _dsrdump(path: Path) -> str:
-    proc = subprocess.run(
-        ["dsrdump", "+Pc", "+Pl", "+Pu", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    assert proc.stderr.strip() == "", proc.stderr  # no constraint or encoding warnings
-    return proc.stdout
-
-
-def _walk(items: object) -> Iterator[Dataset]:
-    for item in items or []:  # type: ignore[attr-defined]
-        yield item
-        yield from _walk(item.get("ContentSequence"))
 
 
 def test_codes_are_the_standards() -> None:
@@ -173,7 +155,7 @@ def test_sr_validates_with_dciodvfy(report: Report) -> None:
 
 
 def test_dsrdump_shows_each_value_with_code_and_unit(report: Report) -> None:
-    dump = _dsrdump(report.path)
+    dump = dsrdump(report.path)
     assert '(125200,DCM,"Adult Echocardiography Procedure Report")' in dump
     num = re.compile(r'NUM:\(([^,]+),LN,"([^"]*)"\)="([^"]+)" \(([^,]+),UCUM')
     written = [(m[0], m[1], float(m[2]), m[3]) for m in num.findall(dump)]
@@ -199,7 +181,7 @@ def test_dsrdump_shows_each_value_with_code_and_unit(report: Report) -> None:
 
 def test_roundtrip_counts_one_num_per_finding(report: Report) -> None:
     sr = hd.sr.ComprehensiveSR.from_dataset(report.dataset())
-    items = list(_walk(sr.ContentSequence))
+    items = list(walk(sr.ContentSequence))
     nums = [i for i in items if i.ValueType == "NUM"]
     assert len(nums) == len(_ok_findings([s.result for s in report.sources if s.result]))
     scoords = [i for i in items if i.ValueType == "SCOORD"]
@@ -233,7 +215,7 @@ def test_patient_and_study_copied_exactly(report: Report) -> None:
 def test_pipelines_that_did_not_run_are_stated(report: Report) -> None:
     texts = [
         i.TextValue
-        for i in _walk(report.dataset().ContentSequence)
+        for i in walk(report.dataset().ContentSequence)
         if i.ValueType == "TEXT" and i.ConceptNameCodeSequence[0].CodeValue == "121106"
     ]
     a4c_uid, unknown_uid = report.sources[1].header.SOPInstanceUID, report.sources[3].header
@@ -262,7 +244,7 @@ def test_predecessor_is_referenced(report: Report, tmp_path: Path) -> None:
     assert series.SeriesInstanceUID == first.SeriesInstanceUID
     assert series.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == first.SOPInstanceUID
     assert back.SOPInstanceUID != first.SOPInstanceUID
-    dump = _dsrdump(path)
+    dump = dsrdump(path)
     assert "18043-0,LN" in dump and '"Image View")=(399214001,SCT,' in dump
 
 
@@ -270,7 +252,7 @@ def test_one_value_per_measurement_and_results_by_uid() -> None:
     first, second = source_header(), sibling(source_header())
     results = [plax_result(first.SOPInstanceUID), plax_result(second.SOPInstanceUID)]
     sr = build_sr([SourceClip(first), SourceClip(second)], results, node=NODE)
-    nums = [i for i in _walk(sr.ContentSequence) if i.ValueType == "NUM"]
+    nums = [i for i in walk(sr.ContentSequence) if i.ValueType == "NUM"]
     assert len(nums) == len(results[0].pipelines[0].findings)
 
 
@@ -279,7 +261,7 @@ def test_spectral_clip_without_mode_uses_the_measurements_usual_mode() -> None:
     sr = build_sr([SourceClip(header, doppler_result(header.SOPInstanceUID, None))], node=NODE)
     modes = {
         i.ConceptCodeSequence[0].CodeValue
-        for i in _walk(sr.ContentSequence)
+        for i in walk(sr.ContentSequence)
         if i.ValueType == "CODE" and i.ConceptNameCodeSequence[0].CodeValue == "399264008"
     }
     assert modes == {codes.MODE_DOPPLER_CW.value, codes.MODE_DOPPLER_PULSED.value}
@@ -306,7 +288,7 @@ def test_flagged_duplicate_loses_and_flags_are_stated() -> None:
     flagged = replace(flagged, pipelines=(replace(flagged.pipelines[0], findings=findings),))
     clean = plax_result(second.SOPInstanceUID)
     sr = build_sr([SourceClip(first, flagged), SourceClip(second, clean)], node=NODE)
-    items = list(_walk(sr.ContentSequence))
+    items = list(walk(sr.ContentSequence))
     refs = {
         i.ReferencedSOPSequence[0].ReferencedSOPInstanceUID for i in items if i.ValueType == "IMAGE"
     }
@@ -314,7 +296,7 @@ def test_flagged_duplicate_loses_and_flags_are_stated() -> None:
     texts = [i.TextValue for i in items if i.ValueType == "TEXT"]
     assert not any("outside_training_layout" in t for t in texts)
     single = build_sr([SourceClip(first, flagged)], node=NODE)
-    texts = [i.TextValue for i in _walk(single.ContentSequence) if i.ValueType == "TEXT"]
+    texts = [i.TextValue for i in walk(single.ContentSequence) if i.ValueType == "TEXT"]
     assert sum("outside_training_layout" in t for t in texts) == len(findings)
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +29,15 @@ from ai.findings import (
 )
 from ai.phantom.study import generate_study
 from echo_node.results import SourceClip, build_sr, codes
-from tests.test_results_data import CLASSICAL, MODEL, NODE, dciodvfy, source_header
+from tests.test_results_data import (
+    CLASSICAL,
+    MODEL,
+    NODE,
+    dciodvfy,
+    dsrdump,
+    source_header,
+    walk,
+)
 
 NUM = re.compile(r'NUM:\(([^,]+),(LN|99ECHONODE),"([^"]*)"\)="([^"]+)" \(([^,]+),UCUM')
 
@@ -116,24 +123,6 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Report]:
     yield Report(path, sources)
 
 
-def _dsrdump(path: Path) -> str:
-    proc = subprocess.run(
-        ["dsrdump", "+Pc", "+Pl", "+Pu", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    assert proc.stderr.strip() == "", proc.stderr  # no constraint or encoding warnings
-    return proc.stdout
-
-
-def _walk(items: object) -> Iterator[Dataset]:
-    for item in items or []:  # type: ignore[attr-defined]
-        yield item
-        yield from _walk(item.get("ContentSequence"))
-
-
 def _written(report: Report) -> list[tuple[str, float, str]]:
     """(name, value, unit) of every finding of a pipeline that ran, as the SR should write it."""
     factor = {("m/s", "cm/s"): 100.0}
@@ -168,7 +157,7 @@ def test_5300_sr_validates_and_names_its_template(report: Report) -> None:
 
 
 def test_dsrdump_shows_containers_and_cid_12300_codes_with_values(report: Report) -> None:
-    dump = _dsrdump(report.path)
+    dump = dsrdump(report.path)
     assert '(125301,DCM,"Pre-coordinated Measurements")' in dump
     assert '(125302,DCM,"Post-coordinated Measurements")' in dump
     assert "Finding Site" not in dump.split("Post-coordinated")[0]  # no TID 5200 sections
@@ -195,7 +184,7 @@ def test_dsrdump_shows_containers_and_cid_12300_codes_with_values(report: Report
 
 
 def test_ai_lvef_is_post_coordinated_not_method_of_disks(report: Report) -> None:
-    dump = _dsrdump(report.path)
+    dump = dsrdump(report.path)
     assert "79993-2" not in dump  # "single plane 4C (MOD)" would mislabel a regression
     post = dump.split('"Post-coordinated Measurements")')[1]
     for line in (
@@ -221,7 +210,7 @@ def test_ai_lvef_is_post_coordinated_not_method_of_disks(report: Report) -> None
     lvef = report.dataset()
     items = {
         i.ConceptNameCodeSequence[0].CodeValue: i.ConceptCodeSequence[0]
-        for i in _walk(lvef.ContentSequence)
+        for i in walk(lvef.ContentSequence)
         if i.ValueType == "CODE"
     }
     for name, cid in modifiers.items():
@@ -266,7 +255,7 @@ def test_calipers_are_inferred_from_the_source_frame(report: Report) -> None:
     ivsd = plax.result.pipelines[0].findings[0]
     scoord = next(
         i
-        for i in _walk(report.dataset().ContentSequence)
+        for i in walk(report.dataset().ContentSequence)
         if i.ValueType == "SCOORD"
         and [float(v) for v in i.GraphicData[:2]] == pytest.approx(ivsd.points[0], abs=1e-3)
     )
@@ -279,7 +268,7 @@ def test_calipers_are_inferred_from_the_source_frame(report: Report) -> None:
 def test_a_name_without_a_5300_code_is_stated(report: Report) -> None:
     texts = [
         i.TextValue
-        for i in _walk(report.dataset().ContentSequence)
+        for i in walk(report.dataset().ContentSequence)
         if i.ValueType == "TEXT" and i.ConceptNameCodeSequence[0].CodeValue == "121106"
     ]
     plax_uid = report.sources[0].header.SOPInstanceUID
@@ -322,7 +311,7 @@ def test_m_mode_values_take_the_m_mode_codes(tmp_path: Path) -> None:
     path = tmp_path / "mmode.dcm"
     sr.save_as(path, enforce_file_format=True)
     assert dciodvfy(path)[0] == []
-    dump = _dsrdump(path)
+    dump = dsrdump(path)
     assert f"NUM:({codes.LVPWD_MM.value},LN," in dump and '="0.98" (cm,UCUM' in dump
     assert '"Short Label")="LVPWd (MM)"' in dump
     assert "125302" not in dump and "CodingSchemeIdentification" not in str(sr)

@@ -19,9 +19,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from echo_node.settings import Destination
+from storage import leases
 from storage.models import Delivery, Instance, Output
 
-PENDING, SENT, FAILED = "pending", "sent", "failed"
+PENDING, SENT, FAILED = leases.PENDING, "sent", "failed"
 # Longest error text kept on a row: enough for a DIMSE status or an HTTP body's start.
 _ERROR_LIMIT = 2000
 
@@ -68,36 +69,13 @@ def queue_deliveries(
 def claim_due(session: Session, worker_id: str, lease_s: float, limit: int) -> list[Claim]:
     """Lease up to ``limit`` pending deliveries whose time has come, oldest first.
 
-    On PostgreSQL the rows are locked with ``FOR UPDATE SKIP LOCKED`` so concurrent workers
-    take disjoint sets; on SQLite the session's ``BEGIN IMMEDIATE`` already serialises
-    writers. Either way a row whose lease has not expired is not due, so it is never sent by
-    two workers at once. Each claim counts as an attempt (a worker that dies mid-send used
-    one). ``worker_id`` is for the caller's logs; the lease timestamp is the token.
+    How rows are leased, on PostgreSQL and SQLite, is storage.leases'. ``worker_id`` is for
+    the caller's logs; the lease timestamp is the token.
     """
     del worker_id  # the table has no owner column; see the module docstring
-    now = utc_now()
-    query = (
-        select(Delivery.id)
-        .where(
-            Delivery.state == PENDING,
-            Delivery.next_attempt_at <= now,
-            or_(Delivery.lease_until.is_(None), Delivery.lease_until <= now),
-        )
-        .order_by(Delivery.next_attempt_at, Delivery.id)
-        .limit(limit)
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    ids = list(session.scalars(query))
+    ids, lease_until = leases.lease_due(session, Delivery, utc_now(), lease_s, limit)
     if not ids:
         return []
-    lease_until = now + timedelta(seconds=lease_s)
-    session.execute(
-        update(Delivery)
-        .where(Delivery.id.in_(ids))
-        .values(lease_until=lease_until, attempts=Delivery.attempts + 1)
-        .execution_options(synchronize_session=False)
-    )
     rows = session.execute(
         select(Delivery, Output, Instance)
         .join(Output, Delivery.output_id == Output.id)
