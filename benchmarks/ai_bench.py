@@ -1,10 +1,13 @@
 """AI benchmark: seconds per frame and per clip for each pipeline's network on this CPU.
 
 Random weights (no weights ship) at the real input sizes: PLAX deeplabv3_resnet50 at 480×640
-(and the 240×320 coarse scan the PLAX pipeline uses to pick ED/ES), A4C segmentation at
-112×112, A4C EF r2plus1d_18 on 32×112×112 clips, the EchoPrime convnext_base at 224×224.
-Also channels-last for the full-size PLAX network, and torch.compile with --compile (slow to
-compile; off by default). Writes benchmarks/results/ai.json. About a minute or two on 2 cores.
+(and the 240×320 coarse scan the PLAX pipeline uses to pick ED/ES; the EchoNet-Measurements 2D
+models are the same network with 2 outputs), A4C segmentation at 112×112, A4C EF r2plus1d_18
+on 32×112×112 clips, the EchoPrime convnext_base at 224×224, the EchoNet-Measurements Doppler
+network on its 426×1024 strip, and the classical Doppler engine on a phantom TR image.
+Channels-last for the 2-D networks, and with --compile torch.compile of the PLAX network (over
+channels-last, what the loader runs) and of the EF network: several minutes of compiling.
+Writes benchmarks/results/ai.json. Two to three minutes on 2 cores, about 10 with --compile.
 """
 
 from __future__ import annotations
@@ -56,7 +59,6 @@ def bench(repeats: int, compile_models: bool) -> dict[str, Any]:
     plax_cl = plax.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     full_cl = full.contiguous(memory_format=torch.channels_last)
     per_full_cl = _seconds(_segmentation(plax_cl, full_cl), repeats)
-    plax = plax.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
     scan_frames = PLAX_CLIP_FRAMES // 2  # every second frame
     refine_frames = 4  # about 2 ED + 2 ES frames
     out["plax"] = {
@@ -76,12 +78,12 @@ def bench(repeats: int, compile_models: bool) -> dict[str, Any]:
     clip = torch.rand(1, 3, 32, 112, 112)
     per_clip = _seconds(lambda: ef_model(clip), repeats)
     if compile_models:
-        compiled = torch.compile(ef_model)
-        start = time.perf_counter()
-        with torch.inference_mode():
-            compiled(clip)
-        out["a4c_compile_s"] = time.perf_counter() - start
-        out["a4c_ef_s_per_clip_compiled"] = _seconds(lambda: compiled(clip), repeats)
+        out["compile"] = {
+            "plax_480x640_channels_last": _compiled(
+                lambda m: _segmentation(m, full_cl), plax_cl, per_full_cl, repeats
+            ),
+            "a4c_ef_32x112x112": _compiled(lambda m: lambda: m(clip), ef_model, per_clip, repeats),
+        }
     starts = A4C_CLIP_FRAMES - 63 + 1
     out["a4c"] = {
         "segmentation_s_per_frame_112": per_seg,
@@ -96,8 +98,59 @@ def bench(repeats: int, compile_models: bool) -> dict[str, Any]:
     view = build(registry.get("echoprime-view"))
     image = torch.rand(1, 3, 224, 224)
     out["view_classifier"] = {"s_per_clip": _seconds(lambda: view(image), repeats)}
-    out["doppler"] = "classical engine, no network: see the Doppler benchmark"
+    strip_model = build(registry.get("echonet-measurements-trvmax"))
+    strip_model = strip_model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    strip = torch.rand(1, 3, 426, 1024).contiguous(memory_format=torch.channels_last)
+    out["doppler"] = {
+        "neural_s_per_426x1024_strip": _seconds(_segmentation(strip_model, strip), repeats),
+        "classical_s_per_image": _classical_doppler_seconds(repeats),
+    }
     return out
+
+
+def _flat(figures: dict[str, Any], prefix: str = "") -> list[tuple[str, float]]:
+    rows: list[tuple[str, float]] = []
+    for key, value in figures.items():
+        if isinstance(value, dict):
+            rows += _flat(value, f"{prefix}{key} ")
+        else:
+            rows.append((f"{prefix}{key}", float(value)))
+    return rows
+
+
+def _compiled(
+    call_of: Callable[[nn.Module], Callable[[], Any]],
+    model: nn.Module,
+    eager_s: float,
+    repeats: int,
+) -> dict[str, float]:
+    """Compile time, then seconds per call compiled and the speed-up over the eager call."""
+    compiled = torch.compile(model)
+    start = time.perf_counter()
+    with torch.inference_mode():
+        call_of(compiled)()
+    compile_s = time.perf_counter() - start
+    per_call = _seconds(call_of(compiled), repeats)
+    return {"compile_s": compile_s, "s_per_call": per_call, "speedup": eager_s / per_call}
+
+
+def _classical_doppler_seconds(repeats: int) -> float:
+    """The classical engine on a 600×800 phantom TR CW image: decode excluded."""
+    import dataclasses
+    import tempfile
+
+    import numpy as np
+
+    from ai.clip import ArrayFrames
+    from ai.decode import load_clip
+    from ai.phantom import generate_study
+    from ai.pipelines.doppler import measure
+
+    with tempfile.TemporaryDirectory() as folder:
+        generate_study(Path(folder), 1, rows=600, columns=800, cycles=1)
+        lazy = load_clip(Path(folder) / "tr_cw.dcm")
+        clip = dataclasses.replace(lazy, frames=ArrayFrames(np.stack([lazy.frames[0]])))
+        return _seconds(lambda: measure(clip, 0), repeats)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -128,12 +181,8 @@ def main(argv: list[str] | None = None) -> None:
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    for section, values in figures.items():
-        if isinstance(values, dict):
-            for key, value in values.items():
-                print(f"{section:16s} {key:48s} {value:8.3f}")
-        elif isinstance(values, float):
-            print(f"{section:65s} {values:8.3f}")
+    for name, value in _flat(figures):
+        print(f"{name:72s} {value:9.3f}")
     print(f"wrote {RESULTS} in {result['total_s']:.0f} s")
 
 

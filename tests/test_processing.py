@@ -301,11 +301,18 @@ def test_a_failed_job_leaves_no_output_in_the_study(
         assert session.scalars(select(Output)).all() == []
         assert session.scalar(select(func.count(Instance.id))) == 2
 
+    def own_stored() -> float:
+        labels = {"transport": "node", "outcome": "stored"}
+        registry = node.metrics.registry
+        return registry.get_sample_value("echo_node_instances_received_total", labels) or 0.0
+
+    assert own_stored() == 0
     monkeypatch.undo()
     outcome = run_job(node, job_id, None)
     assert outcome.state == "done", outcome.message
     assert sorted(o.kind for o in outputs_of(node, job_id)) == ["sc", "sc", "sr"]
     assert len(_stored_files(node)) == 5
+    assert own_stored() == 3
     node.engine.dispose()
 
 

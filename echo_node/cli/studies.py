@@ -115,9 +115,7 @@ def status(
             "instances": session.scalar(select(func.count(Instance.id))) or 0,
         }
         last = session.scalar(select(func.max(Instance.received_at)))
-        jobs = dict(
-            session.execute(select(Job.state, func.count()).group_by(Job.state)).tuples().all()
-        )
+        jobs = dict(session.execute(select(Job.state, func.count()).group_by(Job.state)).all())
         last_job = session.scalars(
             select(Job).where(Job.finished_at.is_not(None)).order_by(Job.finished_at.desc())
         ).first()

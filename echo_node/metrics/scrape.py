@@ -54,7 +54,7 @@ class NodeStateCollector(Collector):
         now = datetime.now(UTC)
         with node.sessions() as session:
             counts = dict(
-                session.execute(select(Job.state, func.count()).group_by(Job.state)).tuples().all()
+                session.execute(select(Job.state, func.count()).group_by(Job.state)).all()
             )
             backlog = destination_backlog(
                 session, [destination.name for destination in node.settings.destinations]

@@ -183,6 +183,8 @@ def _write(node: Node, plan: _Plan, runs: list[ClipRun], stored: list[StoredOutp
         if isinstance(error, OperationalError):
             raise TransientJobError(f"recording job {plan.job_id}: {error}") from error
         raise
+    for item in stored:  # in the study now: counted as the node's own instances
+        node.ingestor.metrics.ingested("node", "stored", item.staged.receipt.size, None)
 
 
 def _unlink_unrecorded(node: Node, stored: list[StoredOutput]) -> None:
