@@ -17,7 +17,17 @@ from echo_node.cli.context import state
 from echo_node.jobs import queue
 from storage.models import Job, Study
 
-PIPELINES = ("plax", "a4c", "doppler", "measurements_2d")
+
+def known_pipelines() -> tuple[str, ...]:
+    """Every registered pipeline's name, as a reprocess filter names it."""
+    from ai.findings import View
+    from ai.pipelines import pipelines_for
+    from ai.pipelines.all import registered
+    from echo_node.processing.analysis import pipeline_name
+
+    registered()
+    names = {pipeline_name(f) for view in View for f in pipelines_for(view.value)}
+    return tuple(sorted(names))
 
 
 def reprocess(
@@ -30,12 +40,20 @@ def reprocess(
         bool, typer.Option("--failed", help="Every study whose last job failed.")
     ] = False,
     pipeline: Annotated[
-        str | None, typer.Option(help=f"Run only this pipeline: {', '.join(PIPELINES)}.")
+        str | None,
+        typer.Option(
+            help="Run only this pipeline or family (e.g. plax, doppler, measurements_2d); "
+            "the other pipelines' latest results are carried over."
+        ),
     ] = None,
 ) -> None:
     """Queue studies for processing again."""
-    if pipeline is not None and pipeline not in PIPELINES:
-        raise typer.BadParameter(f"pipeline must be one of {', '.join(PIPELINES)}")
+    if pipeline is not None:
+        from echo_node.processing.analysis import wanted
+
+        known = known_pipelines()
+        if not any(wanted(name, [pipeline]) for name in known):
+            raise typer.BadParameter(f"no pipeline {pipeline!r}; known: {', '.join(known)}")
     if not study_uids and since is None and not failed:
         raise typer.BadParameter("name studies, or use --since or --failed")
     node = state(ctx).node()
