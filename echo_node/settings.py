@@ -284,16 +284,16 @@ class Settings(BaseModel):
             )
         return value
 
-    def commitment_address(self, ae_title: str) -> tuple[str, int] | None:
-        """Host and port for a requester's N-EVENT-REPORT: its commitment_peers entry, else a
-        dimse destination with that AE title (a PACS is usually both), else unknown."""
+    def commitment_target(self, ae_title: str) -> CommitmentPeer | Destination | None:
+        """Where a requester's N-EVENT-REPORT goes: its commitment_peers entry, else a dimse
+        destination with that AE title (a PACS is usually both; its TLS settings then apply
+        to the report too), else unknown."""
         for peer in self.commitment_peers:
             if peer.ae_title == ae_title:
-                return peer.host, peer.port
+                return peer
         for destination in self.destinations:
             if destination.kind == "dimse" and destination.ae_title == ae_title:
-                assert destination.host and destination.port  # by Destination
-                return destination.host, destination.port
+                return destination
         return None
 
     @property

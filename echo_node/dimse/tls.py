@@ -1,4 +1,5 @@
-"""DICOM TLS for the SCP (PS3.15 B.1, Basic TLS Secure Transport Connection Profile).
+"""DICOM TLS (PS3.15 B.1, Basic TLS Secure Transport Connection Profile): the SCP's listener
+and the associations the node opens (export, storage commitment reports).
 
 The context is built once at start from the settings, so a missing or wrong file stops the
 node naming its key instead of failing each association later. The handshake runs in the
@@ -12,7 +13,7 @@ import socket
 import ssl
 from typing import cast
 
-from echo_node.settings import ConfigError, Settings
+from echo_node.settings import ConfigError, Destination, Settings
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +51,18 @@ def server_context(settings: Settings) -> ssl.SSLContext | None:
         context.verify_mode = (
             ssl.CERT_REQUIRED if settings.dimse_tls_require_client_cert else ssl.CERT_OPTIONAL
         )
+    return context
+
+
+def client_context(destination: Destination) -> ssl.SSLContext:
+    """For associations the node opens to a dimse destination with tls = true: verify the peer
+    (its CA file or the system store, and its host name); show our certificate if set."""
+    context = ssl.create_default_context(
+        ssl.Purpose.SERVER_AUTH, cafile=destination.tls_ca_file or None
+    )
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if destination.tls_certificate and destination.tls_private_key:
+        context.load_cert_chain(destination.tls_certificate, destination.tls_private_key)
     return context
 
 
