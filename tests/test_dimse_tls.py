@@ -27,20 +27,23 @@ def _trusting(ca: KeyPair, client: KeyPair | None = None) -> list[str]:
 
 
 def _tls_node(
-    node_factory: type[NodeProcess], tmp_path: Path, node_pair: KeyPair, **extra: str
+    node_factory: type[NodeProcess], tmp_path: Path, node_pair: KeyPair
 ) -> tuple[NodeProcess, int]:
+    """A node with both listeners; the TLS one presents the HTTPS pair, which it uses when
+    dimse_tls_certificate is empty."""
     tls_port = free_port()
-    settings = {"dimse_tls_port": str(tls_port), **extra}
-    settings.setdefault("tls_certificate", str(node_pair[0]))
-    settings.setdefault("tls_private_key", str(node_pair[1]))
+    settings = {
+        "dimse_tls_port": str(tls_port),
+        "tls_certificate": str(node_pair[0]),
+        "tls_private_key": str(node_pair[1]),
+    }
     return node_factory(tmp_path / "data", free_port(), settings), tls_port
 
 
-def test_storescu_over_tls_stores_byte_exact_beside_the_clear_port(
+def test_storescu_over_tls_stores_the_bytes_the_clear_port_does(
     node_factory: type[NodeProcess], tmp_path: Path
 ) -> None:
     site = self_signed(tmp_path / "pki", "site-ca")
-    # The HTTPS pair, which the TLS listener uses when dimse_tls_certificate is empty.
     node, tls_port = _tls_node(node_factory, tmp_path, issued(tmp_path / "pki", "node", site))
     node.start()
     source = us_file("examples_palette.dcm")
