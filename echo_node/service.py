@@ -14,6 +14,7 @@ from pathlib import Path
 from types import FrameType
 
 from echo_node.dimse.server import DimseServer
+from echo_node.dimse.tls import server_context
 from echo_node.export.deliver import deliver_due
 from echo_node.jobs.scheduler import start_commitment_sweep, start_scheduler
 from echo_node.jobs.worker import Worker
@@ -86,6 +87,8 @@ def run_worker(settings: Settings, stop: threading.Event) -> None:
 
 
 def serve(settings: Settings, config_file: Path | None, stop: threading.Event) -> None:
+    # First: unusable certificate files stop the node (ConfigError) before anything starts.
+    tls = server_context(settings) if settings.dimse_enabled else None
     # Before open_node: the metrics of this process and of the ingest processes it starts
     # then all go to one directory, which /metrics adds up.
     metrics_dir = enter_multiprocess_mode() if settings.metrics_enabled else None
@@ -99,7 +102,9 @@ def serve(settings: Settings, config_file: Path | None, stop: threading.Event) -
         logger.warning("allowed_peers is empty: every calling AE and address is accepted")
 
     children = _start_ingest_children(settings.ingest_processes - 1, config_file)
-    dimse = DimseServer(settings, node.ingestor, node.reporter) if settings.dimse_enabled else None
+    dimse = (
+        DimseServer(settings, node.ingestor, node.reporter, tls) if settings.dimse_enabled else None
+    )
     commitment_sweep = None
     if dimse is not None:
         dimse.start()
@@ -149,7 +154,9 @@ def _ingest_child(config_file: Path | None) -> None:
     settings = load_settings(config_file)
     configure_logging(settings.log_level, settings.log_format)
     node = open_node(settings)
-    dimse = DimseServer(settings, node.ingestor, node.reporter)
+    # Each process builds its own context (an SSLContext does not cross processes); the parent
+    # has already checked the files.
+    dimse = DimseServer(settings, node.ingestor, node.reporter, server_context(settings))
     dimse.start()
     try:
         wait(stop)

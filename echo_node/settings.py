@@ -20,6 +20,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -143,12 +144,18 @@ class Settings(BaseModel):
     ae_title: str
     device_uid: str
     bind: str
-    dimse_port: int = Field(ge=1, le=65535)
+    dimse_port: int = Field(ge=0, le=65535)
     http_port: int = Field(ge=1, le=65535)
     dimse_enabled: bool
     http_enabled: bool
     tls_certificate: str
     tls_private_key: str
+    # DICOM TLS (PS3.15 B.1): declared after the files they need, so their validators see them.
+    dimse_tls_certificate: str
+    dimse_tls_private_key: str
+    dimse_tls_ca_file: str
+    dimse_tls_require_client_cert: bool
+    dimse_tls_port: int = Field(ge=0, le=65535)
     anonymous_loopback_read: bool
     data_dir: Path
     database_url: str
@@ -188,6 +195,43 @@ class Settings(BaseModel):
     @classmethod
     def _ae_title(cls, value: str) -> str:
         return _check_ae_title(value)
+
+    @field_validator("dimse_tls_private_key")
+    @classmethod
+    def _dimse_tls_pair(cls, value: str, info: ValidationInfo) -> str:
+        if bool(value) != bool(info.data.get("dimse_tls_certificate")):
+            raise ValueError("dimse_tls_certificate and dimse_tls_private_key go together")
+        return value
+
+    @field_validator("dimse_tls_require_client_cert")
+    @classmethod
+    def _client_cert_ca(cls, value: bool, info: ValidationInfo) -> bool:
+        # Without a CA of the site's own, any certificate a public CA signed would get in.
+        if value and not info.data.get("dimse_tls_ca_file"):
+            raise ValueError("needs dimse_tls_ca_file, the CA that signs the peers' certificates")
+        return value
+
+    @field_validator("dimse_tls_port")
+    @classmethod
+    def _dimse_tls_port(cls, value: int, info: ValidationInfo) -> int:
+        if not value:
+            if info.data.get("dimse_port") == 0:
+                raise ValueError(
+                    "dimse_port = 0 (no clear listener) needs a dimse_tls_port; "
+                    "dimse_enabled = false turns DIMSE off"
+                )
+            return value
+        # Both DIMSE listeners set SO_REUSEPORT, so one port would bind twice without an
+        # error and the kernel would split associations between clear and TLS.
+        if value in (info.data.get("dimse_port"), info.data.get("http_port")):
+            raise ValueError("must differ from dimse_port and http_port")
+        own = info.data.get("dimse_tls_certificate")
+        if not (own or (info.data.get("tls_certificate") and info.data.get("tls_private_key"))):
+            raise ValueError(
+                "DICOM TLS needs a certificate and private key: set dimse_tls_certificate and "
+                "dimse_tls_private_key (or tls_certificate and tls_private_key, shared with HTTPS)"
+            )
+        return value
 
     @field_validator("device_uid")
     @classmethod
@@ -240,17 +284,31 @@ class Settings(BaseModel):
             )
         return value
 
-    def commitment_address(self, ae_title: str) -> tuple[str, int] | None:
-        """Host and port for a requester's N-EVENT-REPORT: its commitment_peers entry, else a
-        dimse destination with that AE title (a PACS is usually both), else unknown."""
+    def commitment_target(self, ae_title: str) -> CommitmentPeer | Destination | None:
+        """Where a requester's N-EVENT-REPORT goes: its commitment_peers entry, else a dimse
+        destination with that AE title (a PACS is usually both; its TLS settings then apply
+        to the report too), else unknown."""
         for peer in self.commitment_peers:
             if peer.ae_title == ae_title:
-                return peer.host, peer.port
+                return peer
         for destination in self.destinations:
             if destination.kind == "dimse" and destination.ae_title == ae_title:
-                assert destination.host and destination.port  # by Destination
-                return destination.host, destination.port
+                return destination
         return None
+
+    @property
+    def dimse_tls_files(self) -> tuple[tuple[str, str], tuple[str, str]]:
+        """(key, path) of the DICOM TLS certificate and of its private key: the dimse_tls_*
+        pair when set, else the HTTPS pair (one certificate for the host is the usual case)."""
+        if self.dimse_tls_certificate:
+            return (
+                ("dimse_tls_certificate", self.dimse_tls_certificate),
+                ("dimse_tls_private_key", self.dimse_tls_private_key),
+            )
+        return (
+            ("tls_certificate", self.tls_certificate),
+            ("tls_private_key", self.tls_private_key),
+        )
 
     @property
     def resolved_models_dir(self) -> Path:

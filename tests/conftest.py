@@ -11,7 +11,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,9 +54,23 @@ def node_env(data_dir: Path, port: int, **extra: str) -> dict[str, str]:
     return env
 
 
-def echoscu(port: int, calling_ae: str = "ECHOSCU", timeout: float = 10) -> bool:
+def echoscu(
+    port: int, calling_ae: str = "ECHOSCU", timeout: float = 10, options: Sequence[str] = ()
+) -> bool:
+    """A C-ECHO with dcmtk; ``options`` e.g. its TLS flags (+tls KEY CERT, +cf CA)."""
     result = subprocess.run(
-        ["echoscu", "-aet", calling_ae, "-aec", "ECHONODE", "-to", "5", "127.0.0.1", str(port)],
+        [
+            "echoscu",
+            "-aet",
+            calling_ae,
+            "-aec",
+            "ECHONODE",
+            "-to",
+            "5",
+            *options,
+            "127.0.0.1",
+            str(port),
+        ],
         env=DCMTK_ENV,
         capture_output=True,
         timeout=timeout,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,9 +58,16 @@ _SUCCESS = re.compile(r"Received Store Response \(Success\)")
 
 
 def storescu(
-    port: int, files: list[Path], *, flag: str | None = None, timeout: float = 300
+    port: int,
+    files: list[Path],
+    *,
+    flag: str | None = None,
+    timeout: float = 300,
+    options: Sequence[str] = (),
 ) -> StoreRun:
-    """Push files with dcmtk storescu over one association; which ones were acknowledged."""
+    """Push files with dcmtk storescu over one association; which ones were acknowledged.
+
+    ``options``: more storescu flags, e.g. its TLS ones (+tls KEY CERT, +cf CA)."""
     flag = (
         flag
         or STORESCU_FLAG[
@@ -77,6 +85,7 @@ def storescu(
             "ECHONODE",
             "-to",
             "30",
+            *options,
             "127.0.0.1",
             str(port),
             *map(str, files),

@@ -3,38 +3,21 @@
 from __future__ import annotations
 
 import io
-import subprocess
 from pathlib import Path
 from typing import Any
 
 from pydicom import dcmread
 
 from echo_node.export.deliver import deliver_pass
-from tests.conftest import require_tool
 from tests.orthanc import orthanc_factory  # noqa: F401
+from tests.pki import self_signed
 from tests.test_export_support import PLAIN_FILE, deliveries, export_node, make_results
-
-
-def _self_signed(directory: Path, name: str) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 (its own CA) and its private key."""
-    cert, key = directory / f"{name}.crt", directory / f"{name}.key"
-    subprocess.run(
-        [
-            require_tool("openssl"), "req", "-x509", "-nodes", "-days", "2",
-            "-newkey", "rsa:2048", "-keyout", str(key), "-out", str(cert),
-            "-subj", f"/CN={name}", "-addext", "subjectAltName=IP:127.0.0.1",
-        ],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    return cert, key
 
 
 def test_cstore_over_tls(orthanc_factory: Any, tmp_path: Path) -> None:  # noqa: F811
     pki = tmp_path / "pki"
-    pki.mkdir()
-    pacs_cert, pacs_key = _self_signed(pki, "pacs")
-    node_cert, node_key = _self_signed(pki, "node")
+    pacs_cert, pacs_key = self_signed(pki, "pacs")
+    node_cert, node_key = self_signed(pki, "node")
     pacs = orthanc_factory(
         extra_config={
             "DicomTlsEnabled": True,

@@ -58,10 +58,16 @@ def test_commitment_report_address_from_commitment_peers_then_destinations() -> 
             ' "ARCHIVE", "host": "10.0.0.7", "port": 11112}]',
         }
     )
-    assert settings.commitment_address("US_ROOM1") == ("10.1.2.3", 104)
-    assert settings.commitment_address("PACS") == ("::1", 4242)
-    assert settings.commitment_address("ARCHIVE") == ("10.0.0.7", 11112)
-    assert settings.commitment_address("US_ROOM2") is None
+    addresses = {
+        ae: (target.host, target.port) if (target := settings.commitment_target(ae)) else None
+        for ae in ("US_ROOM1", "PACS", "ARCHIVE", "US_ROOM2")
+    }
+    assert addresses == {
+        "US_ROOM1": ("10.1.2.3", 104),
+        "PACS": ("::1", 4242),
+        "ARCHIVE": ("10.0.0.7", 11112),
+        "US_ROOM2": None,
+    }
 
 
 @pytest.mark.parametrize(
@@ -78,6 +84,10 @@ def test_commitment_report_address_from_commitment_peers_then_destinations() -> 
         ("ECHO_NODE_SR_TEMPLATE", "1500"),
         ("ECHO_NODE_COMMITMENT_PEERS", "US_ROOM1@10.1.2.3"),
         ("ECHO_NODE_COMMITMENT_REPORT_ATTEMPTS", "0"),
+        ("ECHO_NODE_DIMSE_TLS_PORT", "2762"),  # no certificate and key
+        ("ECHO_NODE_DIMSE_TLS_PORT", "11112"),  # the clear port's
+        ("ECHO_NODE_DIMSE_TLS_REQUIRE_CLIENT_CERT", "true"),  # no CA file
+        ("ECHO_NODE_DIMSE_TLS_PRIVATE_KEY", "node.key"),  # no certificate
     ],
 )
 def test_bad_values_stop_with_the_key_named(key: str, value: str) -> None:

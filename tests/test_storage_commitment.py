@@ -7,6 +7,7 @@ comes back on Orthanc's own DICOM port and Orthanc's ``/storage-commitment/{uid}
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
@@ -26,6 +27,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 from tests.conftest import NodeProcess, free_port, us_file
 from tests.dicom_files import storescu
 from tests.orthanc import Orthanc, orthanc_factory  # noqa: F401
+from tests.pki import issued, self_signed
 
 # Three real ultrasound files with distinct SOP Instance UIDs (the RLE copy shares the palette one).
 FILES = ["examples_palette.dcm", "US1_J2KR.dcm", "examples_ybr_color.dcm"]
@@ -298,3 +300,64 @@ def test_requester_without_an_address_gets_the_report_on_its_open_association(
     with sqlite3.connect(node.data_dir / "echo-node.db") as db:
         states = dict(db.execute("SELECT transaction_uid, state FROM commitments").fetchall())
     assert states == {"2.25.1001": "sent", "2.25.1002": "pending"}
+
+
+def test_store_and_report_over_dicom_tls(
+    orthanc_factory: Any,  # noqa: F811
+    node_factory: type[NodeProcess],
+    tmp_path: Path,
+) -> None:
+    """Orthanc stores and asks for commitment on the node's TLS port, both sides showing
+    certificates the site CA signed; the report goes back over TLS because Orthanc is a dimse
+    destination with tls = true (its DICOM port speaks nothing else)."""
+    pki = tmp_path / "pki"
+    site = self_signed(pki, "site-ca")
+    (pacs_cert, pacs_key), (node_cert, node_key) = (
+        issued(pki, "pacs", site),
+        issued(pki, "node", site),
+    )
+    tls_port = free_port()
+    pacs: Orthanc = orthanc_factory(
+        extra_config={
+            "DicomTlsEnabled": True,
+            "DicomTlsCertificate": str(pacs_cert),
+            "DicomTlsPrivateKey": str(pacs_key),
+            "DicomTlsTrustedCertificates": str(site[0]),
+            "DicomTlsRemoteCertificateRequired": True,
+            "DicomModalities": {
+                "node": {
+                    "AET": "ECHONODE",
+                    "Host": "127.0.0.1",
+                    "Port": tls_port,
+                    "UseDicomTls": True,
+                }
+            },
+        }
+    )
+    client = {
+        "tls_ca_file": str(site[0]),
+        "tls_certificate": str(node_cert),
+        "tls_private_key": str(node_key),
+    }
+    destination = {**pacs.dimse_destination().model_dump(exclude_none=True), "tls": True, **client}
+    node = node_factory(
+        tmp_path / "data",
+        tls_port,
+        extra_env={
+            "dimse_port": "0",
+            "dimse_tls_port": str(tls_port),
+            "dimse_tls_certificate": str(node_cert),
+            "dimse_tls_private_key": str(node_key),
+            "dimse_tls_ca_file": str(site[0]),
+            "dimse_tls_require_client_cert": "true",
+            "destinations": json.dumps([destination]),
+        },
+    ).start()
+    pacs.start()
+    sent = _upload(pacs, FILES[:1])
+
+    report = _report(pacs, _store_with_commitment(pacs, list(sent)))
+
+    assert report["Status"] == "Success", report
+    assert [item["SOPInstanceUID"] for item in report["Success"]] == list(sent.values())
+    assert _commitment_rows(node.data_dir)[0][1:] == ("sent", 1, 0)

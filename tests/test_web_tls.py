@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ssl
-import subprocess
 import threading
 from pathlib import Path
 
@@ -13,35 +12,13 @@ import pytest
 from echo_node.node import open_node
 from echo_node.settings import load_settings
 from echo_node.web.server import run_http
-from tests.conftest import free_port, require_tool
+from tests.conftest import free_port
+from tests.pki import self_signed
 from tests.test_web_support import settings_env, wait_for_port
 
 
 def test_https_with_configured_certificate(tmp_path: Path) -> None:
-    certificate, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [
-            require_tool("openssl"),
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(certificate),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
+    certificate, key = self_signed(tmp_path, "node")
     port = free_port()
     env = settings_env(
         tmp_path / "data",

@@ -10,6 +10,7 @@ from echo_node.cli.context import state
 from echo_node.logsetup import configure_logging
 from echo_node.service import serve as run_services
 from echo_node.service import stop_on_signals
+from echo_node.settings import ConfigError
 
 
 def serve(
@@ -26,4 +27,8 @@ def serve(
         settings = settings.model_copy(update={"ingest_processes": ingest_processes})
     configure_logging(settings.log_level, settings.log_format)
     stop = stop_on_signals()
-    run_services(settings, cli.config_file, stop)
+    try:
+        run_services(settings, cli.config_file, stop)
+    except ConfigError as exc:  # a setting that validates but whose files are unusable
+        typer.echo(f"configuration error: {exc}", err=True)
+        raise typer.Exit(2) from None

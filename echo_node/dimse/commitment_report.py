@@ -15,6 +15,7 @@ node holds when it is sent.
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,7 +31,8 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 from pynetdicom.status import code_to_category
 from sqlalchemy.orm import Session, sessionmaker
 
-from echo_node.settings import Settings
+from echo_node.dimse.tls import client_context
+from echo_node.settings import CommitmentPeer, Destination, Settings
 from storage.commitments import (
     FAILED,
     SENT,
@@ -133,9 +135,9 @@ class Reporter:
         association: Association | None,
     ) -> str:
         """Send the report; "" on the requester's success status, else what went wrong."""
-        address = self.settings.commitment_address(claim.calling_ae)
-        if address is not None:
-            return self._send_new_association(claim.calling_ae, address, information, event_type)
+        target = self.settings.commitment_target(claim.calling_ae)
+        if target is not None:
+            return self._send_new_association(claim.calling_ae, target, information, event_type)
         if association is not None and association.is_established:
             return _send_event_report(association, information, event_type)
         logger.error(
@@ -145,16 +147,27 @@ class Reporter:
         return f"no address known for {claim.calling_ae} (commitment_peers)"
 
     def _send_new_association(
-        self, called_ae: str, address: tuple[str, int], information: Dataset, event_type: int
+        self,
+        called_ae: str,
+        target: CommitmentPeer | Destination,
+        information: Dataset,
+        event_type: int,
     ) -> str:
         settings = self.settings
+        assert target.host and target.port  # by CommitmentPeer and Destination
+        host, port = target.host, target.port
+        where = f"{called_ae}@{host}:{port}"
+        tls = target if isinstance(target, Destination) and target.tls else None
+        try:
+            tls_args = (client_context(tls), host) if tls is not None else None
+        except (OSError, ssl.SSLError) as exc:
+            return f"{where}: TLS certificate files unusable: {exc}"
         ae = AE(ae_title=settings.ae_title)
         timeout = settings.network_timeout_s
         ae.connection_timeout = ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
         ae.add_requested_context(
             StorageCommitmentPushModel, [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
         )
-        host, port = address
         connected = threading.Event()  # pynetdicom reports a refused connection as an abort
         association = ae.associate(
             host,
@@ -162,12 +175,12 @@ class Reporter:
             ae_title=called_ae,
             max_pdu=settings.max_pdu_size,
             ext_neg=[build_role(StorageCommitmentPushModel, scp_role=True)],
+            tls_args=tls_args,
             evt_handlers=[(evt.EVT_CONN_OPEN, lambda _event: connected.set())],
         )
-        where = f"{called_ae}@{host}:{port}"
         if not association.is_established:
             if not connected.is_set():
-                return f"{where} could not be reached"
+                return f"{where} could not be reached" + (" over TLS" if tls is not None else "")
             return f"{where} {'rejected' if association.is_rejected else 'aborted'} the association"
         try:
             return _send_event_report(association, information, event_type)

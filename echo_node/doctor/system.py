@@ -126,6 +126,9 @@ def check_tls_files(settings: Settings) -> Check:
     named = [
         ("tls_certificate", settings.tls_certificate),
         ("tls_private_key", settings.tls_private_key),
+        ("dimse_tls_certificate", settings.dimse_tls_certificate),
+        ("dimse_tls_private_key", settings.dimse_tls_private_key),
+        ("dimse_tls_ca_file", settings.dimse_tls_ca_file),
     ]
     for destination in settings.destinations:
         for key in ("tls_ca_file", "tls_certificate", "tls_private_key"):

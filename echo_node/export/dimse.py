@@ -26,6 +26,7 @@ from pynetdicom import AE, evt
 from pynetdicom.association import Association
 from pynetdicom.status import code_to_category
 
+from echo_node.dimse.tls import client_context
 from echo_node.export.outcome import (
     NOT_ATTEMPTED,
     SENT,
@@ -115,7 +116,7 @@ def _store_batch(
                 proposed.add((item.sop_class_uid, tuple(syntaxes)))
                 ae.add_requested_context(item.sop_class_uid, syntaxes)
     try:
-        tls_args = (_tls_context(destination), destination.host) if destination.tls else None
+        tls_args = (client_context(destination), destination.host) if destination.tls else None
     except (OSError, ssl.SSLError) as exc:
         return dict.fromkeys(
             (item.key for item in items),
@@ -153,16 +154,6 @@ def _store_batch(
         if assoc.is_established:
             assoc.release()
     return results
-
-
-def _tls_context(destination: Destination) -> ssl.SSLContext:
-    """Verify the peer (CA file or system store, host name); present our certificate if set."""
-    context = ssl.create_default_context(
-        ssl.Purpose.SERVER_AUTH, cafile=destination.tls_ca_file or None
-    )
-    if destination.tls_certificate and destination.tls_private_key:
-        context.load_cert_chain(destination.tls_certificate, destination.tls_private_key)
-    return context
 
 
 def _store_one(assoc: Association, destination: Destination, item: Item) -> SendResult:
