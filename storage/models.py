@@ -169,6 +169,11 @@ class JobClip(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
+# The key of JobClip.detail that holds the clip's whole result (ai/result_json.py), which a
+# reprocess limited to some pipelines carries forward.
+CLIP_RESULT_KEY = "result"
+
+
 class FindingRow(Base):
     """One measured value, with what produced it (DESIGN §3 ``findings``)."""
 

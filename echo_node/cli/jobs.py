@@ -13,8 +13,7 @@ from sqlalchemy.orm import Session
 
 from echo_node.cli.context import state
 from echo_node.jobs import queue
-from echo_node.processing.carry import RESULT_KEY
-from storage.models import Delivery, FindingRow, Job, JobClip, Output, Study
+from storage.models import CLIP_RESULT_KEY, Delivery, FindingRow, Job, JobClip, Output, Study
 
 app = typer.Typer(help="The processing queue: list jobs, show one, retry one.")
 
@@ -87,7 +86,7 @@ def job_detail(session: Session, job: Job) -> dict[str, Any]:
             "decided_by": clip.decided_by,
             "confidence": clip.confidence,
             # The whole result on record is for carrying forward; its values are listed below.
-            **{key: value for key, value in clip.detail.items() if key != RESULT_KEY},
+            **{key: value for key, value in clip.detail.items() if key != CLIP_RESULT_KEY},
         }
         for clip in session.scalars(select(JobClip).where(JobClip.job_id == job.id))
     ]

@@ -2,7 +2,7 @@
 
 Its SR supersedes the study's earlier one, so it must hold every value that one held: the
 pipelines it did not run contribute their results from the latest earlier job that recorded
-them (JobClip.detail["result"]), with their points, flags and provenance unchanged.
+them (JobClip.detail[CLIP_RESULT_KEY]), with their points, flags and provenance unchanged.
 """
 
 from __future__ import annotations
@@ -16,9 +16,7 @@ from sqlalchemy.orm import Session
 from ai.findings import ClipResult
 from ai.result_json import result_from_json
 from echo_node.processing.analysis import wanted
-from storage.models import Job, JobClip
-
-RESULT_KEY = "result"  # the key of JobClip.detail holding the whole ClipResult
+from storage.models import CLIP_RESULT_KEY, Job, JobClip
 
 
 def earlier_results(session: Session, study_id: int, job_id: int) -> dict[str, ClipResult]:
@@ -31,8 +29,8 @@ def earlier_results(session: Session, study_id: int, job_id: int) -> dict[str, C
     ).all()
     found: dict[str, ClipResult] = {}
     for uid, detail in rows:  # later jobs overwrite earlier ones
-        if RESULT_KEY in detail:
-            found[uid] = result_from_json(detail[RESULT_KEY])
+        if CLIP_RESULT_KEY in detail:
+            found[uid] = result_from_json(detail[CLIP_RESULT_KEY])
     return found
 
 

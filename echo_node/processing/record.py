@@ -15,10 +15,9 @@ from sqlalchemy.orm import Session
 from ai.findings import ClipResult, PipelineStatus
 from ai.result_json import result_to_json
 from echo_node.processing.analysis import ClipRun
-from echo_node.processing.carry import RESULT_KEY
 from echo_node.processing.outputs import StoredOutput
 from storage.index import add_instance
-from storage.models import FindingRow, JobClip, Output
+from storage.models import CLIP_RESULT_KEY, FindingRow, JobClip, Output
 
 
 def record_clips(session: Session, job_id: int, runs: Sequence[ClipRun]) -> None:
@@ -66,7 +65,7 @@ def record_clips(session: Session, job_id: int, runs: Sequence[ClipRun]) -> None
 def _detail(result: ClipResult) -> dict[str, Any]:
     decision = result.view
     return {
-        RESULT_KEY: result_to_json(result),
+        CLIP_RESULT_KEY: result_to_json(result),
         "reason": decision.reason,
         "label": decision.label,
         "doppler_mode": decision.doppler_mode,
