@@ -31,6 +31,7 @@ COUNT = 200
 FRAMES = 60
 PDU = "131072"
 RUNS = 3
+SETTLE_S = 10.0
 CORES = os.cpu_count() or 1
 DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
 
@@ -152,9 +153,11 @@ def measure(name: str, senders: int, start_receiver: object, files: list[Path]) 
         receiver = start_receiver(port, out)  # type: ignore[operator]
         try:
             wait_listening(port, receiver)
-            # Let the receiver settle (every ingest process bound to the shared port) and
-            # check it answers DICOM before the clock starts.
-            time.sleep(3)
+            # Let the receiver settle and check it answers DICOM before the clock starts: every
+            # ingest process bound to the shared port, and the node's processing side done
+            # loading torch (it starts after the listener, so that a restarted node takes
+            # images at once, and its import would otherwise compete with the first seconds).
+            time.sleep(SETTLE_S)
             subprocess.run(
                 ["echoscu", "-aec", "ECHONODE", "127.0.0.1", str(port)], env=DCMTK_ENV, check=True
             )
