@@ -14,9 +14,11 @@ from pydicom.sr._cid_dict import cid_concepts
 from pydicom.sr._concepts_dict import concepts
 from pydicom.sr.coding import Code
 
-from ai.findings import ClipResult, PipelineStatus
+from ai.findings import ClipResult, Finding, PipelineStatus
 from echo_node.results import SourceClip, build_sr, codes
+from echo_node.results.srcontent import source_references
 from tests.test_results_data import (
+    CLASSICAL,
     NODE,
     a4c_result,
     dciodvfy,
@@ -316,3 +318,25 @@ def test_non_ascii_names_keep_their_character_set(tmp_path: Path) -> None:
     assert str(back.PatientName) == "Müller^Jürgen"
     assert back.StudyDescription == "Échographie cardiaque"
     assert "PatientBirthDate" in back and not back.PatientBirthDate
+
+
+def test_a_value_from_several_frames_has_a_caliper_on_each_frame() -> None:
+    """The median over beats: one SCOORD per frame, each with that frame's two points."""
+    header = source_header()
+    points = ((240.0, 30.0), (242.0, 50.5), (241.0, 31.0), (243.0, 52.0), (239.0, 29.0), (241, 49))
+    over_beats = Finding("IVSd", 1.05, "cm", CLASSICAL, (3, 13, 23), points)
+    scoords = source_references(over_beats, header)
+    assert [s.GraphicType for s in scoords] == ["POLYLINE"] * 3
+    selected = [s.ContentSequence[0].ReferencedSOPSequence[0] for s in scoords]
+    assert [image.ReferencedFrameNumber for image in selected] == [4, 14, 24]
+    assert [list(s.GraphicData) for s in scoords] == [
+        [240.0, 30.0, 242.0, 50.5],
+        [241.0, 31.0, 243.0, 52.0],
+        [239.0, 29.0, 241.0, 49.0],
+    ]
+    # Beat peaks on one Doppler image are separate marks, not a path.
+    peaks = Finding(
+        "TR_Vmax", -280.0, "cm/s", CLASSICAL, (0,), ((100, 300), (300, 305), (500, 298))
+    )
+    (marks,) = source_references(peaks, header)
+    assert marks.GraphicType == "MULTIPOINT"

@@ -52,7 +52,7 @@ from echo_node.results.srcontent import (
     note,
     one_per_key,
     pair_results,
-    source_reference,
+    source_references,
     sr_value,
     uncoded_note,
 )
@@ -239,6 +239,6 @@ def _num(m: _Measurement) -> hd.sr.NumContentItem:
             name=finding.provenance.name, version=finding.provenance.version
         )
     )
-    children.append(source_reference(finding, m.candidate.source))
+    children.extend(source_references(finding, m.candidate.source))
     num.ContentSequence = DicomSequence(children)
     return num

@@ -74,7 +74,7 @@ from echo_node.results.srcontent import (
     node_observer,
     note,
     one_per_key,
-    source_reference,
+    source_references,
     sr_value,
     uncoded_note,
 )
@@ -193,7 +193,7 @@ def _pre_num(m: _Measurement) -> hd.sr.NumContentItem:
     """TID 5301: the code says it all; only the label and where it was measured follow."""
     num = _num(m)
     num.ContentSequence = DicomSequence(
-        [_short_label(m.label), source_reference(m.candidate.finding, m.candidate.source)]
+        [_short_label(m.label), *source_references(m.candidate.finding, m.candidate.source)]
     )
     return num
 
@@ -219,7 +219,7 @@ def _post_num(m: _Measurement) -> hd.sr.NumContentItem:
         )
     )
     children.append(_short_label(m.label))
-    children.append(source_reference(finding, m.candidate.source))
+    children.extend(source_references(finding, m.candidate.source))
     num = _num(m)
     num.ContentSequence = DicomSequence(children)
     return num

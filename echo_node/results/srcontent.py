@@ -16,6 +16,7 @@ from typing import TypeVar
 
 import highdicom as hd
 import numpy as np
+import numpy.typing as npt
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.sr.coding import Code
@@ -248,26 +249,45 @@ def modifier(name: Code, value: Code) -> hd.sr.CodeContentItem:
     )
 
 
-def source_reference(finding: Finding, source: Dataset) -> Dataset:
-    """INFERRED FROM the caliper points on the source frame, or the source frames alone
-    (TID 320 with $Purpose = Source of Measurement)."""
+def source_references(finding: Finding, source: Dataset) -> list[Dataset]:
+    """INFERRED FROM the caliper points on each source frame they were placed on, or the source
+    frames alone (TID 320 with $Purpose = Source of Measurement).
+
+    A SCOORD is selected from exactly one frame, so a value measured on several frames (the
+    median over beats) gets one SCOORD per frame with that frame's points: one polyline across
+    frames would draw a caliper that exists on none of them.
+    """
     multi_frame = int(source.get("NumberOfFrames", 1) or 1) > 1
     frames = [f + 1 for f in finding.frames] if multi_frame else []
     if not finding.points:
-        return hd.sr.ImageContentItem(
-            name=codes.SOURCE_OF_MEASUREMENT,
-            referenced_sop_class_uid=source.SOPClassUID,
-            referenced_sop_instance_uid=source.SOPInstanceUID,
-            referenced_frame_numbers=frames or None,
-            relationship_type=hd.sr.RelationshipTypeValues.INFERRED_FROM,
-        )
-    # A SCOORD is selected from exactly one image (frame): the first frame the finding names.
+        return [
+            hd.sr.ImageContentItem(
+                name=codes.SOURCE_OF_MEASUREMENT,
+                referenced_sop_class_uid=source.SOPClassUID,
+                referenced_sop_instance_uid=source.SOPInstanceUID,
+                referenced_frame_numbers=frames or None,
+                relationship_type=hd.sr.RelationshipTypeValues.INFERRED_FROM,
+            )
+        ]
     points = np.asarray(finding.points, dtype=np.float64)
+    groups: list[tuple[int | None, npt.NDArray[np.float64]]]
+    if len(frames) > 1 and len(points) % len(frames) == 0:
+        size = len(points) // len(frames)
+        groups = [(frame, points[k * size : (k + 1) * size]) for k, frame in enumerate(frames)]
+    else:  # one frame (or a single-frame image): every point is on it
+        groups = [(frames[0] if frames else None, points)]
+    return [_scoord(group, frame, source) for frame, group in groups]
+
+
+def _scoord(points: npt.NDArray[np.float64], frame: int | None, source: Dataset) -> Dataset:
+    # One point; two are a caliper line; more on one frame are separate marks (e.g. the peak
+    # of each Doppler beat), not a path.
+    kind = {1: hd.sr.GraphicTypeValues.POINT, 2: hd.sr.GraphicTypeValues.POLYLINE}.get(
+        len(points), hd.sr.GraphicTypeValues.MULTIPOINT
+    )
     scoord = hd.sr.ScoordContentItem(
         name=codes.SOURCE_OF_MEASUREMENT,
-        graphic_type=(
-            hd.sr.GraphicTypeValues.POINT if len(points) == 1 else hd.sr.GraphicTypeValues.POLYLINE
-        ),
+        graphic_type=kind,
         graphic_data=points,
         relationship_type=hd.sr.RelationshipTypeValues.INFERRED_FROM,
     )
@@ -277,7 +297,7 @@ def source_reference(finding: Finding, source: Dataset) -> Dataset:
                 name=codes.SOURCE_OF_MEASUREMENT,
                 referenced_sop_class_uid=source.SOPClassUID,
                 referenced_sop_instance_uid=source.SOPInstanceUID,
-                referenced_frame_numbers=frames[0] if frames else None,
+                referenced_frame_numbers=frame,
                 relationship_type=hd.sr.RelationshipTypeValues.SELECTED_FROM,
             )
         ]
