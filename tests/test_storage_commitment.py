@@ -137,6 +137,8 @@ def test_orthanc_store_with_commitment_is_reported_committed(
     assert _commitment_rows(node.data_dir) == [(transaction_uid, "sent", 1, 0)]
     log = node.log()
     assert "storage commitment report sent" in log and transaction_uid in log
+    status = json.loads(node.cli("status", "--json").stdout)
+    assert status["commitment_reports"] == {"pending": 0, "sent": 1, "failed": 0}
 
 
 def test_only_intact_files_the_node_holds_are_committed(

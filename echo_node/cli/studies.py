@@ -15,7 +15,8 @@ from sqlalchemy.orm import Session
 from echo_node.cli.context import state
 from echo_node.export.backlog import destination_backlog
 from echo_node.jobs.queue import STATES
-from storage.models import Instance, Job, Series, Study
+from storage.commitments import FAILED, PENDING, SENT
+from storage.models import Commitment, Instance, Job, Series, Study
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,9 @@ def status(
         backlog = destination_backlog(
             session, [destination.name for destination in node.settings.destinations]
         )
+        commitments = dict(
+            session.execute(select(Commitment.state, func.count()).group_by(Commitment.state)).all()
+        )
     quarantined = len(list(node.store.quarantine_dir.glob("*.json")))
     report: dict[str, Any] = {
         **counts,
@@ -147,6 +151,10 @@ def status(
             }
             for line in backlog
         ],
+        # Storage commitment reports owed to the modalities that asked (sent, or given up).
+        "commitment_reports": {
+            state_: int(commitments.get(state_, 0)) for state_ in (PENDING, SENT, FAILED)
+        },
     }
     if as_json:
         typer.echo(json.dumps(report, indent=2))
@@ -155,7 +163,7 @@ def status(
     for key, value in report.items():
         if key == "disk_bytes":
             shown = _human_size(value)
-        elif key == "jobs":
+        elif key in ("jobs", "commitment_reports"):
             shown = ", ".join(f"{count} {name}" for name, count in value.items())
         elif key == "last_job":
             shown = f"#{value['id']} {value['state']} {value['finished_at']}" if value else "-"
