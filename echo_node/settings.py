@@ -10,7 +10,7 @@ import ipaddress
 import json
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -276,13 +276,7 @@ class Settings(BaseModel):
     @field_validator("commitment_peers", mode="before")
     @classmethod
     def _commitment_peers(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            value = [part for part in value.split(",") if part.strip()]
-        if isinstance(value, list | tuple):
-            return tuple(
-                CommitmentPeer.parse(item) if isinstance(item, str) else item for item in value
-            )
-        return value
+        return _parsed_items(value, CommitmentPeer.parse)
 
     def commitment_target(self, ae_title: str) -> CommitmentPeer | Destination | None:
         """Where a requester's N-EVENT-REPORT goes: its commitment_peers entry, else a dimse
@@ -317,19 +311,23 @@ class Settings(BaseModel):
     @field_validator("allowed_peers", mode="before")
     @classmethod
     def _peers(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            value = [part for part in value.split(",") if part.strip()]
-        if isinstance(value, list | tuple):
-            return tuple(
-                PeerRule.parse(item.strip()) if isinstance(item, str) else item for item in value
-            )
-        return value
+        return _parsed_items(value, PeerRule.parse)
 
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'echo-node.db').resolve()}"
+
+
+def _parsed_items(value: Any, parse: Callable[[str], Any]) -> Any:
+    """A comma-separated string (the environment) or a list (TOML) of entries, each text one
+    parsed; anything else is left to the model's own validation."""
+    if isinstance(value, str):
+        value = [part for part in value.split(",") if part.strip()]
+    if isinstance(value, list | tuple):
+        return tuple(parse(item.strip()) if isinstance(item, str) else item for item in value)
+    return value
 
 
 def default_values() -> dict[str, Any]:
