@@ -19,8 +19,9 @@ from typing import Any
 from ai.clip import Clip
 from ai.decode import Source, load_clip
 from ai.findings import ClipResult, PipelineResult, PipelineStatus, View, ViewDecision
-from ai.pipelines import PipelineFn, pipelines_for
+from ai.pipelines import PipelineFn, pipeline_name, pipelines_for
 from ai.pipelines.all import registered
+from ai.plausibility import flag_implausible
 from ai.views import DEFAULT_MIN_CONFIDENCE, Classifier, decide_view
 
 logger = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ def run_pipelines(clip: Clip, decision: ViewDecision, models: Any = None) -> Cli
             frame_time_ms=clip.frame_time_ms,
             message=note,
         )
-    results = tuple(_run(function, clip, models) for function in functions)
+    results = tuple(run_pipeline(function, clip, models) for function in functions)
     return ClipResult(
         sop_instance_uid=clip.sop_instance_uid,
         view=decision,
@@ -68,16 +69,16 @@ def _why_no_pipeline(decision: ViewDecision) -> str:
     return f"not processed: no pipeline for view {shown!r} (decided by {decision.decided_by})"
 
 
-def _run(function: PipelineFn, clip: Clip, models: Any) -> PipelineResult:
-    """One pipeline; a fault in it becomes a failed result naming the error, so the other
-    pipelines of the clip still run. The traceback goes to the log."""
+def run_pipeline(function: PipelineFn, clip: Clip, models: Any) -> PipelineResult:
+    """One pipeline, its values checked against physiological limits. A fault in it becomes a
+    failed result naming the error, so the other pipelines of the clip still run; the
+    traceback goes to the log."""
     try:
-        return function(clip, models)
+        return flag_implausible(function(clip, models))
     except Exception as error:
         logger.exception("pipeline %s failed on %s", function.__name__, clip.sop_instance_uid)
-        name = function.__module__.rsplit(".", 1)[-1]
         return PipelineResult(
-            pipeline=name,
+            pipeline=pipeline_name(function),
             status=PipelineStatus.FAILED,
             message=f"{type(error).__name__}: {error}",
         )

@@ -29,3 +29,9 @@ def pipeline(view: str) -> Callable[[PipelineFn], PipelineFn]:
 def pipelines_for(view: str) -> tuple[PipelineFn, ...]:
     """Every pipeline registered for a view (importing ai.pipelines.all registers them)."""
     return tuple(_REGISTRY.get(view, ()))
+
+
+def pipeline_name(function: PipelineFn) -> str:
+    """The name a reprocess filter and a failed result use: the function name without run_ /
+    _pipeline (run_plax → plax, run_a4c_amyloid → a4c_amyloid, doppler_pipeline → doppler)."""
+    return function.__name__.removeprefix("run_").removesuffix("_pipeline")

@@ -21,9 +21,8 @@ from storage.models import Job, Study
 def known_pipelines() -> tuple[str, ...]:
     """Every registered pipeline's name, as a reprocess filter names it."""
     from ai.findings import View
-    from ai.pipelines import pipelines_for
+    from ai.pipelines import pipeline_name, pipelines_for
     from ai.pipelines.all import registered
-    from echo_node.processing.analysis import pipeline_name
 
     registered()
     names = {pipeline_name(f) for view in View for f in pipelines_for(view.value)}

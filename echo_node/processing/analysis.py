@@ -19,11 +19,11 @@ import numpy.typing as npt
 import pydicom
 from pydicom.dataset import Dataset
 
-from ai.analyze import run_pipelines
-from ai.clip import Clip, Frame, FrameSource
+from ai.analyze import run_pipeline, run_pipelines
+from ai.clip import Frame, FrameSource
 from ai.decode import DecodeError, load_clip
-from ai.findings import ClipResult, PipelineResult, PipelineStatus, View, ViewDecision
-from ai.pipelines import PipelineFn, pipelines_for
+from ai.findings import ClipResult, PipelineStatus, View, ViewDecision
+from ai.pipelines import PipelineFn, pipeline_name, pipelines_for
 from ai.pipelines.all import registered
 from ai.views import Classifier, decide_view
 
@@ -57,14 +57,6 @@ class ClipRun:
     @property
     def has_findings(self) -> bool:
         return any(p.status is PipelineStatus.OK and p.findings for p in self.result.pipelines)
-
-
-def pipeline_name(function: PipelineFn) -> str:
-    """The name a reprocess filter uses: the function name without run_ / _pipeline
-    (run_plax → plax, run_a4c_amyloid → a4c_amyloid, doppler_pipeline → doppler)."""
-    name = function.__name__
-    name = name.removeprefix("run_")
-    return name.removesuffix("_pipeline")
 
 
 def analyse_clip(
@@ -121,7 +113,7 @@ def analyse_clip(
         results = []
         for function in functions:
             started, decoded = time.perf_counter(), cache.seconds
-            outcome = _run(function, clip, models)
+            outcome = run_pipeline(function, clip, models)
             steps.append(
                 _step(
                     f"pipeline:{outcome.pipeline}",
@@ -191,19 +183,6 @@ def _selected(view: View, only: Collection[str] | None) -> tuple[PipelineFn, ...
 def wanted(name: str, only: Collection[str]) -> bool:
     """A filter entry names a pipeline or its family: "a4c" selects a4c_amyloid too."""
     return any(name == entry or name.startswith(f"{entry}_") for entry in only)
-
-
-def _run(function: PipelineFn, clip: Clip, models: Any) -> PipelineResult:
-    """A fault in one pipeline becomes its failed result, so the clip's others still run."""
-    try:
-        return function(clip, models)
-    except Exception as error:
-        logger.exception("pipeline %s failed on %s", function.__name__, clip.sop_instance_uid)
-        return PipelineResult(
-            pipeline=pipeline_name(function),
-            status=PipelineStatus.FAILED,
-            message=f"{type(error).__name__}: {error}",
-        )
 
 
 def _step(
