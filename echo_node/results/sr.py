@@ -43,18 +43,15 @@ from echo_node.results.srcontent import (
     Pair,
     SourceClip,
     Tree,
-    candidates,
+    chosen_measurements,
     evidence,
-    flag_notes,
     image_mode,
     modifier,
     node_observer,
     note,
-    one_per_key,
     pair_results,
     source_references,
     sr_value,
-    uncoded_note,
 )
 
 logger = logging.getLogger(__name__)
@@ -151,17 +148,13 @@ def build_sr(
 
 def _content_5200(pairs: Sequence[Pair], node: DeviceInfo) -> Tree:
     """The TID 5200 tree: sections by Finding Site, measurement groups by image mode."""
-    found, notes = candidates(pairs)
-    coded: list[_Measurement] = []
-    for candidate in found:
-        coding = codes.FINDING_CODING.get(candidate.finding.name)
-        if coding is None:
-            notes.append(uncoded_note(candidate, codes.TEMPLATE_ID_ECHO))
-            continue
-        mode = image_mode(candidate.result, coding.default_mode)
-        coded.append(_Measurement(candidate, coding, mode))
-    measurements, dropped = one_per_key(
-        coded,
+    measurements, notes = chosen_measurements(
+        pairs,
+        codes.FINDING_CODING,
+        codes.TEMPLATE_ID_ECHO,
+        build=lambda candidate, coding: _Measurement(
+            candidate, coding, image_mode(candidate.result, coding.default_mode)
+        ),
         key=lambda m: (
             m.coding.section.value,
             m.coding.concept.value,
@@ -171,8 +164,6 @@ def _content_5200(pairs: Sequence[Pair], node: DeviceInfo) -> Tree:
         of=lambda m: m.candidate,
         unit_of=lambda m: m.coding.unit,
     )
-    notes.extend(dropped)
-    notes.extend(flag_notes([m.candidate for m in measurements]))
     root = hd.sr.ContainerContentItem(
         name=codes.ADULT_ECHO_REPORT, template_id=codes.TEMPLATE_ID_ECHO
     )

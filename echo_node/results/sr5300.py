@@ -66,17 +66,14 @@ from echo_node.results.srcontent import (
     Candidate,
     Pair,
     Tree,
-    candidates,
+    chosen_measurements,
     device_observer,
-    flag_notes,
     image_mode,
     modifier,
     node_observer,
     note,
-    one_per_key,
     source_references,
     sr_value,
-    uncoded_note,
 )
 
 
@@ -90,19 +87,15 @@ class _Measurement:
 
 
 def content(pairs: Sequence[Pair], node: DeviceInfo) -> Tree:
-    found, notes = candidates(pairs)
-    coded: list[_Measurement] = []
-    for candidate in found:
-        coding = codes.FINDING_CODING_5300.get(candidate.finding.name)
-        if coding is None:
-            notes.append(uncoded_note(candidate, codes.TEMPLATE_ID_SIMPLIFIED_ECHO))
-            continue
-        coded.append(_coded(candidate, coding))
-    measurements, dropped = one_per_key(
-        coded, key=_identity, of=lambda m: m.candidate, unit_of=lambda m: m.coding.unit
+    measurements, notes = chosen_measurements(
+        pairs,
+        codes.FINDING_CODING_5300,
+        codes.TEMPLATE_ID_SIMPLIFIED_ECHO,
+        build=_coded,
+        key=_identity,
+        of=lambda m: m.candidate,
+        unit_of=lambda m: m.coding.unit,
     )
-    notes.extend(dropped)
-    notes.extend(flag_notes([m.candidate for m in measurements]))
     provenances: list[Provenance] = []
     for m in measurements:
         if m.candidate.finding.provenance not in provenances:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -52,7 +52,8 @@ _UNIT_FACTORS = {
 _VELOCITY_UNITS = ("cm/s", "m/s")
 
 Pair = tuple[Dataset, ClipResult | None]
-T = TypeVar("T")
+T = TypeVar("T")  # a template's measurement (a finding with its coding)
+C = TypeVar("C")  # a template's coding of one finding name
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,32 @@ def uncoded_note(candidate: Candidate, template: str) -> str:
         f"Finding {candidate.finding.name} of {candidate.source.SOPInstanceUID} has no "
         f"TID {template} code; not reported."
     )
+
+
+def chosen_measurements(
+    pairs: Sequence[Pair],
+    coding: Mapping[str, C],
+    template: str,
+    build: Callable[[Candidate, C], T],
+    key: Callable[[T], Hashable],
+    of: Callable[[T], Candidate],
+    unit_of: Callable[[T], Code],
+) -> tuple[list[T], list[str]]:
+    """What a template writes: each finding with a code in `coding` built into a measurement,
+    one per `key`; and its notes, in order: what was not measured, what has no code in the
+    template, every value left out for another, and the quality flags of those written."""
+    found, notes = candidates(pairs)
+    coded: list[T] = []
+    for candidate in found:
+        coded_as = coding.get(candidate.finding.name)
+        if coded_as is None:
+            notes.append(uncoded_note(candidate, template))
+        else:
+            coded.append(build(candidate, coded_as))
+    measurements, dropped = one_per_key(coded, key, of, unit_of)
+    notes.extend(dropped)
+    notes.extend(flag_notes([of(m) for m in measurements]))
+    return measurements, notes
 
 
 def one_per_key(
