@@ -2,9 +2,9 @@
 
 Three phases so that one process never holds the SQLite write lock while models run:
 read what is needed (short session) → compute with no session open (clip by clip: decode, view,
-pipelines, its overlay; then the SR; each object stored through ingest, which commits only its
-own instance row) → one short transaction with the clips, findings, outputs, deliveries and the
-superseded earlier SR.
+pipelines, its overlay; then the SR; each object staged in tmp/, checked and hashed, with no
+row yet) → the outputs linked under their final names and one short transaction with their
+instance rows, the clips, findings, outputs, deliveries and the superseded earlier SR.
 """
 
 from __future__ import annotations
@@ -168,9 +168,10 @@ def _predecessor(path: Path | None) -> Dataset | None:
 def _write(node: Node, plan: _Plan, runs: list[ClipRun], stored: list[StoredOutput]) -> None:
     """Outputs under their final names, then clips, findings, outputs' rows, deliveries and
     the superseded SR in one short transaction."""
-    for item in stored:
-        node.store.commit_instance(item.staged.temp, item.staged.target)
     try:
+        # Inside the try: a link that fails part-way leaves no linked file unrecorded either.
+        for item in stored:
+            node.store.commit_instance(item.staged.temp, item.staged.target)
         with node.sessions.begin() as session:
             record_clips(session, plan.job_id, runs)
             outputs = record_outputs(session, plan.job_id, plan.study_id, stored)
