@@ -114,11 +114,17 @@ def one_run(env: dict[str, str], port: int, url: str, seed: int) -> dict[str, An
             raise RuntimeError(f"no SR in Orthanc for study {study_uid} within {TIMEOUT_S} s")
         time.sleep(0.2)
     observed = time.monotonic() - pushed
-    return {"seed": seed, "study_uid": study_uid, "observed_s": observed, **split(env, study_uid)}
+    # Orthanc holds the SR a moment before the node has recorded its acknowledgement.
+    while (times := split(env, study_uid)) is None:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the node never recorded the SR of {study_uid} as sent")
+        time.sleep(0.1)
+    return {"seed": seed, "study_uid": study_uid, "observed_s": observed, **times}
 
 
-def split(env: dict[str, str], study_uid: str) -> dict[str, Any]:
-    """The run's times from the node's database (read-only here)."""
+def split(env: dict[str, str], study_uid: str) -> dict[str, Any] | None:
+    """The run's times from the node's database (read-only here); None until the node has
+    recorded the job as done and its SR as sent."""
     # Only reads: no open_node (which would prepare the store and migrate) beside the node.
     engine = make_engine(load_settings(environ=env).resolved_database_url)
     try:
@@ -137,13 +143,17 @@ def split(env: dict[str, str], study_uid: str) -> dict[str, Any]:
             )
             job = session.scalars(
                 select(Job).where(Job.study_id == study.id, Job.state == "done")
-            ).one()
+            ).one_or_none()
+            if job is None:
+                return None
             sr_sent = session.scalars(
                 select(Delivery.sent_at)
                 .join(Output, Output.id == Delivery.output_id)
                 .where(Output.job_id == job.id, Output.kind == "sr")
             ).one()
-            assert last_received and job.started_at and job.finished_at and sr_sent
+            if sr_sent is None:
+                return None
+            assert last_received and job.started_at and job.finished_at
             steps: dict[str, float] = defaultdict(float)
             for step in job.steps:
                 steps[step["step"]] += float(step["seconds"])
