@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> None:
             "frame; the classical Doppler engine is numpy and takes tens of milliseconds. A4C "
             "time is r2plus1d_18 once per clip start: 58 starts for a 120-frame clip. "
             "Channels-last (what the loader runs for 2-D networks) beats contiguous memory; "
-            "torch.compile adds only 10-20 % on top, after a first compile of minutes per model "
+            "torch.compile adds only 10-30 % on top, after a first compile of minutes per model "
             "and input shape (seconds once inductor's cache is warm), so the node does not "
             "compile."
         ),
