@@ -8,11 +8,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from ai.clip import ArrayFrames
 from ai.decode import load_clip
 from ai.models.normalisation import STAND_IN_FLAG, channel_statistics, read_video
 from ai.phantom import generate_study
+from ai.pipelines import a4c
 from ai.pipelines.a4c import EF_MODEL, A4cOptions, run_a4c
 from tests.test_models import random_state, save_checkpoint, small_spec, store_with
 from tests.test_models_cli import listed, run
@@ -53,7 +55,27 @@ def test_videos_are_read_as_rgb_from_avi_and_dicom(tmp_path: Path) -> None:
     np.testing.assert_array_equal(read_video(a4c), expected)
 
 
-def test_ef_is_flagged_until_the_site_computes_the_statistics(tmp_path: Path) -> None:
+def network_inputs(monkeypatch: pytest.MonkeyPatch) -> list[torch.Tensor]:
+    """Every batch of clips handed to the EF network, as it reached the network.
+
+    The test looks at the network's input, not its output: a random-weight r2plus1d_18 can
+    answer the same LVEF for different inputs on one CPU's floating-point path (seen on an AMD
+    EPYC with AVX-512) and not on another's.
+    """
+    seen: list[torch.Tensor] = []
+    predict = a4c.predict_clips
+
+    def recording(model: object, clips: torch.Tensor) -> object:
+        seen.append(clips.detach().clone())
+        return predict(model, clips)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(a4c, "predict_clips", recording)
+    return seen
+
+
+def test_ef_is_flagged_until_the_site_computes_the_statistics(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     data = tmp_path / "data"
     models = data / "models"
     ef = small_spec(EF_MODEL, frames=3, period=2, input_height=32, input_width=32)
@@ -65,9 +87,12 @@ def test_ef_is_flagged_until_the_site_computes_the_statistics(tmp_path: Path) ->
     clip = dataclasses.replace(
         phantom, frames=ArrayFrames(np.stack(list(phantom.iter_frames(range(6)))))
     )
+    fed = network_inputs(monkeypatch)
     (before,) = run_a4c(clip, store_with(models, ef), A4cOptions()).findings
     assert STAND_IN_FLAG in before.flags
     assert listed(data)[EF_MODEL]["normalisation"] == "stand-in"
+    fed_before = torch.cat(fed)
+    fed.clear()
 
     code, output = run(data, "models", "normalise", EF_MODEL, str(tmp_path / "study"))
     assert code == 0, output
@@ -81,7 +106,18 @@ def test_ef_is_flagged_until_the_site_computes_the_statistics(tmp_path: Path) ->
     assert store.spec(EF_MODEL).std == pytest.approx(expected.std)
     (after,) = run_a4c(clip, store, A4cOptions()).findings
     assert STAND_IN_FLAG not in after.flags
-    assert after.value != before.value  # the network was fed differently
+    fed_after = torch.cat(fed)
+
+    # The same pixels, normalised with the site's statistics instead of the stand-in ones:
+    # undo the stand-in normalisation, apply the computed one, and it must be what was fed.
+    def per_channel(values: tuple[float, ...]) -> torch.Tensor:
+        return torch.tensor(values, dtype=torch.float64).reshape(1, 3, 1, 1, 1)
+
+    pixels = fed_before.double() * per_channel(ef.std) + per_channel(ef.mean)
+    renormalised = (pixels - per_channel(expected.mean)) / per_channel(expected.std)
+    assert fed_after.shape == fed_before.shape
+    torch.testing.assert_close(fed_after.double(), renormalised, rtol=0, atol=1e-4)
+    assert not torch.allclose(fed_after, fed_before, atol=1e-2)  # the statistics really differ
 
 
 def test_normalise_refuses_an_unknown_model_and_an_empty_directory(tmp_path: Path) -> None:
