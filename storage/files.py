@@ -1,6 +1,7 @@
 """The file store: instances are written to a temp file, fsynced, renamed, directory fsynced.
 
-Layout (DESIGN §3, content-addressed): ``<root>/instances/<study>/<series>/<sop>.<sha16>.dcm``
+Layout (content-addressed, docs/ARCHITECTURE.md §3):
+``<root>/instances/<study>/<series>/<sop>.<sha16>.dcm``
 where ``sha16`` starts the file's sha256. Naming by content means two writers can never
 overwrite each other: the same bytes land on the same name, other bytes on another.
 ``<root>/tmp`` holds files being received (same filesystem, so the final rename is atomic),

@@ -1,6 +1,6 @@
 """Indexing one received file: study/series/instance rows, deduplication and versions.
 
-The caller owns the transaction (STYLE: helpers do not commit), so indexing an instance and
+The caller owns the transaction (helpers do not commit), so indexing an instance and
 anything queued with it commit together.
 """
 

@@ -1,4 +1,7 @@
-"""Database tables (DESIGN §3). Changes here need an Alembic migration in storage/migrations."""
+"""Database tables (docs/ARCHITECTURE.md §3).
+
+Changes here need an Alembic migration in storage/migrations.
+"""
 
 from __future__ import annotations
 
@@ -123,7 +126,8 @@ class ApiToken(Base):
 
 
 class Job(Base):
-    """One processing run of a study (DESIGN §3): queued → running → done | failed | skipped.
+    """One processing run of a study (docs/ARCHITECTURE.md §3): queued → running → done |
+    failed | skipped.
 
     ``content_key`` is the sha256 of the processable instances the study held when the job was
     made; it is unique per study, so the same content never gets two automatic jobs however
@@ -175,7 +179,7 @@ CLIP_RESULT_KEY = "result"
 
 
 class FindingRow(Base):
-    """One measured value, with what produced it (DESIGN §3 ``findings``)."""
+    """One measured value, with what produced it (docs/ARCHITECTURE.md §3 ``findings``)."""
 
     __tablename__ = "findings"
 

@@ -1,4 +1,4 @@
-"""Association control: only configured peers get in (DESIGN §6)."""
+"""Association control: only configured peers get in (`allowed_peers`, see the README)."""
 
 from __future__ import annotations
 

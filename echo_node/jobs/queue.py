@@ -1,4 +1,4 @@
-"""The durable job queue in the database (DESIGN §1, §3).
+"""The durable job queue in the database (docs/ARCHITECTURE.md §1, §3).
 
 Every hand-over goes through these rows, so any number of schedulers and workers, in any
 number of processes and hosts, can share one database: a unique content key stops duplicate
