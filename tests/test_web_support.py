@@ -6,6 +6,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,18 +57,28 @@ def settings_env(data_dir: Path, port: int, **extra: str) -> dict[str, str]:
     return env
 
 
-@pytest.fixture
-def web(tmp_path: Path) -> Iterator[WebNode]:
-    """The HTTP service in a thread of the test process, with a write and a read token."""
+@contextmanager
+def serve_web(data_dir: Path, **extra: str) -> Iterator[WebNode]:
+    """The HTTP service in a thread of the test process, with a write and a read token;
+    ``extra`` settings as for settings_env."""
     port = free_port()
-    node = open_node(load_settings(environ=settings_env(tmp_path / "data", port)))
+    node = open_node(load_settings(environ=settings_env(data_dir, port, **extra)))
     _, write_token = add_token(node.sessions, "write", "test writer")
     _, read_token = add_token(node.sessions, "read", "test reader")
     stop = threading.Event()
     thread = threading.Thread(target=run_http, args=(node, stop), daemon=True)
     thread.start()
     wait_for_port(port)
-    yield WebNode(node, port, write_token, read_token)
-    stop.set()
-    thread.join(30)
-    node.engine.dispose()
+    try:
+        yield WebNode(node, port, write_token, read_token)
+    finally:
+        stop.set()
+        thread.join(30)
+        node.engine.dispose()
+
+
+@pytest.fixture
+def web(tmp_path: Path) -> Iterator[WebNode]:
+    """The HTTP service in a thread of the test process, with a write and a read token."""
+    with serve_web(tmp_path / "data") as served:
+        yield served
