@@ -4,11 +4,6 @@ real ultrasound files: which frame, which part of it, how big, which media types
 from __future__ import annotations
 
 import io
-import os
-import signal
-import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -29,9 +24,9 @@ from echo_node.settings import load_settings
 from echo_node.web import thumbnails
 from echo_node.web.auth import add_token
 from echo_node.web.thumbnails import ImageCache
-from tests.conftest import REPO, free_port, us_file
-from tests.test_web_large import _big_clip, _status_kb
-from tests.test_web_support import WebNode, settings_env, wait_for_port, web  # noqa: F401
+from tests.conftest import free_port, us_file
+from tests.test_web_large import _big_clip
+from tests.test_web_support import WebNode, rss_growth, settings_env, web, web_process  # noqa: F401
 
 CLIP = "examples_ybr_color.dcm"  # 30 frames JPEG YBR, one ultrasound region
 STILL = "examples_rgb_color.dcm"  # one frame, native RGB, no region
@@ -278,34 +273,15 @@ def test_thumbnail_of_a_300_mb_clip_decodes_one_frame(tmp_path: Path) -> None:
     _, token = add_token(node.sessions, "read", "large")
     assert import_file(node.ingestor, clip).acknowledged
     node.engine.dispose()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "echo_node.web"],
-        env={**os.environ, **env},
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        wait_for_port(port)
+    with web_process(env) as process:
         headers = {"Authorization": f"Bearer {token}"}
         base = f"http://127.0.0.1:{port}/dicom-web/studies/{study}"
         series = f"{base}/series/{header.SeriesInstanceUID}"
         assert httpx.get(f"{base}/thumbnail", headers=headers, timeout=60).status_code == 200
-        idle = _status_kb(process.pid, "VmRSS")
-        peak = [idle]
-        done = threading.Event()
-
-        def sample() -> None:
-            while not done.is_set():
-                peak[0] = max(peak[0], _status_kb(process.pid, "VmRSS"))
-                time.sleep(0.02)
-
-        sampler = threading.Thread(target=sample)
-        sampler.start()
         started = time.monotonic()
-        try:
+        with rss_growth(process.pid) as growth:
             answers = [
-                httpx.get(f"{url}", headers=headers, timeout=60)
+                httpx.get(url, headers=headers, timeout=60)
                 for url in (
                     f"{series}/instances/{sop}/thumbnail?viewport=256,256",
                     f"{series}/instances/{sop}/frames/{frames}/thumbnail",
@@ -314,21 +290,10 @@ def test_thumbnail_of_a_300_mb_clip_decodes_one_frame(tmp_path: Path) -> None:
                     f"{base}/rendered?viewport=100,100",
                 )
             ]
-        finally:
-            done.set()
-            sampler.join()
         elapsed = time.monotonic() - started
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
     assert [answer.status_code for answer in answers] == [200] * 5
     frame_kb = header.Rows * header.Columns * 3 // 1024
-    growth = peak[0] - idle
     print(
-        f"300 MB clip: RSS +{growth} kB over 5 renderings ({frame_kb} kB a frame), {elapsed:.2f} s"
+        f"300 MB clip: RSS +{growth[0]} kB, 5 renderings ({frame_kb} kB a frame), {elapsed:.2f} s"
     )
-    assert growth < 20 * 1024, f"RSS grew by {growth} kB rendering one frame of a 300 MB clip"
+    assert growth[0] < 20 * 1024, f"RSS grew by {growth[0]} kB rendering frames of a 300 MB clip"
