@@ -28,6 +28,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import Response, StreamingResponse
 
+from echo_node import __version__
 from echo_node.node import Node
 from echo_node.web.errors import WebError
 from echo_node.web.lookup import StoredInstance, find_instances
@@ -120,7 +121,9 @@ class Picture:
 
     @property
     def etag(self) -> str:
-        return '"' + hashlib.sha256(repr(self.key).encode()).hexdigest()[:32] + '"'
+        # With the node's version: a newer node may draw the same instance differently.
+        tagged = (__version__, *self.key)
+        return '"' + hashlib.sha256(repr(tagged).encode()).hexdigest()[:32] + '"'
 
 
 def make_picture(picture: Picture) -> bytes:

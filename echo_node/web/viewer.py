@@ -140,6 +140,10 @@ def make_router(node: Node, read: Callable[[Request], None]) -> APIRouter:
         token, target = str(form.get("token", "")).strip(), str(form.get("next", ""))
         scope = await anyio.to_thread.run_sync(token_scope, node.sessions, token) if token else None
         if scope is None:
+            client = request.client.host if request.client else None
+            logger.warning(
+                "viewer sign-in refused: unknown or revoked token", extra={"peer": client}
+            )
             return _login_page(target, "That token is unknown or revoked.", 401)
         response = RedirectResponse(_local(target), 303)
         response.set_cookie(
@@ -164,7 +168,9 @@ def make_router(node: Node, read: Callable[[Request], None]) -> APIRouter:
     @router.get("/{path:path}")
     def files(request: Request, path: str = "") -> Response:
         if version is None:
-            raise WebError(503, f"the viewer is not installed in {root}: run `make viewer`")
+            raise WebError(
+                503, f"the viewer is not installed in {root}: run `make viewer`, then restart"
+            )
         found = _build_file(root, path)
         if found is not None:
             return _file_response(found, request)
