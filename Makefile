@@ -6,9 +6,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages and the command that proves each is there.
-APT_TOOLS := dcmtk:storescu dicom3tools:dciodvfy orthanc:Orthanc orthanc-dicomweb:/usr/share/orthanc/plugins/libOrthancDicomWeb.so postgresql:/usr/lib/postgresql
+APT_TOOLS := dcmtk:storescu dicom3tools:dciodvfy orthanc:Orthanc orthanc-dicomweb:/usr/share/orthanc/plugins/libOrthancDicomWeb.so postgresql:/usr/lib/postgresql npm:npm chromium:chromium
+# The OHIF viewer the node serves at /viewer/: the prebuilt dist/ of the npm package, checked
+# against this digest, prepared into $(VIEWER_DIR) (git-ignored, never committed).
+OHIF_VERSION := 3.13.2
+OHIF_SHA256 := b189d3963bfc58e9394a9db8c7be75d07beb029ec211dbb126d47b62969dd3f1
+VIEWER_DIR := ohif
 
-.PHONY: all setup apt venv test lint typecheck pytest run bench clean
+.PHONY: all setup apt venv viewer test lint typecheck pytest run bench clean
 
 all: test
 
@@ -30,7 +35,16 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 venv: $(VENV)/.installed
 
-setup: apt venv
+# Fetched again only when the version changes (the marker file holds the prepared version).
+viewer: apt venv
+	@if [ "$$(cat $(VIEWER_DIR)/.echo-node-ohif 2>/dev/null)" != "$(OHIF_VERSION)" ]; then \
+	  work=$$(mktemp -d) && trap 'rm -rf "$$work"' EXIT && \
+	  (cd "$$work" && npm pack --silent @ohif/app@$(OHIF_VERSION) >/dev/null) && \
+	  echo "$(OHIF_SHA256)  $$work/ohif-app-$(OHIF_VERSION).tgz" | sha256sum --check --quiet && \
+	  $(BIN)/python -m echo_node.web.ohif "$$work/ohif-app-$(OHIF_VERSION).tgz" $(VIEWER_DIR); \
+	fi
+
+setup: apt venv viewer
 
 lint: venv
 	$(BIN)/ruff check .
@@ -51,4 +65,4 @@ bench: setup
 	$(BIN)/python -m benchmarks.run
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache $(VIEWER_DIR)

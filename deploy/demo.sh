@@ -2,8 +2,9 @@
 # `make run`: the whole path on one machine. Orthanc (with its DICOMweb plugin) plays the PACS
 # on loopback; the node receives a phantom echo study from dcmtk's storescu, waits for the study
 # to go quiet, processes it and sends the SR and overlays to Orthanc. Prints what each clip was
-# taken for, each measurement beside the phantom's truth and where to view the results, then
-# keeps both running until Ctrl-C.
+# taken for, each measurement beside the phantom's truth and where to view the results, ending
+# with the study in the node's own OHIF viewer (and a read token to sign in with), then keeps
+# both running until Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
@@ -61,11 +62,11 @@ for _ in $(seq 150); do
 done
 curl -sf "$ORTHANC_URL/system" >/dev/null || { echo "Orthanc did not start"; exit 1; }
 
-echo "== starting the node: AE ECHONODE on 127.0.0.1:$PORT, results to Orthanc, quiet period ${QUIET_S}s"
 export ECHO_NODE_DATA_DIR="$DEMO/data" ECHO_NODE_BIND=127.0.0.1 ECHO_NODE_DIMSE_PORT="$PORT"
-export ECHO_NODE_HTTP_ENABLED=${ECHO_NODE_HTTP_ENABLED:-false}
+export ECHO_NODE_HTTP_ENABLED=true ECHO_NODE_HTTP_PORT=${ECHO_NODE_HTTP_PORT:-$(free_port)}
 export ECHO_NODE_STABLE_AFTER_S="$QUIET_S" ECHO_NODE_SWEEP_INTERVAL_S=${ECHO_NODE_SWEEP_INTERVAL_S:-1}
 export ECHO_NODE_DESTINATIONS="[{\"name\": \"orthanc\", \"kind\": \"dimse\", \"ae_title\": \"ORTHANC\", \"host\": \"127.0.0.1\", \"port\": $ORTHANC_DICOM_PORT}]"
+echo "== starting the node: AE ECHONODE on 127.0.0.1:$PORT, DICOMweb and OHIF on http://127.0.0.1:$ECHO_NODE_HTTP_PORT, results to Orthanc, quiet period ${QUIET_S}s"
 "$BIN/echo-node" serve >"$DEMO/node.log" 2>&1 &
 NODE=$!
 for _ in $(seq 300); do
@@ -78,6 +79,9 @@ echo "== echoscu: the node answers C-ECHO"
 echo "== pushing the study with storescu"
 find "$DEMO/phantom" -name '*.dcm' -print0 | sort -z | xargs -0 storescu -xy -aet DEMOSCU -aec ECHONODE 127.0.0.1 "$PORT"
 "$BIN/echo-node" studies
+
+# A read token for the viewer's sign-in page (printed once; only its hash is kept).
+VIEWER_TOKEN=$("$BIN/echo-node" tokens add --scope read --name "make run viewer" | tail -n 1)
 
 echo "== waiting for the study to go quiet (${QUIET_S}s), be processed and reach Orthanc"
 DEMO_DIR="$DEMO" ORTHANC_URL="$ORTHANC_URL" WAIT_S="$WAIT_S" "$BIN/python" - <<'EOF'
@@ -174,10 +178,14 @@ study = httpx.post(f"{orthanc}/tools/lookup", content=detail["study_instance_uid
 for item in study:
     if item["Type"] == "Study":
         console.print(f"The study in Orthanc: {orthanc}/app/explorer.html#study?uuid={item['ID']}")
+(demo / "study-uid").write_text(detail["study_instance_uid"])
 EOF
 
 echo
 echo "Both are running (logs: $DEMO/node.log, $DEMO/orthanc.log)."
-echo "Echo Node: AE ECHONODE, 127.0.0.1:$PORT.  Orthanc: $ORTHANC_URL (AE ORTHANC, port $ORTHANC_DICOM_PORT)."
+echo "Echo Node: AE ECHONODE, 127.0.0.1:$PORT, DICOMweb and viewer http://127.0.0.1:$ECHO_NODE_HTTP_PORT.  Orthanc: $ORTHANC_URL (AE ORTHANC, port $ORTHANC_DICOM_PORT)."
 echo "Ctrl-C stops both."
+echo
+echo "The demo study in the node's OHIF viewer (sign in with the read token $VIEWER_TOKEN):"
+echo "  http://127.0.0.1:$ECHO_NODE_HTTP_PORT/viewer/viewer?StudyInstanceUIDs=$(cat "$DEMO/study-uid")"
 wait "$NODE"

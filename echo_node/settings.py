@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -67,6 +68,22 @@ def _looks_like_address(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _check_origin(value: str) -> str:
+    """A web origin as browsers send it: scheme, host and optional port, nothing else. No "*":
+    with anonymous_loopback_read, any page a local browser opens could then read the node."""
+    parsed = urlsplit(value)
+    if (
+        parsed.scheme not in ("http", "https")
+        or not parsed.hostname
+        or parsed.path
+        or parsed.query
+        or parsed.fragment
+        or parsed.username is not None
+    ):
+        raise ValueError(f"{value!r} is not an origin like https://viewer.example.org[:port]")
+    return value
 
 
 def _check_ae_title(value: str) -> str:
@@ -157,6 +174,9 @@ class Settings(BaseModel):
     dimse_tls_require_client_cert: bool
     dimse_tls_port: int = Field(ge=0, le=65535)
     anonymous_loopback_read: bool
+    viewer_dir: str
+    cors_origins: tuple[str, ...]
+    thumbnail_cache_mb: int = Field(ge=0)
     data_dir: Path
     database_url: str
     allowed_peers: tuple[PeerRule, ...]
@@ -232,6 +252,11 @@ class Settings(BaseModel):
                 "dimse_tls_private_key (or tls_certificate and tls_private_key, shared with HTTPS)"
             )
         return value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _cors_origins(cls, value: Any) -> Any:
+        return _parsed_items(value, _check_origin)
 
     @field_validator("device_uid")
     @classmethod

@@ -4,13 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
-import signal
 import struct
-import subprocess
-import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,19 +16,12 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from echo_node.node import open_node
 from echo_node.settings import load_settings
 from echo_node.web.auth import add_token
-from tests.conftest import REPO, free_port, us_file
-from tests.test_web_support import settings_env, wait_for_port
+from tests.conftest import free_port, us_file
+from tests.test_web_support import rss_growth, settings_env, web_process
 
 TARGET_BYTES = 300 * 1024 * 1024
 RSS_LIMIT_KB = 200 * 1024
 BOUNDARY = "big-clip-boundary"
-
-
-def _status_kb(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1])
-    raise KeyError(field)
 
 
 def _big_clip(path: Path) -> tuple[str, str, int]:
@@ -84,30 +71,11 @@ def test_300_mb_instance_with_flat_memory(tmp_path: Path) -> None:
     node = open_node(load_settings(environ=env))
     _, token = add_token(node.sessions, "write", "large")
     node.engine.dispose()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "echo_node.web"],
-        env={**os.environ, **env},
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        wait_for_port(port)
+    with web_process(env) as process:
         headers = {"Authorization": f"Bearer {token}"}
         url = f"http://127.0.0.1:{port}/dicom-web"
         assert httpx.get(f"{url}/studies", headers=headers).status_code == 200  # warm up
-        idle = _status_kb(process.pid, "VmRSS")
-        peak = [idle]
-        done = threading.Event()
-
-        def sample() -> None:
-            while not done.is_set():
-                peak[0] = max(peak[0], _status_kb(process.pid, "VmRSS"))
-                time.sleep(0.05)
-
-        sampler = threading.Thread(target=sample)
-        sampler.start()
-        try:
+        with rss_growth(process.pid, 0.05) as growth:
             response = httpx.post(
                 f"{url}/studies",
                 content=_body(clip),
@@ -134,21 +102,10 @@ def test_300_mb_instance_with_flat_memory(tmp_path: Path) -> None:
                 for chunk in answer.iter_bytes(1 << 20):
                     retrieved.update(chunk)
                 boundary = answer.headers["content-type"].split("boundary=")[1]
-        finally:
-            done.set()
-            sampler.join()
         assert response.status_code == 200, response.text
         assert sop in response.text
         assert frame.status_code == 200
-        growth = peak[0] - idle
-        assert growth < RSS_LIMIT_KB, f"RSS grew by {growth} kB during a 300 MB STOW-RS"
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+        assert growth[0] < RSS_LIMIT_KB, f"RSS grew by {growth[0]} kB during a 300 MB STOW-RS"
     stored = list((tmp_path / "data" / "instances").rglob(f"{sop}.*.dcm"))
     assert len(stored) == 1
     # Stored byte for byte (the clip already had the node's envelope fields, bar the meta).

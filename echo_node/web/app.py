@@ -1,4 +1,5 @@
-"""The HTTP application: DICOMweb under /dicom-web, /metrics, the schema at /openapi.json."""
+"""The HTTP application: DICOMweb under /dicom-web, the OHIF viewer under /viewer, /metrics,
+the schema at /openapi.json."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ from fastapi import FastAPI
 
 from echo_node import __version__
 from echo_node.node import Node
-from echo_node.web import metrics, qido, stow, wado
+from echo_node.web import metrics, qido, stow, thumbnails, viewer, wado
 from echo_node.web.auth import require
+from echo_node.web.cors import PrefixCORS
 from echo_node.web.errors import install_error_handlers
 
 PREFIX = "/dicom-web"
@@ -26,11 +28,17 @@ def create_app(node: Node) -> FastAPI:
     )
     install_error_handlers(app)
     anonymous = node.settings.anonymous_loopback_read
-    read = require("read", node.sessions, anonymous)
+    # Reads also take the viewer's login cookie (GET only, SameSite=Strict); writes never do.
+    read = require("read", node.sessions, anonymous, cookie=viewer.COOKIE)
     write = require("write", node.sessions, anonymous)
     app.include_router(stow.make_router(node, write), prefix=PREFIX)
     app.include_router(qido.make_router(node, read), prefix=PREFIX)
     app.include_router(wado.make_router(node, read), prefix=PREFIX)
+    app.include_router(thumbnails.make_router(node, read), prefix=PREFIX)
+    if node.settings.viewer_dir:
+        app.include_router(viewer.make_router(node, read))
+    if node.settings.cors_origins:
+        app.add_middleware(PrefixCORS, prefix=PREFIX, origins=node.settings.cors_origins)
     if node.settings.metrics_enabled:
         # Open by default, like a health check: counts and timings only (config/default.toml).
         guard = (

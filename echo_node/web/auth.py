@@ -106,17 +106,29 @@ def is_loopback(host: str | None) -> bool:
 
 
 def require(
-    scope: Scope, sessions: sessionmaker[Session], anonymous_loopback_read: bool
+    scope: Scope,
+    sessions: sessionmaker[Session],
+    anonymous_loopback_read: bool,
+    cookie: str | None = None,
 ) -> Callable[[Request], None]:
-    """A dependency that lets the request through only with a token granting ``scope``."""
+    """A dependency that lets the request through only with a token granting ``scope``.
+
+    With ``cookie``, a GET or HEAD without an Authorization header may carry the token in that
+    cookie instead (the viewer's login sets it SameSite=Strict, so other sites' pages cannot
+    send it); nothing that writes accepts it.
+    """
 
     def check(request: Request) -> None:
         header = request.headers.get("authorization")
         if header is None:
-            client = request.client.host if request.client else None
-            if scope == "read" and anonymous_loopback_read and is_loopback(client):
-                return
-            raise WebError(401, "authentication required: send a bearer token", _CHALLENGE)
+            from_cookie = request.cookies.get(cookie) if cookie else None
+            if from_cookie and request.method in ("GET", "HEAD"):
+                header = f"Bearer {from_cookie}"
+            else:
+                client = request.client.host if request.client else None
+                if scope == "read" and anonymous_loopback_read and is_loopback(client):
+                    return
+                raise WebError(401, "authentication required: send a bearer token", _CHALLENGE)
         kind, _, token = header.partition(" ")
         if kind.lower() != "bearer" or not token.strip():
             raise WebError(401, "authentication required: send a bearer token", _CHALLENGE)

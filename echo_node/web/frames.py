@@ -12,15 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-import numpy as np
-from PIL import Image
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.encaps import get_frame
-from pydicom.pixels.utils import pixel_array
 from pydicom.uid import UID
 
 from echo_node.web.errors import WebError
+from echo_node.web.render import encode, frame_image, read_header
 
 # Media types of encapsulated frames as stored (PS3.18 Table 8.7.3-2).
 FRAME_MEDIA_TYPES = {
@@ -121,28 +119,5 @@ def _native_frame_size(header: Dataset) -> int:
 
 
 def render_frame(path: Path, number: int, media_type: str) -> bytes:
-    """Frame ``number`` as an 8-bit PNG or JPEG (colour as RGB, greyscale stretched)."""
-    with path.open("rb") as handle:
-        header = dcmread(handle, stop_before_pixels=True)
-    frames = frame_count(header)
-    if not 1 <= number <= frames:
-        raise WebError(404, f"frame {number} does not exist (the instance has {frames})")
-    try:
-        array = pixel_array(path, index=number - 1)
-    except Exception as exc:  # missing decoder plugins and damaged data end the same way
-        raise WebError(406, f"cannot decode this frame: {type(exc).__name__}") from None
-    image = Image.fromarray(_eight_bit(array))
-    out = io.BytesIO()
-    if media_type == "image/png":
-        image.save(out, format="PNG")
-    else:
-        image.convert("RGB" if image.mode == "RGB" else "L").save(out, format="JPEG", quality=90)
-    return out.getvalue()
-
-
-def _eight_bit(array: np.ndarray) -> np.ndarray:
-    if array.dtype == np.uint8:
-        return array
-    low, high = float(array.min()), float(array.max())
-    scale = 255.0 / (high - low) if high > low else 0.0
-    return ((array.astype(np.float32) - low) * scale).astype(np.uint8)
+    """Frame ``number`` as an 8-bit PNG or JPEG (quality 90), full size."""
+    return encode(frame_image(path, read_header(path), number), media_type, 90)

@@ -22,6 +22,7 @@ class StoredInstance:
     transfer_syntax_uid: str
     number_of_frames: int | None
     path: Path
+    sha256: str
 
 
 def newest_versions() -> Select[Any]:
@@ -66,6 +67,7 @@ def find_instances(
             row.transfer_syntax_uid,
             row.number_of_frames,
             store.root / row.path,
+            row.sha256,
         )
         for study_uid, series_uid, row in session.execute(query)
     ]
