@@ -58,21 +58,25 @@ class DecodeError(ValueError):
     """The instance cannot be turned into RGB frames (no pixel data, unsupported layout)."""
 
 
-# Transfer syntax → (pydicom decoding plugin, the package that decodes). See the module doc.
-DECODING_PLUGINS: dict[str, tuple[str, str]] = {
-    uid.JPEGBaseline8Bit: ("pillow", "pillow"),
-    uid.JPEGExtended12Bit: ("pillow", "pillow"),
-    uid.JPEGLossless: ("pylibjpeg", "pylibjpeg-libjpeg"),
-    uid.JPEGLosslessSV1: ("pylibjpeg", "pylibjpeg-libjpeg"),
-    uid.JPEGLSLossless: ("pylibjpeg", "pylibjpeg-libjpeg"),
-    uid.JPEGLSNearLossless: ("pylibjpeg", "pylibjpeg-libjpeg"),
-    uid.JPEG2000Lossless: ("pylibjpeg", "pylibjpeg-openjpeg"),
-    uid.JPEG2000: ("pylibjpeg", "pylibjpeg-openjpeg"),
-    uid.HTJ2KLossless: ("pylibjpeg", "pylibjpeg-openjpeg"),
-    uid.HTJ2KLosslessRPCL: ("pylibjpeg", "pylibjpeg-openjpeg"),
-    uid.HTJ2K: ("pylibjpeg", "pylibjpeg-openjpeg"),
-    uid.RLELossless: ("pylibjpeg", "pylibjpeg-rle"),
+# (pydicom decoding plugin, the package that decodes) → its transfer syntaxes (module doc).
+_PINNED: dict[tuple[str, str], tuple[str, ...]] = {
+    ("pillow", "pillow"): (uid.JPEGBaseline8Bit, uid.JPEGExtended12Bit),
+    ("pylibjpeg", "pylibjpeg-libjpeg"): (
+        uid.JPEGLossless,
+        uid.JPEGLosslessSV1,
+        uid.JPEGLSLossless,
+        uid.JPEGLSNearLossless,
+    ),
+    ("pylibjpeg", "pylibjpeg-openjpeg"): (
+        uid.JPEG2000Lossless,
+        uid.JPEG2000,
+        uid.HTJ2KLossless,
+        uid.HTJ2KLosslessRPCL,
+        uid.HTJ2K,
+    ),
+    ("pylibjpeg", "pylibjpeg-rle"): (uid.RLELossless,),
 }
+DECODING_PLUGINS = {syntax: pair for pair, syntaxes in _PINNED.items() for syntax in syntaxes}
 NATIVE = "native"
 
 

@@ -75,8 +75,8 @@ def clip_starts(frame_count: int, frames: int, period: int, stride: int = 1) -> 
 def beat_starts(es_frames: list[int], frame_count: int, frames: int, period: int) -> list[int]:
     """The clip start of each beat: half a clip's span before its end-systole, 0 at the
     earliest, kept where it is a clip start (repeats kept: the R script's merge counts each)."""
-    last = max(frame_count, frames * period) - (frames - 1) * period
-    return [s for s in (max(0, es - frames * period // 2) for es in es_frames) if s < last]
+    count = len(clip_starts(frame_count, frames, period))
+    return [s for s in (max(0, es - frames * period // 2) for es in es_frames) if s < count]
 
 
 def clip_tensor(video: torch.Tensor, start: int, frames: int, period: int) -> torch.Tensor:
