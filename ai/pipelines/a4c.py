@@ -3,8 +3,8 @@
 Reference behaviour (echonet/dynamic; docs/METHODS.md, "A4C"):
 - Frames as the lab's DICOM→AVI conversion makes them (ai.pipelines.a4c_frames: first black
   row, square, 10 % border, channel 0, INTER_CUBIC 112×112, triangular corner mask), mean/std on
-  the 0–255 scale from the registry (they are not in the checkpoints). A clip without a black
-  row gets the tissue region's square instead, flagged.
+  the 0–255 scale from the registry (they are not in the checkpoints). A clip whose frame 0
+  has no black row in its top half gets the tissue region's square instead, flagged.
 - Segmentation: deeplabv3_resnet50 with one output channel, LV where logit > 0. End-systoles are
   the peaks of −(LV pixels per frame) at least 20 frames apart with a prominence of half the
   spread between the sorted sizes at index round(n ** 0.05) and round(n ** 0.95) (the
