@@ -1,1 +1,1 @@
-"""Pixels and metadata in, findings out: no networking, no database (DESIGN §2)."""
+"""Pixels and metadata in, findings out: no networking, no database (docs/ARCHITECTURE.md)."""

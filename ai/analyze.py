@@ -51,6 +51,7 @@ def run_pipelines(clip: Clip, decision: ViewDecision, models: Any = None) -> Cli
             frame_count=len(clip),
             frame_time_ms=clip.frame_time_ms,
             message=note,
+            decoder=clip.decoder,
         )
     results = tuple(run_pipeline(function, clip, models) for function in functions)
     return ClipResult(
@@ -59,6 +60,7 @@ def run_pipelines(clip: Clip, decision: ViewDecision, models: Any = None) -> Cli
         pipelines=results,
         frame_count=len(clip),
         frame_time_ms=clip.frame_time_ms,
+        decoder=clip.decoder,
     )
 
 

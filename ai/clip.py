@@ -83,6 +83,8 @@ class Clip:
     sop_class_uid: str | None = None
     # Header text the view rules read (ViewCodeSequence codes, SeriesDescription, ...).
     metadata: dict[str, object] = field(default_factory=dict)
+    # What decoded the pixel data, e.g. "pillow 13.0.0 (libjpeg-turbo 3.2.0)" (ai.decode).
+    decoder: str = ""
 
     def __len__(self) -> int:
         return len(self.frames)

@@ -14,6 +14,15 @@ Colour rules (one place, so every pipeline sees the same pixels):
   ``2**(BitsStored−1)``). No per-frame min–max stretch: it would make brightness flicker between
   frames and differ between clips of the same scanner.
 
+Decoder (docs/METHODS.md, "Decoding"): lossy JPEG decoders disagree by a few grey levels
+(their inverse DCTs and chroma upsampling differ: pylibjpeg-libjpeg and Pillow's libjpeg-turbo
+give raw YBR values up to 3 apart on pydicom-data's JPEG clips), and pydicom picks the first
+installed of GDCM, pylibjpeg, Pillow, so what the models saw would depend on what else is
+installed. The plugin is therefore pinned per transfer syntax (DECODING_PLUGINS): JPEG baseline
+and extended → Pillow, the decoder the EchoNet reference code ran on (pydicom 2 with Pillow);
+the lossless syntaxes and JPEG 2000 → pylibjpeg (lossless is exact by definition; JPEG 2000
+through OpenJPEG, as Pillow's would). Clip.decoder names the library and its version.
+
 Timing: frame time from FrameTime, else FrameTimeVector (mean increment), else CineRate, else
 RecommendedDisplayFrameRate; heart rate from HeartRate (0 means "not recorded"); R-wave times
 from RWaveTimeVector, else RWavePointer (1-based frame numbers) through the frame times.
@@ -23,12 +32,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from os import PathLike
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 import pydicom
+from PIL import features
+from pydicom import uid
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.pixels.processing import apply_color_lut
@@ -44,6 +56,56 @@ Source = Dataset | str | PathLike[str]
 
 class DecodeError(ValueError):
     """The instance cannot be turned into RGB frames (no pixel data, unsupported layout)."""
+
+
+# (pydicom decoding plugin, the package that decodes) → its transfer syntaxes (module doc).
+_PINNED: dict[tuple[str, str], tuple[str, ...]] = {
+    ("pillow", "pillow"): (uid.JPEGBaseline8Bit, uid.JPEGExtended12Bit),
+    ("pylibjpeg", "pylibjpeg-libjpeg"): (
+        uid.JPEGLossless,
+        uid.JPEGLosslessSV1,
+        uid.JPEGLSLossless,
+        uid.JPEGLSNearLossless,
+    ),
+    ("pylibjpeg", "pylibjpeg-openjpeg"): (
+        uid.JPEG2000Lossless,
+        uid.JPEG2000,
+        uid.HTJ2KLossless,
+        uid.HTJ2KLosslessRPCL,
+        uid.HTJ2K,
+    ),
+    ("pylibjpeg", "pylibjpeg-rle"): (uid.RLELossless,),
+}
+DECODING_PLUGINS = {syntax: pair for pair, syntaxes in _PINNED.items() for syntax in syntaxes}
+NATIVE = "native"
+
+
+@dataclass(frozen=True)
+class Decoder:
+    plugin: str  # pydicom's decoding_plugin; "" lets pydicom choose (uncompressed data)
+    name: str  # what decodes, with its version, for the record
+
+
+def choose_decoder(transfer_syntax: str, bits_stored: int) -> Decoder:
+    """The pinned decoder of a transfer syntax (see the module doc)."""
+    plugin, package = DECODING_PLUGINS.get(transfer_syntax, ("", ""))
+    if transfer_syntax == uid.JPEGExtended12Bit and bits_stored > 8:
+        plugin, package = "pylibjpeg", "pylibjpeg-libjpeg"  # Pillow's libjpeg is 8-bit only
+    if not plugin:
+        compressed = uid.UID(transfer_syntax).is_compressed if transfer_syntax else False
+        return Decoder("", "pydicom default" if compressed else NATIVE)
+    return Decoder(plugin, _described(package))
+
+
+def _described(package: str) -> str:
+    try:
+        name = f"{package} {version(package)}"
+    except PackageNotFoundError:
+        return f"{package} (not installed)"
+    if package == "pillow":
+        turbo = features.version("libjpeg_turbo")
+        return f"{name} (libjpeg-turbo {turbo})" if turbo else name
+    return name
 
 
 def to_uint8(
@@ -124,6 +186,9 @@ class DicomFrames:
         self._ds = ds
         self._path = path
         self._layout = _layout(ds)
+        file_meta = getattr(ds, "file_meta", None)
+        syntax = str(file_meta.get("TransferSyntaxUID", "")) if file_meta is not None else ""
+        self.decoder = choose_decoder(syntax, self._layout.bits_stored)
 
     def __len__(self) -> int:
         return self._layout.frames
@@ -134,8 +199,8 @@ class DicomFrames:
         if not 0 <= index < self._layout.frames:
             raise IndexError(f"frame {index} outside 0..{self._layout.frames - 1}")
         source: Dataset | Path = self._path if self._path is not None else self._ds
-        # as_rgb: explicit YBR → RGB (see the module docstring).
-        decoded = pixel_array(source, index=index, as_rgb=True)
+        # as_rgb: explicit YBR → RGB; decoding_plugin: the pinned decoder (module docstring).
+        decoded = pixel_array(source, index=index, as_rgb=True, decoding_plugin=self.decoder.plugin)
         return to_rgb(decoded, self._ds)
 
 
@@ -254,6 +319,7 @@ def load_clip(source: Source) -> Clip:
         sop_instance_uid=str(ds.SOPInstanceUID) if "SOPInstanceUID" in ds else None,
         sop_class_uid=str(ds.SOPClassUID) if "SOPClassUID" in ds else None,
         metadata=_metadata(ds),
+        decoder=frames.decoder.name,
     )
     logger.debug(
         "decoded header of %s: %d frames %dx%d, %d regions",

@@ -79,3 +79,4 @@ class ClipResult:
     frame_count: int = 0
     frame_time_ms: float | None = None
     message: str = ""  # why no pipeline ran (unknown view, a view without a pipeline here)
+    decoder: str = ""  # what decoded the pixels the pipelines saw (ai.clip.Clip.decoder)

@@ -38,6 +38,7 @@ def result_from_json(data: Mapping[str, Any]) -> ClipResult:
         frame_count=data["frame_count"],
         frame_time_ms=data["frame_time_ms"],
         message=data["message"],
+        decoder=data.get("decoder", ""),  # results kept before the decoder was recorded
     )
 
 

@@ -1,6 +1,6 @@
 """The ultrasound fan of a 2D clip as a mask: pixels outside it (ECG trace, text, scales) zeroed.
 
-The reference (EchoPrime's preprocessing, see /work/shared/reference/ECHONET.md §4.1) masks
+The reference (EchoPrime's preprocessing, see docs/METHODS.md, "Views") masks
 before classifying: pixels lit in the clip, eroded to remove thin overlays such as the ECG
 trace, kept where the image changes over time, grown back, holes filled, convex hull. Here:
 

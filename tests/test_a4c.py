@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.signal
 import torch
 from torch import nn
 
@@ -28,8 +29,10 @@ from ai.pipelines.a4c import (
     A4cOptions,
     analyse,
     area_phases,
+    beat_starts,
     clip_starts,
     clip_tensor,
+    order_statistic_spread,
     run_a4c,
     run_a4c_amyloid,
     run_a4c_hcm,
@@ -43,12 +46,17 @@ REGION = UltrasoundRegion(1, 1, 0, 0, 0, 159, 119, 3, 3, DELTA, DELTA)
 
 
 def disc_clip(frames: int = 100, period: int = 30) -> tuple[Clip, np.ndarray]:
-    """A bright disc (the "LV") whose radius peaks every `period` frames, and its pixel areas."""
-    radius = 30 + 8 * np.cos(2 * np.pi * np.arange(frames) / period)
+    """A bright disc (the "LV") whose radius peaks every `period` frames, and its pixel areas.
+
+    Row 0 is black, so the reference window applies: 120×160 → columns 20..139 (bias 20), a
+    border of 12 → x 32..127, y 12..107; the disc (centre 80, 70, radius ≤ 32) stays inside it
+    and inside the corner mask.
+    """
+    radius = 26 + 6 * np.cos(2 * np.pi * np.arange(frames) / period)
     ys, xs = np.mgrid[0:120, 0:160]
     video = np.zeros((frames, 120, 160, 3), np.uint8)
     for index, r in enumerate(radius):
-        video[index][(xs - 80) ** 2 + (ys - 60) ** 2 <= r**2] = 255
+        video[index][(xs - 80) ** 2 + (ys - 70) ** 2 <= r**2] = 255
     areas = (video[..., 0] > 0).sum(axis=(1, 2)).astype(float)
     return array_clip(video, (REGION,)), areas
 
@@ -64,11 +72,15 @@ class BrightIsLV(nn.Module):
         return {"out": x.mean(dim=1, keepdim=True) - self.level}
 
 
-class FirstFrameBrightness(nn.Module):
-    """A video "EF model" answering with the mean of its clip's first frame."""
+class FrameBrightness(nn.Module):
+    """A video "EF model" answering with the mean of one frame of its clip (the first: 0)."""
+
+    def __init__(self, frame: int = 0) -> None:
+        super().__init__()
+        self.frame = frame
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x[:, :, 0].mean(dim=(1, 2, 3)).unsqueeze(1)
+        return x[:, :, self.frame].mean(dim=(1, 2, 3)).unsqueeze(1)
 
 
 def stand_in(name: str, module: nn.Module, **changes: object) -> LoadedModel:
@@ -80,10 +92,35 @@ def test_area_phases_on_a_known_curve() -> None:
     assert area_phases(area, 20) == ([30, 60, 90], [15, 45, 75])
 
 
+def test_es_threshold_is_the_reference_order_statistic_not_a_quantile() -> None:
+    """60 frames: a shallow systole at 15 (prominence 350) and a deep one at 41 (1000).
+
+    Reference: sorted sizes at index round(60 ** 0.05) = 1 (600) and round(60 ** 0.95) = 49
+    (1000), prominence ½ × 400 = 200: both kept. np.quantile's 5–95 % (647.5, 1400) would ask
+    for 376.25 and keep only 41.
+    """
+    knots_x = [0, 8, 15, 22, 26, 27, 31, 32, 38, 41, 44, 52, 53, 57, 58, 59]
+    knots_y = [1000, 1000, 650, 1000, 1000, 1400, 1400, 1000, 1000, 400, 1000, 1000, 1400]
+    knots_y += [1400, 1000, 1000]
+    size = np.round(np.interp(np.arange(60), knots_x, knots_y))
+    ordered = np.sort(size)
+    assert (round(60**0.05), round(60**0.95)) == (1, 49)
+    assert (ordered[1], ordered[49]) == (600.0, 1000.0)
+    assert order_statistic_spread(size) == 400.0
+    assert area_phases(size, 20)[1] == [15, 41]
+    low, high = np.quantile(size, [0.05, 0.95])
+    by_quantile = scipy.signal.find_peaks(-size, distance=20, prominence=(high - low) / 2)[0]
+    assert by_quantile.tolist() == [41]
+    # Up to 5 sizes the reference's upper index is past the end (it raises); here the last
+    # size stands in: 4 sizes → index round(4 ** 0.05) = 1 (2.0) and the last (5.0).
+    assert order_statistic_spread(np.array([5.0, 1.0, 3.0, 2.0])) == 3.0
+
+
 def test_clip_starts_and_zero_padding() -> None:
     assert clip_starts(10, 4, 2) == [0, 1, 2, 3]
     assert clip_starts(10, 4, 2, stride=2) == [0, 2]
-    assert clip_starts(5, 4, 2) == [0]
+    # Shorter than 4·2 frames: padded to 8, starts 0 .. 8 − 6 − 1 (the reference).
+    assert clip_starts(5, 4, 2) == clip_starts(7, 4, 2) == clip_starts(8, 4, 2) == [0, 1]
     video = torch.arange(5, dtype=torch.float32).reshape(5, 1, 1, 1).expand(5, 3, 2, 2)
     clip = clip_tensor(video, 0, 4, 2)
     assert clip.shape == (3, 4, 2, 2)
@@ -94,7 +131,7 @@ def test_segmentation_areas_phases_and_beat_by_beat_ef() -> None:
     clip, areas = disc_clip()
     spec = small_spec(SEGMENTATION_MODEL)
     seg = stand_in(SEGMENTATION_MODEL, BrightIsLV(spec.mean[0], spec.std[0]))
-    ef = stand_in(EF_MODEL, FirstFrameBrightness(), frames=8, period=2)
+    ef = stand_in(EF_MODEL, FrameBrightness(), frames=8, period=2)
     result = analyse(clip, seg, ef, A4cOptions(), batch_size=16)
     assert result.status is PipelineStatus.OK
     assert result.series["ED_frames"] == (30.0, 60.0, 90.0)
@@ -104,24 +141,60 @@ def test_segmentation_areas_phases_and_beat_by_beat_ef() -> None:
     (lvef,) = result.findings
     per_start = result.series["LVEF_per_start"]
     assert len(per_start) == 100 - 15 + 1  # every start of an 8-frame clip at period 2
-    # Beats anchored at the EDs whose clip fits (30, 60; 90 + 15 > 100): mean over beats.
-    assert result.series["LVEF_beat_start_frames"] == (30.0, 60.0)
-    assert lvef.frames == (30, 60) and "averaged_over_beats" in lvef.flags
-    assert lvef.value == pytest.approx(per_start[30]) == pytest.approx(max(per_start), rel=1e-4)
-    assert lvef.spread == pytest.approx((per_start[30], per_start[60]))
+    # A beat's clip starts half a clip's span (8·2 / 2 = 8 frames) before its end-systole.
+    assert result.series["LVEF_beat_start_frames"] == (7.0, 37.0, 67.0)
+    assert lvef.frames == (7, 37, 67) and "averaged_over_beats" in lvef.flags
+    beats = [per_start[7], per_start[37], per_start[67]]
+    assert result.series["LVEF_per_beat"] == pytest.approx(beats)
+    assert lvef.value == pytest.approx(np.mean(beats))
+    assert lvef.spread == pytest.approx((min(beats), max(beats)))
     assert lvef.unit == "%" and lvef.provenance.name == EF_MODEL
+    assert not {"short_clip_padded", "window_from_tissue_region"} & set(lvef.flags)
 
 
-def test_one_beat_averages_every_clip_start_and_short_clips_are_padded() -> None:
+def test_beats_start_half_a_clip_before_each_end_systole() -> None:
+    """The reference's R script: clip start = ES − 32 for 32 frames at period 2, 0 when that is
+    negative, dropped when it is not a clip start (≥ f − 62); a start reached twice counts
+    twice in the mean."""
+    assert beat_starts([15, 45, 75, 110], 120, 32, 2) == [0, 13, 43]
+    assert beat_starts([5, 28], 100, 32, 2) == [0, 0]
+    assert beat_starts([33], 50, 32, 2) == [1]  # padded to 64: starts 0 and 1
+    assert beat_starts([34], 50, 32, 2) == []
+
+
+def test_without_beats_every_clip_start_is_averaged() -> None:
     clip, _ = disc_clip(frames=40)
-    ef = stand_in(EF_MODEL, FirstFrameBrightness(), frames=8, period=2)
+    ef = stand_in(EF_MODEL, FrameBrightness(), frames=8, period=2)
     result = analyse(clip, None, ef, A4cOptions(), batch_size=8)
     (lvef,) = result.findings
     assert "averaged_over_clip_starts" in lvef.flags and lvef.spread is None
+    assert len(result.series["LVEF_per_start"]) == 40 - 14
     assert lvef.value == pytest.approx(np.mean(result.series["LVEF_per_start"]))
-    short = analyse(disc_clip(frames=10)[0], None, ef, A4cOptions(), batch_size=8)
-    assert "short_clip_padded" in short.findings[0].flags
-    assert short.series["LVEF_per_start"] and len(short.series["LVEF_per_start"]) == 1
+    assert lvef.frames == (0, 39) and "short_clip_padded" not in lvef.flags
+
+
+@pytest.mark.parametrize(
+    ("frames", "starts", "padded"),
+    [(40, 2, True), (62, 2, True), (63, 2, True), (64, 2, False), (65, 3, False)],
+)
+def test_short_clips_are_padded_to_64_frames_as_the_reference(
+    frames: int, starts: int, padded: bool
+) -> None:
+    """32 frames at period 2: a clip shorter than 64 frames is zero-padded to 64 and its clip
+    starts are 0 and 1 (a 63-frame clip too, although one 63-frame span would fit); from 64 on
+    the starts are 0 .. f − 63. The stand-in answers with the clip's last frame (index
+    start + 62): the padding after normalisation is zeros."""
+    clip, _ = disc_clip(frames=frames)
+    ef = stand_in(EF_MODEL, FrameBrightness(frame=31), frames=32, period=2, input_height=16)
+    ef = dataclasses.replace(ef, spec=dataclasses.replace(ef.spec, input_width=16))
+    result = analyse(clip, None, ef, A4cOptions(), batch_size=8)
+    (lvef,) = result.findings
+    per_start = result.series["LVEF_per_start"]
+    assert len(per_start) == starts
+    assert ("short_clip_padded" in lvef.flags) is padded
+    for start, value in enumerate(per_start):
+        assert (value == 0.0) == (start + 62 >= frames), (start, value)
+    assert lvef.value == pytest.approx(np.mean(per_start))
 
 
 def test_missing_models_are_reported_with_their_commands(tmp_path: Path) -> None:

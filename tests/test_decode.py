@@ -1,10 +1,14 @@
 """ai.decode: every ultrasound file pydicom and pydicom-data ship decodes frame by frame to the
-same RGB pixels as pydicom's own pixel_array after the documented colour conversion."""
+same RGB pixels as pydicom's own pixel_array after the documented colour conversion, JPEG
+through Pillow whichever other decoders are installed."""
 
 from __future__ import annotations
 
+import importlib.metadata
+import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +18,18 @@ import pytest
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.pixels.processing import apply_color_lut, convert_color_space
-from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless, generate_uid
+from pydicom.pixels.utils import pixel_array
+from pydicom.uid import (
+    ExplicitVRLittleEndian,
+    JPEGBaseline8Bit,
+    JPEGExtended12Bit,
+    JPEGLSLossless,
+    generate_uid,
+)
 
+from ai.analyze import analyze
 from ai.decode import DecodeError, load_clip
+from ai.result_json import result_from_json, result_to_json
 
 
 def sample(name: str) -> Path:
@@ -54,9 +67,14 @@ US_FILES = [
 ]
 
 
+# Lossy JPEG is decoded by Pillow, the EchoNet reference's decoder (pydicom 2 with Pillow).
+JPEG_LOSSY = (JPEGBaseline8Bit, JPEGExtended12Bit)
+
+
 def reference_rgb(ds: Dataset) -> npt.NDArray[np.uint8]:
     """pydicom's whole-clip pixel_array through the documented rule, as (frames, rows, cols, 3)."""
-    array = ds.pixel_array  # pydicom 3: YBR already converted to RGB
+    plugin = "pillow" if ds.file_meta.TransferSyntaxUID in JPEG_LOSSY else ""
+    array = pixel_array(ds, decoding_plugin=plugin)  # pydicom 3: YBR converted to RGB
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     photometric = ds.PhotometricInterpretation
     if photometric == "PALETTE COLOR":
@@ -91,7 +109,7 @@ def test_ybr_is_converted_to_rgb_explicitly() -> None:
     """The raw JPEG planes are YBR_FULL_422; ours equal pydicom's YBR→RGB conversion of them."""
     ds = pydicom.dcmread(sample("examples_ybr_color.dcm"))
     assert ds.PhotometricInterpretation == "YBR_FULL_422"
-    raw = pydicom.pixels.utils.pixel_array(ds, index=3, raw=True)
+    raw = pixel_array(ds, index=3, raw=True, decoding_plugin="pillow")
     converted = convert_color_space(raw, "YBR_FULL", "RGB")
     ours = load_clip(ds).frames[3]
     assert np.abs(ours.astype(int) - converted.astype(int)).max() <= 1
@@ -213,3 +231,81 @@ def test_real_file_timing_and_metadata() -> None:
     assert clip.heart_rate_bpm is None  # the file says HeartRate 0
     assert clip.metadata["PhotometricInterpretation"] == "YBR_FULL_422"
     assert "PatientName" not in clip.metadata
+
+
+# Decoded in a fresh interpreter, optionally with the pylibjpeg plugin made unavailable (its
+# modules set to None in sys.modules, so importing them fails as if not installed).
+DECODE_SCRIPT = """
+import hashlib, json, sys
+if sys.argv[1] == "without-pylibjpeg":
+    for name in ("pylibjpeg", "libjpeg", "openjpeg", "rle"):
+        sys.modules[name] = None
+from pydicom.pixels import get_decoder
+from pydicom.pixels.utils import pixel_array
+from pydicom.uid import JPEGBaseline8Bit
+from ai.decode import load_clip
+path = sys.argv[2]
+clip = load_clip(path)
+frames = b"".join(clip.frames[i].tobytes() for i in (0, len(clip) // 2, len(clip) - 1))
+default = pixel_array(path, index=0, as_rgb=True)
+print(json.dumps({
+    "available": list(get_decoder(JPEGBaseline8Bit).available_plugins),
+    "decoder": clip.decoder,
+    "ours": hashlib.sha256(frames).hexdigest(),
+    "default": hashlib.sha256(default.tobytes()).hexdigest(),
+}))
+"""
+
+
+def decode_elsewhere(mode: str, path: Path) -> dict[str, object]:
+    done = subprocess.run(
+        [sys.executable, "-c", DECODE_SCRIPT, mode, str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    result: dict[str, object] = json.loads(done.stdout)
+    return result
+
+
+@pytest.mark.parametrize("name", ["color3d_jpeg_baseline.dcm", "examples_ybr_color.dcm"])
+def test_jpeg_decodes_to_the_same_pixels_whichever_decoders_are_installed(name: str) -> None:
+    path = sample(name)
+    full = decode_elsewhere("as-installed", path)
+    reduced = decode_elsewhere("without-pylibjpeg", path)
+    # The two interpreters really differ in what pydicom could pick ...
+    assert "pylibjpeg" in full["available"] and "pylibjpeg" not in reduced["available"]
+    # ... and the node decodes the same pixels with the same recorded decoder in both.
+    assert full["ours"] == reduced["ours"]
+    assert full["decoder"] == reduced["decoder"]
+    assert str(full["decoder"]).startswith(f"pillow {importlib.metadata.version('pillow')}")
+
+
+def test_jpeg_frames_are_pillows_and_other_syntaxes_name_their_decoder() -> None:
+    path = sample("color3d_jpeg_baseline.dcm")
+    clip = load_clip(path)
+    for index in (0, 60):
+        pillow = pixel_array(path, index=index, as_rgb=True, decoding_plugin="pillow")
+        np.testing.assert_array_equal(clip.frames[index], pillow)
+    assert "libjpeg-turbo" in clip.decoder
+    version = importlib.metadata.version
+    assert load_clip(sample("US1_UNCR.dcm")).decoder == "native"
+    assert load_clip(sample("OBXXXX1A_rle.dcm")).decoder == (
+        f"pylibjpeg-rle {version('pylibjpeg-rle')}"
+    )
+    assert load_clip(sample("US1_J2KI.dcm")).decoder == (
+        f"pylibjpeg-openjpeg {version('pylibjpeg-openjpeg')}"
+    )
+    assert load_clip(sample("JPGLosslessP14SV1_1s_1f_8b.dcm")).decoder == (
+        f"pylibjpeg-libjpeg {version('pylibjpeg-libjpeg')}"
+    )
+
+
+def test_the_decoder_is_kept_with_the_clip_result() -> None:
+    result = analyze(sample("color3d_jpeg_baseline.dcm"))
+    assert result.decoder == load_clip(sample("color3d_jpeg_baseline.dcm")).decoder
+    document = result_to_json(result)
+    assert result_from_json(document) == result
+    del document["decoder"]  # a result recorded before the decoder was
+    assert result_from_json(document).decoder == ""

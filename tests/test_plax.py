@@ -12,6 +12,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -22,16 +23,21 @@ from ai.decode import load_clip
 from ai.findings import PipelineStatus
 from ai.models import ModelStore
 from ai.models.loader import LoadedModel, sha256_file
-from ai.models.preprocess import crop_window
+from ai.models.preprocess import Geometry, crop_window
 from ai.phantom import generate_study
 from ai.pipelines import pipelines_for
 from ai.pipelines.plax import (
     MODEL,
+    FramePoints,
+    Measuring,
     PlaxOptions,
+    _finding,
     analyse,
     cardiac_phases,
     heatmap_points,
+    preprocess,
     run_plax,
+    segment_angles,
     segment_lengths,
 )
 from tests.test_models import array_clip, random_state, save_checkpoint, small_spec, store_with
@@ -171,13 +177,60 @@ def test_pipeline_reports_the_known_lengths_at_ed_and_es(options: PlaxOptions) -
     np.testing.assert_allclose(lvid_px, keyed_clip()[1][::stride], rtol=0.02)
 
 
-def test_single_beat_falls_back_to_the_extreme_frames_and_says_so() -> None:
-    video, lvid = keyed_clip(frames=30, period=60)  # ED at frame 0, no interior extremum
+def test_a_one_kind_curve_keeps_its_extremum_and_the_missing_phase_says_so() -> None:
+    """Half a beat, LVID falling from frame 0 to 29, scanned on every second frame. The
+    smoothing pads with zeros, so the smoothed curve rises over its first samples: one peak
+    (sample 2, frame 4) and no trough. The reference drops the first and last extremum only
+    when both kinds exist, so that peak is end-diastole; no trough, so LVIDs comes from the
+    smallest LVID (frame 28), flagged."""
+    video, lvid = keyed_clip(frames=30, period=60)
     result = analyse(array_clip(video, (REGION,)), keyed_model(), PlaxOptions(), 8)
     found = {finding.name: finding for finding in result.findings}
-    assert "phase_from_extreme_frame" in found["LVIDd"].flags
-    assert found["LVIDd"].frames == (0,)
-    assert found["LVIDd"].value == pytest.approx(lvid[0] * CM_PER_PX, rel=0.01)
+    assert found["LVIDd"].frames == (4,) and "phase_from_extreme_frame" not in found["LVIDd"].flags
+    assert found["LVIDd"].value == pytest.approx(lvid[4] * CM_PER_PX, rel=0.01)
+    assert found["LVIDs"].frames == (28,) and "phase_from_extreme_frame" in found["LVIDs"].flags
+    assert found["LVIDs"].value == pytest.approx(lvid[28] * CM_PER_PX, rel=0.01)
+
+
+def test_segment_angles_follow_the_lvh_sign_and_wrap() -> None:
+    """Heading arctan2(dx, dy): down (0, 10) is 0°, right (10, 0) is 90°, so down-then-right
+    turns +90° (arctan2(dy, dx) would say −90°). Up-left (−1, −10) is −174.29° and up-right
+    (1, −10) +174.29°: the difference 348.58° wraps to −11.42°."""
+    bend = np.array([[[0.0, 0.0], [0.0, 10.0], [10.0, 10.0], [10.0, 20.0]]])
+    np.testing.assert_allclose(segment_angles(bend), [[90.0, -90.0]])
+    up = np.array([[[0.0, 0.0], [-1.0, -10.0], [0.0, -20.0], [0.0, -30.0]]])
+    turn = np.degrees(np.arctan2(1, -10) - np.arctan2(-1, -10)) - 360.0
+    np.testing.assert_allclose(segment_angles(up), [[turn, np.degrees(-np.arctan2(1, -10)) + 180]])
+    assert turn == pytest.approx(-11.4212, abs=1e-4)
+
+
+def test_bad_angle_is_judged_in_the_model_grid() -> None:
+    """A window resized to twice its width (scale_x 0.5) doubles every dx: a 21.8° bend in
+    source pixels (arctan2(4, 10)) is 38.7° (arctan2(8, 10)) in the grid the reference measures
+    in, beyond the 30° limit."""
+    points = np.array([[[0.0, 0.0], [0.0, 10.0], [4.0, 20.0], [8.0, 30.0]]])
+    region = UltrasoundRegion(1, 1, 0, 0, 0, 99, 99, 3, 3, 0.1, 0.1)
+    provenance = keyed_model().provenance
+    same = Measuring(region, Geometry(0, 0, 100, 100, 100, 100), provenance, 30.0)
+    stretched = Measuring(region, Geometry(0, 0, 50, 100, 100, 100), provenance, 30.0)
+    frame = FramePoints([0], points)
+    assert np.degrees(np.arctan2(4, 10)) < 30 < np.degrees(np.arctan2(8, 10))
+    plain = _finding("LVIDd", 1, frame, "diastole", (), same)
+    bent = _finding("LVIDd", 1, frame, "diastole", (), stretched)
+    assert plain is not None and bent is not None
+    assert "bad_angle" not in plain.flags and "bad_angle" in bent.flags
+    assert plain.value == bent.value  # lengths are measured in source pixels, calibrated
+
+
+def test_a_434_by_636_frame_is_cropped_as_the_reference() -> None:
+    """crop_and_scale(res=(640, 480)): 636/434 > 4/3, so int(round((636 − 4/3·434) / 2)) =
+    round(28.67) = 29 columns go at each end, 578 stay (a centred round(434·4/3) = 579 from
+    x 28 would be one pixel off); then cv2.resize to 640×480, INTER_LINEAR, BGR, /255."""
+    frame = np.random.default_rng(1).integers(0, 256, (1, 434, 636, 3), dtype=np.uint8)
+    tensor, geometry = preprocess(frame, keyed_model().spec, 640, 480)
+    assert geometry == Geometry(29, 0, 578, 434, 640, 480)
+    expected = cv2.resize(frame[0, :, 29:-29, ::-1].copy(), (640, 480)).astype(np.float32) / 255
+    np.testing.assert_allclose(tensor[0].permute(1, 2, 0).numpy(), expected, atol=1e-6)
 
 
 def test_without_a_calibrated_region_no_length_is_reported() -> None:

@@ -1,9 +1,12 @@
 """Frames to model tensors the way the EchoNet code feeds them, with the geometry to map back.
 
-crop_and_scale follows the lab's helper: centre-crop to the output aspect (columns trimmed when
-too wide, rows when too tall), optionally trim a zoom fraction from every side, then resize.
-The Geometry it returns maps a point in the model's pixel grid back to source pixels, using
-OpenCV's pixel-centre convention for resize (dst x ↔ src (x + 0.5)·scale − 0.5).
+crop_window follows the lab's crop_and_scale (EchoNet-LVH utils, EchoPrime utils) to the pixel:
+a frame wider than the output aspect loses int(round((w − r·h) / 2)) columns at each end, a
+taller one int(round((h − w / r) / 2)) rows (r = output width / height, Python's round, so
+halves go to even), then an optional zoom trims int(size · zoom) from every side (EchoPrime
+truncates). Where that rounding leaves nothing to trim, the lab's slice `[0:-0]` would be empty;
+here the axis is kept whole. The Geometry maps a point in the model's pixel grid back to source
+pixels, using OpenCV's pixel-centre convention for resize (dst x ↔ src (x + 0.5)·scale − 0.5).
 """
 
 from __future__ import annotations
@@ -68,15 +71,18 @@ def crop_window(
     x0, y0, width, height = bounds or (0, 0, columns, rows)
     target = out_width / out_height
     if width / height > target:
-        cropped = max(1, round(height * target))
-        x0, width = x0 + (width - cropped) // 2, cropped
+        pad = round((width - target * height) / 2)
+        if pad > 0 and 2 * pad < width:
+            x0, width = x0 + pad, width - 2 * pad
     elif width / height < target:
-        cropped = max(1, round(width / target))
-        y0, height = y0 + (height - cropped) // 2, cropped
+        pad = round((height - width / target) / 2)
+        if pad > 0 and 2 * pad < height:
+            y0, height = y0 + pad, height - 2 * pad
     if zoom > 0:
-        pad_x, pad_y = round(width * zoom), round(height * zoom)
-        x0, y0 = x0 + pad_x, y0 + pad_y
-        width, height = width - 2 * pad_x, height - 2 * pad_y
+        pad_x, pad_y = int(width * zoom), int(height * zoom)
+        if 2 * pad_x < width and 2 * pad_y < height:
+            x0, y0 = x0 + pad_x, y0 + pad_y
+            width, height = width - 2 * pad_x, height - 2 * pad_y
     return Geometry(x0, y0, width, height, out_width, out_height)
 
 

@@ -1,14 +1,15 @@
-"""Small 1-D signal helpers for cardiac phase (no SciPy dependency).
+"""Small 1-D signal helpers for cardiac phase.
 
-find_peaks mirrors scipy.signal.find_peaks with `distance` (and optional `prominence`), which
-the EchoNet code uses: local maxima (the middle of a flat top), then the highest kept first and
-any peak closer than `distance` samples to a kept one dropped.
+Peaks come from scipy.signal.find_peaks itself, the function the EchoNet code calls, so plateaus,
+edges and the order of its filters (distance before prominence) are the reference's by
+construction (docs/METHODS.md, "Peak finding").
 """
 
 from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
+from scipy.signal import find_peaks
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -18,52 +19,6 @@ def smooth(signal: FloatArray, kernel: tuple[float, ...] = (1, 2, 3, 2, 1)) -> F
     weights = np.asarray(kernel, dtype=np.float64)
     result: FloatArray = np.convolve(signal, weights / weights.sum(), mode="same")
     return result
-
-
-def _local_maxima(x: FloatArray) -> list[int]:
-    peaks: list[int] = []
-    i = 1
-    n = len(x)
-    while i < n - 1:
-        if x[i - 1] < x[i]:
-            j = i
-            while j + 1 < n - 1 and x[j + 1] == x[i]:
-                j += 1
-            if x[j + 1] < x[i]:
-                peaks.append((i + j) // 2)
-            i = j + 1
-        else:
-            i += 1
-    return peaks
-
-
-def _prominence(x: FloatArray, peak: int) -> float:
-    # Height above the higher of the two minima reaching the nearest higher samples.
-    left = peak
-    left_min = x[peak]
-    while left > 0 and x[left - 1] <= x[peak]:
-        left -= 1
-        left_min = min(left_min, x[left])
-    right = peak
-    right_min = x[peak]
-    while right < len(x) - 1 and x[right + 1] <= x[peak]:
-        right += 1
-        right_min = min(right_min, x[right])
-    return float(x[peak] - max(left_min, right_min))
-
-
-def find_peaks(signal: FloatArray, distance: int = 1, prominence: float | None = None) -> list[int]:
-    x = np.asarray(signal, dtype=np.float64)
-    if len(x) < 3 or not np.all(np.isfinite(x)):
-        return []
-    peaks = _local_maxima(x)
-    if prominence is not None:
-        peaks = [p for p in peaks if _prominence(x, p) >= prominence]
-    kept: list[int] = []
-    for peak in sorted(peaks, key=lambda p: (-x[p], p)):
-        if all(abs(peak - other) >= distance for other in kept):
-            kept.append(peak)
-    return sorted(kept)
 
 
 def fill_gaps(signal: FloatArray) -> FloatArray:
@@ -78,13 +33,22 @@ def fill_gaps(signal: FloatArray) -> FloatArray:
 
 
 def peaks_and_troughs(curve: FloatArray, distance: int = 25) -> tuple[list[int], list[int]]:
-    """(peaks, troughs) of a curve at least `distance` samples apart, the first and the last
-    extremum overall dropped (the EchoNet rule: a clip's ends cut a beat short)."""
-    extrema = sorted(
-        [(i, True) for i in find_peaks(curve, distance)]
-        + [(i, False) for i in find_peaks(-curve, distance)]
-    )[1:-1]
-    return [i for i, peak in extrema if peak], [i for i, peak in extrema if not peak]
+    """(peaks, troughs) of a curve, each at least `distance` samples apart.
+
+    EchoNet-LVH's and EchoNet-Measurements' rule: when the curve has both peaks and troughs, the
+    first and the last extremum overall are dropped (a clip's ends cut a beat short); a curve
+    with only one kind keeps all of them.
+    """
+    x = np.asarray(curve, dtype=np.float64)
+    if not np.all(np.isfinite(x)):
+        return [], []
+    peaks = [int(i) for i in find_peaks(x, distance=distance)[0]]
+    troughs = [int(i) for i in find_peaks(-x, distance=distance)[0]]
+    if peaks and troughs:
+        ends = {min(peaks[0], troughs[0]), max(peaks[-1], troughs[-1])}
+        peaks = [i for i in peaks if i not in ends]
+        troughs = [i for i in troughs if i not in ends]
+    return peaks, troughs
 
 
 def lowpass(signal: FloatArray, fps: float, max_bpm: float = 140.0) -> FloatArray:

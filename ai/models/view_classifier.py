@@ -1,6 +1,6 @@
 """The EchoPrime 11-view classifier as a view rule: Clip → ViewDecision, or None without weights.
 
-Input as EchoPrime prepares it (shared/reference/ECHONET.md §4.1): the first frame, pixels
+Input as EchoPrime prepares it (docs/METHODS.md, "Views"): the first frame, pixels
 outside the ultrasound sector zeroed, centre-cropped to the model's aspect, 10 % trimmed from
 each side, resized to 224×224 with INTER_CUBIC, normalised with the registry's mean/std on the
 0–255 scale in the registry's colour order. Softmax over the 11 classes; the top class decides.

@@ -1,21 +1,23 @@
 """A4C with EchoNet-Dynamic: LV segmentation per frame and EF; EchoNet-LVH amyloid/HCM.
 
-Reference behaviour (echonet/dynamic, shared/reference/ECHONET.md §3):
-- Frames as in the lab's DICOM→AVI conversion: the image window (here the 2D tissue region,
-  which replaces the lab's fragile "first black row" header crop), centre-cropped to a square,
-  a 10 % border trimmed, resized to 112×112 with INTER_CUBIC; one channel (the lab took
-  channel 0 of pydicom 2's raw YBR, i.e. luma) replicated to three; mean/std on the 0–255 scale
-  from the registry (they are not in the checkpoints). The lab's triangular corner mask is not
-  applied.
-- Segmentation: deeplabv3_resnet50 with one output channel, LV where logit > 0; the LV area
-  per frame gives the curve whose troughs are end-systole (peaks of −area, ≥ 20 frames apart,
-  prominence half the 5–95 % spread; the lab's code raises n to the power 0.05/0.95 where it
-  meant a quantile, here the quantile is used) and whose peaks are end-diastole.
-- EF: r2plus1d_18, clips of 32 frames at period 2 from every start frame, averaged (the lab's
-  "all clips" test-time augmentation). Where segmentation found at least two end-diastoles with
-  a full clip after them, EF is also predicted beat by beat from the clip starting at each ED,
-  and the reported LVEF is the mean over beats with their range. Clips shorter than one model
-  clip are zero-padded after normalisation, as the reference does, and flagged.
+Reference behaviour (echonet/dynamic; docs/METHODS.md, "A4C"):
+- Frames as the lab's DICOM→AVI conversion makes them (ai.pipelines.a4c_frames: first black
+  row, square, 10 % border, channel 0, INTER_CUBIC 112×112, triangular corner mask), mean/std on
+  the 0–255 scale from the registry (they are not in the checkpoints). A clip whose frame 0
+  has no black row in its top half gets the tissue region's square instead, flagged.
+- Segmentation: deeplabv3_resnet50 with one output channel, LV where logit > 0. End-systoles are
+  the peaks of −(LV pixels per frame) at least 20 frames apart with a prominence of half the
+  spread between the sorted sizes at index round(n ** 0.05) and round(n ** 0.95) (the
+  reference's order statistics, the power included), found by scipy.signal.find_peaks.
+  End-diastoles, which the reference does not look for, are the peaks of the size with the same
+  rule.
+- EF: r2plus1d_18, clips of 32 frames at period 2. A clip shorter than 32·2 frames is
+  zero-padded (after normalisation) to 64 frames and flagged "short_clip_padded"; every start of
+  the (padded) clip is taken and the predictions averaged (the lab's "all clips" test-time
+  augmentation: starts 0..f − 63 of f ≥ 64 frames, 0 and 1 of a padded one). Beat by beat (the
+  lab's R script): the clip starting 32 frames (half a clip's span) before each end-systole,
+  at 0 when that is before the first frame, kept where such a start exists; the reported LVEF is
+  the mean over those beats, else over every clip start.
 Cost: every start of a 32×2 clip is one r2plus1d_18 pass (~1.5 s on two CPU cores), so a
 120-frame clip is ~58 passes; A4cOptions.clip_stride > 1 takes every n-th start instead.
 
@@ -28,10 +30,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 import numpy.typing as npt
 import torch
+from scipy.signal import find_peaks
 
 from ai.clip import Clip, UltrasoundRegion
 from ai.findings import Finding, PipelineResult, PipelineStatus
@@ -39,9 +41,9 @@ from ai.models.loader import CheckpointError, LoadedModel
 from ai.models.normalisation import normalisation_flags
 from ai.models.preprocess import Geometry, crop_and_scale, crop_window, to_tensor
 from ai.models.registry import default_registry
-from ai.models.signal import find_peaks
 from ai.models.store import ModelStore, NotInstalled
 from ai.pipelines import pipeline
+from ai.pipelines.a4c_frames import Window, clip_window, dynamic_frames
 from ai.regions import tissue_region
 
 logger = logging.getLogger(__name__)
@@ -64,27 +66,17 @@ class A4cOptions:
 # --- preprocess ---------------------------------------------------------------------------
 
 
-def frame_geometry(clip: Clip, size: tuple[int, int], zoom: float) -> Geometry:
-    """Square window of the tissue region (else the frame), border trimmed, → size (h, w)."""
-    region = tissue_region(clip.regions)
-    bounds = None if region is None else (region.min_x0, region.min_y0, region.width, region.height)
-    return crop_window(clip.rows, clip.columns, size[1], size[0], zoom, bounds)
-
-
-def preprocess_frames(frames: npt.NDArray[np.uint8], geometry: Geometry) -> npt.NDArray[np.uint8]:
-    """(N, rows, columns, 3) RGB → (N, h, w, 3) luma replicated, INTER_CUBIC (Dynamic's AVIs)."""
-    out = []
-    for frame in frames:
-        small = crop_and_scale(frame, geometry, cv2.INTER_CUBIC)
-        luma = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
-        out.append(np.repeat(luma[..., None], 3, axis=-1))
-    return np.stack(out)
-
-
 def clip_starts(frame_count: int, frames: int, period: int, stride: int = 1) -> list[int]:
-    """Every start whose clip of `frames` at `period` fits, or [0] when none fits (padded)."""
-    span = (frames - 1) * period + 1
-    return list(range(0, frame_count - span + 1, max(1, stride))) or [0]
+    """Every clip start of the video zero-padded to at least frames·period (the reference)."""
+    padded = max(frame_count, frames * period)
+    return list(range(0, padded - (frames - 1) * period, max(1, stride)))
+
+
+def beat_starts(es_frames: list[int], frame_count: int, frames: int, period: int) -> list[int]:
+    """The clip start of each beat: half a clip's span before its end-systole, 0 at the
+    earliest, kept where it is a clip start (repeats kept: the R script's merge counts each)."""
+    count = len(clip_starts(frame_count, frames, period))
+    return [s for s in (max(0, es - frames * period // 2) for es in es_frames) if s < count]
 
 
 def clip_tensor(video: torch.Tensor, start: int, frames: int, period: int) -> torch.Tensor:
@@ -122,15 +114,29 @@ def lv_areas(logits: npt.NDArray[np.float32]) -> FloatArray:
     return np.asarray((logits > 0).sum(axis=(-2, -1)), dtype=np.float64)
 
 
+def order_statistic_spread(sizes: FloatArray) -> float:
+    """The reference's spread of the LV sizes: sorted(sizes)[round(n ** 0.95)] minus
+    sorted(sizes)[round(n ** 0.05)] (a power, not a product: index 1 and 79 of 100 sizes).
+
+    For n ≤ 5 the upper index is n, past the end, where the reference raises IndexError; here
+    it is held at the last size.
+    """
+    ordered = np.sort(np.asarray(sizes, dtype=np.float64))
+    n = len(ordered)
+    low = ordered[min(n - 1, round(n**0.05))]
+    high = ordered[min(n - 1, round(n**0.95))]
+    return float(high - low)
+
+
 def area_phases(area: FloatArray, distance: int = 20) -> tuple[list[int], list[int]]:
-    """(ED, ES) frames: peaks and troughs of the LV area, prominence half the 5–95 % spread."""
+    """(ED, ES) frames: peaks of the LV size and of its negative (the reference's ES rule)."""
     if len(area) < 3:
         return [], []
-    low, high = np.quantile(area, [0.05, 0.95])
-    prominence = max(0.5 * float(high - low), 1e-9)
+    prominence = 0.5 * order_statistic_spread(area)
+    size = np.asarray(area, dtype=np.float64)
     return (
-        find_peaks(area, distance, prominence),
-        find_peaks(-area, distance, prominence),
+        [int(i) for i in find_peaks(size, distance=distance, prominence=prominence)[0]],
+        [int(i) for i in find_peaks(-size, distance=distance, prominence=prominence)[0]],
     )
 
 
@@ -142,25 +148,25 @@ def area_cm2(pixels: FloatArray, geometry: Geometry, region: UltrasoundRegion) -
 # --- the pipeline -------------------------------------------------------------------------
 
 
-Video = tuple[torch.Tensor, Geometry]
+Video = tuple[torch.Tensor, Window]
 
 
 def normalised_video(clip: Clip, model: LoadedModel, zoom: float, batch_size: int) -> Video:
-    """Every frame preprocessed for model: (N, 3, H, W) and the crop geometry."""
+    """Every frame converted and normalised for model: (N, 3, H, W) and the window used."""
     spec = model.spec
-    geometry = frame_geometry(clip, spec.input_size, zoom)
+    window = clip_window(clip, spec.input_size, zoom)
     parts = []
     for start in range(0, len(clip), batch_size):
         indices = range(start, min(len(clip), start + batch_size))
         frames = np.stack(list(clip.iter_frames(indices)))
-        parts.append(to_tensor(preprocess_frames(frames, geometry), spec))
-    return torch.cat(parts), geometry
+        parts.append(to_tensor(dynamic_frames(frames, window.geometry), spec))
+    return torch.cat(parts), window
 
 
 def segment(
     clip: Clip, model: LoadedModel, prepared: Video, options: A4cOptions, batch_size: int
 ) -> tuple[dict[str, tuple[float, ...]], list[int], list[int]]:
-    video, geometry = prepared
+    video, window = prepared
     area = np.concatenate(
         [
             lv_areas(predict_segmentation(model, video[i : i + batch_size]))
@@ -175,22 +181,22 @@ def segment(
     }
     region = tissue_region(clip.regions)
     if region is not None and region.physical_units_x == region.physical_units_y == UNITS_CM:
-        series["LV_area_cm2"] = tuple(float(a) for a in area_cm2(area, geometry, region))
+        series["LV_area_cm2"] = tuple(float(a) for a in area_cm2(area, window.geometry, region))
     return series, ed, es
 
 
 def ejection_fraction(
     model: LoadedModel,
     prepared: Video,
-    ed_frames: list[int],
+    es_frames: list[int],
     options: A4cOptions,
     batch_size: int,
 ) -> tuple[Finding, dict[str, tuple[float, ...]]]:
     spec = model.spec
-    video, _ = prepared
+    video, window = prepared
     span = (spec.frames - 1) * spec.period + 1
     starts = clip_starts(len(video), spec.frames, spec.period, options.clip_stride)
-    beats = [f for f in ed_frames if f + span <= len(video)]
+    beats = beat_starts(es_frames, len(video), spec.frames, spec.period)
     wanted = sorted(set(starts) | set(beats))
     clips_per_batch = max(1, batch_size // 4)
     predictions: dict[int, float] = {}
@@ -200,16 +206,18 @@ def ejection_fraction(
         predictions.update(zip(chunk, predict_clips(model, batch), strict=True))
     per_start = [predictions[s] for s in starts]
     per_beat = [predictions[s] for s in beats]
-    flags = normalisation_flags(spec)
-    if len(video) < span:
+    flags = (*normalisation_flags(spec), *window.flags)
+    if len(video) < spec.frames * spec.period:
         flags = (*flags, "short_clip_padded")
-    if len(per_beat) >= 2:
+    spread: tuple[float, float] | None = None
+    if per_beat:
         value, flags = float(np.mean(per_beat)), (*flags, "averaged_over_beats")
-        spread: tuple[float, float] | None = (min(per_beat), max(per_beat))
-        frames = tuple(beats)
+        if len(per_beat) > 1:
+            spread = (min(per_beat), max(per_beat))
+        frames = tuple(sorted(set(beats)))
     else:
         value, flags = float(np.mean(per_start)), (*flags, "averaged_over_clip_starts")
-        spread, frames = None, (starts[0], min(len(video), starts[-1] + span) - 1)
+        frames = (starts[0], min(len(video), starts[-1] + span) - 1)
     finding = Finding(
         name="LVEF",
         value=value,
@@ -245,14 +253,14 @@ def analyse(
         return videos[key]
 
     series: dict[str, tuple[float, ...]] = {}
-    ed: list[int] = []
+    es: list[int] = []
     if segmentation is not None:
-        seg_series, ed, _ = segment(clip, segmentation, prepared(segmentation), options, batch_size)
+        seg_series, _, es = segment(clip, segmentation, prepared(segmentation), options, batch_size)
         series.update(seg_series)
     findings: tuple[Finding, ...] = ()
     if ef_model is not None:
         finding, ef_series = ejection_fraction(
-            ef_model, prepared(ef_model), ed, options, batch_size
+            ef_model, prepared(ef_model), es, options, batch_size
         )
         findings, series = (finding,), {**series, **ef_series}
     return PipelineResult(NAME, PipelineStatus.OK, findings, "", series)

@@ -1,8 +1,8 @@
 """EchoNet-Measurements Doppler models beside the classical engine (ai.pipelines.doppler).
 
 The classical engine always runs; this pipeline runs the lab's deeplabv3_resnet50 point models
-where their checkpoints are installed, and both results come back (shared/reference/ECHONET.md
-§2.1, §2.3, §2.4).
+where their checkpoints are installed, and both results come back (docs/METHODS.md,
+"Doppler").
 
 Reference behaviour, followed exactly on the layout the models were trained on:
 

@@ -3,7 +3,7 @@ aorta, LA) and A4C (RV base), one deeplabv3_resnet50 with two heat maps (one per
 per measurement.
 
 Reference behaviour (echonet/measurements `Measurement/inference_2D_image.py` and `utils.py`,
-see shared/reference/ECHONET.md §2.2): RGB frames (YBR converted; ai.decode hands RGB) resized
+see docs/METHODS.md, "Measurements 2D"): RGB frames (YBR converted; ai.decode hands RGB) resized
 to 640×480 (the script refuses a source that is not 3:4), /255, no mean/std; sigmoid; each
 point is the intensity-weighted centroid of its whole map (no threshold). The issue text says
 "points by argmax"; the reference code takes the weighted centroid, and that is what is done

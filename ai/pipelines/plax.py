@@ -1,12 +1,15 @@
 """PLAX linear measurements with an EchoNet-LVH keypoint model: IVSd, LVIDd, LVPWd, LVIDs.
 
-Reference behaviour (echonet/lvh, see shared/reference/ECHONET.md §1): frames in OpenCV's BGR
-order, centre-cropped to 4:3, resized to 640×480 (INTER_LINEAR), /255, no mean/std;
-deeplabv3_resnet50 with 4 sigmoid heat maps, one per endpoint; each map thresholded at 0.3 and
-its point taken as the intensity-weighted centroid; LVPW, LVID, IVS are the distances between
-consecutive points (pt0–pt1, pt1–pt2, pt2–pt3). End-diastole = peaks of the LVID curve smoothed
-with [1,2,3,2,1] at least 25 frames apart, end-systole = troughs, first and last extremum
-dropped. The reference stops at pixels of the resized frame; here points are mapped back
+Reference behaviour (echonet/lvh; docs/METHODS.md, "PLAX"): frames in OpenCV's BGR order,
+centre-cropped to 4:3 with the lab's rounding (ai.models.preprocess.crop_window), resized to
+640×480 (INTER_LINEAR), /255, no mean/std; deeplabv3_resnet50 with 4 sigmoid heat maps, one per
+endpoint; each map thresholded at 0.3 and its point taken as the intensity-weighted centroid;
+LVPW, LVID, IVS are the distances between consecutive points (pt0–pt1, pt1–pt2, pt2–pt3).
+End-diastole = peaks of the LVID curve smoothed with [1,2,3,2,1] at least 25 frames apart,
+end-systole = troughs, the first and last extremum dropped when the curve has both kinds.
+"bad_angle": a bend of more than 30° between consecutive segments, the angles measured in the
+model's pixel grid as the reference does (heading arctan2(dx, dy), differences wrapped to
+±180°). The reference stops at pixels of the resized frame; here points are mapped back
 through the resize and crop to source pixels and to cm with the 2D region's PhysicalDeltaX/Y.
 
 Frame choice (CPU cost): one 640×480 frame costs about 2.7 s on two cores, so running every
@@ -109,11 +112,18 @@ def segment_lengths(points: FloatArray, delta_x: float, delta_y: float) -> Float
 
 
 def segment_angles(points: FloatArray) -> FloatArray:
-    """(N, 4, 2) → (N, 2) angle in degrees between consecutive segments, in [-180, 180]."""
+    """(N, 4, 2) (x, y) → (N, 2) degrees between consecutive segments, in [-180, 180].
+
+    EchoNet-LVH's convention: a segment's heading is arctan2(dx, dy), measured from the +y axis
+    (down the image) towards +x, so a bend that is clockwise on screen is negative; a turn
+    beyond ±180° is wrapped once by 360°.
+    """
     steps = np.diff(points, axis=1)
-    heading = np.degrees(np.arctan2(steps[..., 1], steps[..., 0]))
-    turn = np.diff(heading, axis=1)
-    return (turn + 180.0) % 360.0 - 180.0
+    heading = np.arctan2(steps[..., 0], steps[..., 1])
+    turn = np.degrees(np.diff(heading, axis=1))
+    turn[turn > 180.0] -= 360.0
+    turn[turn < -180.0] += 360.0
+    return turn
 
 
 def cardiac_phases(lvid: FloatArray, distance: int = 25) -> tuple[list[int], list[int]]:
@@ -160,6 +170,9 @@ class FramePoints:
     frames: list[int]
     points: FloatArray  # (N, 4, 2) source pixels
 
+    def pick(self, frames: Sequence[int]) -> FramePoints:
+        return FramePoints(list(frames), self.points[[self.frames.index(f) for f in frames]])
+
 
 def measure_frames(
     clip: Clip,
@@ -178,22 +191,30 @@ def measure_frames(
         chunk = list(indices[start : start + batch_size])
         frames = np.stack(list(clip.iter_frames(chunk)))
         batch, geometry = preprocess(frames, spec, width, height)
-        maps = predict(model, batch)
-        found.append(geometry.to_source(heatmap_points(maps, threshold)))
+        found.append(geometry.to_source(heatmap_points(predict(model, batch), threshold)))
     points = np.concatenate(found) if found else np.empty((0, 4, 2))
     return FramePoints(list(indices), points)
+
+
+@dataclass(frozen=True)
+class Measuring:
+    """What every finding of one clip is measured with."""
+
+    region: UltrasoundRegion  # calibrates lengths
+    grid: Geometry  # the model's full-size window: angles are measured in its pixels
+    provenance: Provenance
+    angle_limit: float
 
 
 def _finding(
     name: str,
     segment: int,
     result: FramePoints,
-    region: UltrasoundRegion,
-    provenance: Provenance,
     phase: str,
     flags: tuple[str, ...],
-    angle_limit: float,
+    how: Measuring,
 ) -> Finding | None:
+    region = how.region
     lengths = segment_lengths(result.points, region.physical_delta_x, region.physical_delta_y)
     values = lengths[:, segment]
     ok = np.isfinite(values)
@@ -202,14 +223,15 @@ def _finding(
     frames = tuple(f for f, good in zip(result.frames, ok, strict=True) if good)
     chosen = result.points[ok]
     pts = tuple((float(p[i, 0]), float(p[i, 1])) for p in chosen for i in (segment, segment + 1))
-    angles = segment_angles(chosen)
-    bent = bool(np.any(np.abs(angles) > angle_limit))
+    # In the model's grid, as the reference: the resize need not scale both axes alike.
+    angles = segment_angles(how.grid.to_model(chosen))
+    bent = bool(np.any(np.abs(angles) > how.angle_limit))
     good_values = values[ok]
     return Finding(
         name=name,
         value=float(np.median(good_values)),
         unit="cm",
-        provenance=provenance,
+        provenance=how.provenance,
         frames=frames,
         points=pts,
         cardiac_phase=phase,
@@ -258,16 +280,14 @@ def analyse(
         full = measure_frames(
             clip, model, sorted(set(ed_frames + es_frames)), 1.0, batch_size, options.threshold
         )
-    pick = {frame: i for i, frame in enumerate(full.frames)}
-    ed = FramePoints(ed_frames, full.points[[pick[f] for f in ed_frames]])
-    es = FramePoints(es_frames, full.points[[pick[f] for f in es_frames]])
-    provenance = model.provenance
-    limit = options.angle_limit_deg
+    ed, es = full.pick(ed_frames), full.pick(es_frames)
+    grid = crop_window(clip.rows, clip.columns, model.spec.input_width, model.spec.input_height)
+    how = Measuring(region, grid, model.provenance, options.angle_limit_deg)
     candidates = [
-        _finding("IVSd", 2, ed, region, provenance, "diastole", ed_flags, limit),
-        _finding("LVIDd", 1, ed, region, provenance, "diastole", ed_flags, limit),
-        _finding("LVPWd", 0, ed, region, provenance, "diastole", ed_flags, limit),
-        _finding("LVIDs", 1, es, region, provenance, "systole", es_flags, limit),
+        _finding("IVSd", 2, ed, "diastole", ed_flags, how),
+        _finding("LVIDd", 1, ed, "diastole", ed_flags, how),
+        _finding("LVPWd", 0, ed, "diastole", ed_flags, how),
+        _finding("LVIDs", 1, es, "systole", es_flags, how),
     ]
     findings = tuple(f for f in candidates if f is not None)
     series = {"frame": tuple(float(f) for f in scan.frames)}

@@ -130,6 +130,7 @@ def analyse_clip(
             pipelines=tuple(results),
             frame_count=len(clip),
             frame_time_ms=clip.frame_time_ms,
+            decoder=clip.decoder,
         )
     run = ClipRun(source, header, result, None, steps)
     if run.has_findings and len(cache):
