@@ -45,6 +45,7 @@ from ai.pipelines.doppler_neural import (
     strip_geometry,
 )
 from echo_node.results import SourceClip, build_sr
+from echo_node.results.report import build_report
 from tests.test_models import random_state, save_checkpoint
 from tests.test_results_data import NODE, dciodvfy, source_header
 
@@ -371,7 +372,7 @@ def test_a_checkpoint_with_the_wrong_head_fails_with_the_reason(
 # --- both engines through analyze, and the SR keeps one value and names the other ------------
 
 
-def test_both_engines_come_back_and_the_sr_names_the_value_left_out(
+def test_both_engines_come_back_and_the_one_not_reported_stays_on_record(
     store: ModelStore, tmp_path: Path
 ) -> None:
     generate_study(tmp_path, 11, rows=300, columns=400, cycles=1, frame_rate=20, heart_rate_bpm=60)
@@ -386,14 +387,18 @@ def test_both_engines_come_back_and_the_sr_names_the_value_left_out(
     assert header.SOPInstanceUID == truth["sop_instance_uid"]
     sr = build_sr([SourceClip(header, result)], node=NODE)
     nums = [i for i in _walk(sr.ContentSequence) if i.ValueType == "NUM"]
-    assert len(nums) == 1  # one TR Vmax
-    written = float(nums[0].MeasuredValueSequence[0].NumericValue)
-    # Both carry flags (beats_from_ecg; outside_training_layout): the first, classical, is kept.
-    assert written == pytest.approx(abs(classical.value), abs=1e-5)
-    texts = [i.TextValue for i in _walk(sr.ContentSequence) if i.ValueType == "TEXT"]
-    (note,) = [t for t in texts if t.startswith("TR_Vmax: the value written")]
-    assert "classical-doppler" in note and f"not written: {abs(model.value):.6g} cm/s" in note
-    assert neural.TR in note
+    tr = [n for n in nums if n.ConceptNameCodeSequence[0].CodeValue == "20355-4"]
+    assert len(tr) == 1  # one TR Vmax
+    written = float(tr[0].MeasuredValueSequence[0].NumericValue)
+    # The neural value carries a qualification (outside_training_layout), the classical one
+    # only how its beats were found: the classical value is reported, rounded to 1 cm/s.
+    assert written == round(abs(classical.value))
+    report = build_report([SourceClip(header, result)])
+    (other,) = report.alternatives
+    assert other.algorithm.name == neural.TR and other.value == round(abs(model.value))
+    # The one not reported is the job record's, not the clinical document's.
+    texts = " ".join(i.TextValue for i in _walk(sr.ContentSequence) if i.ValueType == "TEXT")
+    assert neural.TR not in texts
 
 
 def test_new_doppler_concepts_are_written_with_their_sites(tmp_path: Path) -> None:
@@ -425,8 +430,7 @@ def test_new_doppler_concepts_are_written_with_their_sites(tmp_path: Path) -> No
     }
     out = tmp_path / "sr.dcm"
     sr.save_as(out, enforce_file_format=True)
-    errors, _ = dciodvfy(out)
-    assert errors == []
+    assert dciodvfy(out)[0] == []
 
 
 def analyze_free_result(uid: str, values: dict[str, float]) -> ClipResult:

@@ -156,7 +156,7 @@ def test_derived_values_follow_their_formulas_from_the_reported_values() -> None
         assert derived[key].formula
     assert derived["LV_mass"].display == f"LV mass {round(mass)} g"
     assert [i.key for i in derived["LV_mass"].inputs] == ["IVSd", "LVIDd", "LVPWd"]
-    assert "4 × (TR Vmax in m/s)²" in derived["TR_PG"].formula
+    assert "4 x (TR Vmax in m/s)^2" in derived["TR_PG"].formula
 
 
 def test_e_over_a_needs_e_and_a_of_one_clip_and_engine() -> None:

@@ -81,7 +81,7 @@ class Derived:
 
     presentation: Presentation
     inputs: tuple[str, ...]  # keys of the values it is calculated from
-    formula: str  # e.g. "4 × (TR Vmax in m/s)²"
+    formula: str  # ASCII (it is SR text in the default character set): "4 x (TR Vmax)^2"
 
 
 def _round(value: Decimal, step: Decimal) -> Decimal:
@@ -154,33 +154,33 @@ DERIVED: Mapping[str, Derived] = MappingProxyType(
         "MV_E_A": Derived(
             _p("Mitral Valve E to A Ratio", "E/A", "{ratio}", "0.01", "", "1", 2),
             ("MV_E", "MV_A"),
-            "E/A = E ÷ A",
+            "E/A = E / A",
         ),
         "TR_PG": Derived(
             _p("Tricuspid Regurgitation Peak Gradient", "TR PG", "mm[Hg]", "1", "mmHg", "1", 0),
             ("TR_Vmax",),
-            "PG = 4 × (TR Vmax in m/s)² (simplified Bernoulli)",
+            "PG = 4 x (TR Vmax in m/s)^2 (simplified Bernoulli)",
         ),
         "AV_PG": Derived(
             _p("Aortic Valve Peak Gradient", "AV PG", "mm[Hg]", "1", "mmHg", "1", 0),
             ("AV_Vmax",),
-            "PG = 4 × (AV Vmax in m/s)² (simplified Bernoulli)",
+            "PG = 4 x (AV Vmax in m/s)^2 (simplified Bernoulli)",
         ),
         "LV_mass": Derived(
             _p("Left Ventricle Mass", "LV mass", "g", "1", "g", "1", 0),
             ("IVSd", "LVIDd", "LVPWd"),
-            "LV mass = 0.8 × 1.04 × [(IVSd + LVIDd + LVPWd)³ − LVIDd³] + 0.6 g, dimensions "
+            "LV mass = 0.8 x 1.04 x [(IVSd + LVIDd + LVPWd)^3 - LVIDd^3] + 0.6 g, dimensions "
             "in cm (ASE linear method, cube formula)",
         ),
         "RWT": Derived(
             _p("Relative Wall Thickness", "RWT", "{ratio}", "0.01", "", "1", 2),
             ("LVPWd", "LVIDd"),
-            "RWT = 2 × LVPWd ÷ LVIDd",
+            "RWT = 2 x LVPWd / LVIDd",
         ),
         "FS": Derived(
             _p("Left Ventricular Fractional Shortening", "FS", "%", "1", "%", "1", 0),
             ("LVIDd", "LVIDs"),
-            "FS = (LVIDd − LVIDs) ÷ LVIDd × 100 %",
+            "FS = (LVIDd - LVIDs) / LVIDd x 100 %",
         ),
     }
 )
@@ -189,7 +189,7 @@ DERIVED: Mapping[str, Derived] = MappingProxyType(
 HEIGHT = _p("Patient Height", "Height", "cm", "1", "cm", "1", 0)
 WEIGHT = _p("Patient Weight", "Weight", "kg", "0.1", "kg", "1", 1)
 BSA = _p("Body Surface Area", "BSA", "m2", "0.01", "m²", "1", 2)
-BSA_FORMULA = "BSA = 0.007184 × weight^0.425 × height^0.725 (DuBois; kg, cm)"
+BSA_FORMULA = "BSA = 0.007184 x weight^0.425 x height^0.725 (DuBois; kg, cm)"
 HEART_RATE = _p("Heart Rate", "HR", "/min", "1", "bpm", "1", 0)
 
 # Finding.unit -> factor to the SR unit; a finding in another unit is a fault in the pipeline.

@@ -113,7 +113,7 @@ class Algorithm:
 
     @property
     def version_text(self) -> str:
-        """The version that identifies the exact weights: "main sha256:76658959…"."""
+        """The version that identifies the exact weights: "main sha256:76658959..."."""
         return f"{self.version} sha256:{self.sha256}" if self.sha256 else self.version
 
     @property
