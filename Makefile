@@ -8,7 +8,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages and the command that proves each is there.
 APT_TOOLS := dcmtk:storescu dicom3tools:dciodvfy orthanc:Orthanc orthanc-dicomweb:/usr/share/orthanc/plugins/libOrthancDicomWeb.so postgresql:/usr/lib/postgresql
 
-.PHONY: all setup apt venv test lint typecheck pytest run bench clean
+.PHONY: all setup apt venv test lint typecheck pytest run bench docs-images clean
 
 all: test
 
@@ -49,6 +49,12 @@ run: setup
 
 bench: setup
 	$(BIN)/python -m benchmarks.run
+
+# The README's example SR as dcmtk's dsr2html renders it, and a picture of it (Chromium).
+docs-images: setup
+	@command -v chromium >/dev/null || ($(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium >/dev/null)
+	$(BIN)/python -m tests.sr_example docs/images
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache

@@ -44,12 +44,20 @@ INSTALLED: dict[str, tuple[str, bool, dict[str, int]]] = {
 }
 
 
-def install_all_models(folder: Path, seed: int = 0) -> ModelStore:
-    """Checkpoints of every model in INSTALLED written into `folder`; the store that loads them."""
+def install_all_models(folder: Path, seed: int = 0, ef_percent: float | None = None) -> ModelStore:
+    """Checkpoints of every model in INSTALLED written into `folder`; the store that loads them.
+
+    `ef_percent`: the EF network's head is built to answer exactly this for any clip (its
+    weights zero, its bias the value), so a test can follow a plausible AI value to the PACS.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     registry = default_registry()
     for number, (name, (prefix, wrapped, smaller)) in enumerate(sorted(INSTALLED.items())):
         spec: ModelSpec = dataclasses.replace(registry.get(name), **smaller)  # type: ignore[arg-type]
         registry = registry.replace(spec)
-        save_checkpoint(folder / spec.file, random_state(spec, seed + number), prefix, wrapped)
+        state = random_state(spec, seed + number)
+        if name == "echonet-dynamic-ef" and ef_percent is not None:
+            state["fc.weight"].zero_()
+            state["fc.bias"].fill_(ef_percent)
+        save_checkpoint(folder / spec.file, state, prefix, wrapped)
     return ModelStore(folder, registry, threads=2, batch_size=8)

@@ -19,6 +19,7 @@ from sqlalchemy import create_engine, func, select, text
 
 from ai.phantom.study import generate_study
 from echo_node.cli.importer import import_file
+from echo_node.cli.jobs import job_detail
 from echo_node.jobs import queue
 from echo_node.jobs.outcome import JobOutcome
 from echo_node.jobs.selection import processable_instances
@@ -198,6 +199,15 @@ def test_clips_findings_and_deliveries_are_recorded(first: Run) -> None:
         pairs = {(d.output_id, d.destination) for d in deliveries}
         assert pairs == {(o.id, d["name"]) for o in outputs for d in DESTINATIONS}
         assert {d.state for d in deliveries} == {"pending"}
+        # `jobs show` lists what the report did with each value, in the operator's terms.
+        job = session.get(Job, first.job_id)
+        assert job is not None
+        rows = {row["value"]: row for row in job_detail(session, job)["report"]}
+    tr_row = rows["TR_Vmax"]
+    assert tr_row["decision"] == "reported" and tr_row["shown"].startswith("TR Vmax ")
+    assert "beats_from_ecg" in tr_row["flags"]
+    assert tr_row["algorithm"] == "classical-doppler 1.0.0"
+    assert tr_row["sop_instance_uid"] == tr["sop_instance_uid"]
 
 
 def test_own_outputs_never_make_a_job(first: Run) -> None:

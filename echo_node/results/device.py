@@ -45,9 +45,10 @@ def contributing_equipment(
 ) -> list[hd.ContributingEquipment]:
     """The algorithms behind the values (PS3.3 C.12.1.1.7 Contributing Equipment), one item
     per exact algorithm, so a site can tell which weights produced a value even when the node's
-    own software version is unchanged: Software Versions holds the registry version and the
-    checkpoint's sha256, Device Serial Number the sha256 (it identifies this copy of the
-    weights), Contribution Description whether it is the published checkpoint.
+    own software version is unchanged: Software Versions holds the registry version, Device
+    Serial Number the checkpoint's sha256 (it identifies this copy of the weights; 64
+    characters, a whole LO), Contribution Description the sha256 again and whether it is the
+    published checkpoint.
 
     PS3.3's Contributing Equipment Sequence has no Device UID attribute (dciodvfy reports one
     as not in the IOD); the algorithm's UID is its device observer UID in a TID 5300 report.
@@ -59,9 +60,7 @@ def contributing_equipment(
             manufacturer="Echo Node",
             purpose_of_reference=codes.PROCESSING_EQUIPMENT,
             manufacturer_model_name=made_by.name,
-            software_versions=[made_by.version, made_by.sha256]
-            if made_by.sha256
-            else made_by.version,
+            software_versions=made_by.version,
             device_serial_number=made_by.sha256,
             contribution_description=_contribution(made_by),
         )

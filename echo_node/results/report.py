@@ -194,6 +194,7 @@ class WithheldValue:
     calculated: bool = False  # a derived value whose input was withheld
     source: SourceImage | None = None
     algorithm: Algorithm | None = None
+    flags: tuple[str, ...] = ()  # of the values withheld, for the job record
 
     @property
     def sentence(self) -> str:
@@ -225,6 +226,7 @@ class Alternative:
     source: SourceImage
     algorithm: Algorithm
     withheld: tuple[str, ...] = ()  # why it could not have been reported itself
+    flags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -317,6 +319,7 @@ def build_report(
         if chosen is None:
             first = refused[0]
             reasons = tuple(dict.fromkeys(r for c in refused for r in c.verdict.withheld))
+            flags = tuple(dict.fromkeys(f for c in refused for f in c.finding.flags))
             withheld.append(
                 WithheldValue(
                     key,
@@ -325,6 +328,7 @@ def build_report(
                     False,
                     first.source,
                     first.algorithm,
+                    flags,
                 )
             )
             continue
@@ -459,6 +463,7 @@ def _alternative(key: str, measured: catalogue.Measured, candidate: _Candidate) 
         candidate.source,
         candidate.algorithm,
         candidate.verdict.withheld,
+        finding.flags,
     )
 
 
@@ -670,3 +675,69 @@ def _not_measured(
         else:
             sentences.append(f"{name} ({words}): {what} could not be measured on this clip.")
     return sentences
+
+
+# --- the job record -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the report did with one value of one clip, for `echo-node jobs show`: the words
+    of the report beside the flag identifiers and the algorithm behind them."""
+
+    sop_instance_uid: str
+    value: str  # the key, e.g. "TR_Vmax"
+    decision: str  # "reported", "withheld", "not reported (another value was)", "not listed"
+    shown: str  # the display string, or the sentence of a withheld value
+    flags: tuple[str, ...]
+    algorithm: str  # name and version
+
+
+def decisions(report: Report) -> list[Decision]:
+    """Every value of the report with its fate, clip by clip (the job record's view of it)."""
+    rows = [
+        Decision(
+            v.source.sop_instance_uid,
+            v.key,
+            "reported",
+            v.display + "".join(f" [{q}]" for q in v.qualifiers),
+            v.flags,
+            f"{v.algorithm.name} {v.algorithm.version_text}",
+        )
+        for v in report.values
+    ]
+    rows.extend(
+        Decision(
+            w.source.sop_instance_uid,
+            w.key,
+            "withheld",
+            w.sentence,
+            w.flags,
+            f"{w.algorithm.name} {w.algorithm.version_text}" if w.algorithm else "",
+        )
+        for w in report.withheld
+        if w.source is not None
+    )
+    rows.extend(
+        Decision(
+            a.source.sop_instance_uid,
+            a.key,
+            "not reported (another value was)",
+            a.display + (f" ({'; '.join(a.withheld)})" if a.withheld else ""),
+            a.flags,
+            f"{a.algorithm.name} {a.algorithm.version_text}",
+        )
+        for a in report.alternatives
+    )
+    rows.extend(
+        Decision(
+            u.source.sop_instance_uid,
+            u.name,
+            "not listed",
+            f"{u.value:.4g} {u.unit}",
+            (),
+            f"{u.algorithm.name} {u.algorithm.version_text}",
+        )
+        for u in report.unlisted
+    )
+    return rows
