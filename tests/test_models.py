@@ -258,3 +258,45 @@ def test_image_models_run_channels_last_with_the_same_outputs(tmp_path: Path) ->
             rtol=1e-4,
             atol=1e-5,
         )
+
+
+def test_published_digests_say_whether_a_checkpoint_is_the_publishers(tmp_path: Path) -> None:
+    """The EchoNet-Measurements weights' Git LFS oids are their published sha256; a file that
+    matches none still loads and its provenance says it is not the published checkpoint."""
+    registry = default_registry()
+    listed = {spec.name: spec.published_sha256 for spec in registry if spec.published_sha256}
+    assert len(listed) == 16 and all(n.startswith("echonet-measurements-") for n in listed)
+    assert listed["echonet-measurements-trvmax"] == (
+        "76658959a8fefcc6f6b47ac0b513222eed505aeda8da26e853780d390e7b36e3",
+    )
+    spec = small_spec("echonet-lvh-amyloid")
+    path = save_checkpoint(tmp_path / spec.file, random_state(spec))
+    digest = sha256_file(path)
+    assert load_model(path, spec).provenance.published is None  # nothing published to compare
+    other = dataclasses.replace(spec, published_sha256=("0" * 64,))
+    assert load_model(path, other).provenance.published is False
+    mine = dataclasses.replace(spec, published_sha256=("0" * 64, digest))
+    assert load_model(path, mine).provenance.published is True
+    text = """
+[[model]]
+name = "x"
+version = "1"
+task = "t"
+architecture = "r3d_18"
+output_channels = 1
+input_height = 1
+input_width = 1
+frames = 1
+period = 1
+colour_order = "RGB"
+scale = 1.0
+mean = [0.0, 0.0, 0.0]
+std = [1.0, 1.0, 1.0]
+file = "x.pt"
+sha256 = ""
+published_sha256 = ["not a digest"]
+source_url = ""
+licence = "l"
+"""
+    with pytest.raises(RegistryError, match="'x': published_sha256"):
+        parse_registry(text)
