@@ -107,13 +107,13 @@ def test_default_registry_lists_every_model_with_the_issue_facts() -> None:
         assert spec.file and spec.licence
 
 
-def test_registry_rejects_a_bad_entry_naming_it() -> None:
-    text = """
+# A registry entry with one of everything; tests swap a line for the fault they look at.
+ENTRY = """
 [[model]]
 name = "x"
 version = "1"
 task = "t"
-architecture = "resnet9000"
+architecture = "r3d_18"
 output_channels = 1
 input_height = 1
 input_width = 1
@@ -128,6 +128,11 @@ sha256 = ""
 source_url = ""
 licence = "l"
 """
+
+
+def test_registry_rejects_a_bad_entry_naming_it() -> None:
+    text = ENTRY.replace('"r3d_18"', '"resnet9000"')
+    assert parse_registry(ENTRY).get("x").architecture == "r3d_18"
     with pytest.raises(RegistryError, match=r"'x'.*resnet9000"):
         parse_registry(text)
     with pytest.raises(RegistryError, match="missing key 'file'"):
@@ -277,26 +282,6 @@ def test_published_digests_say_whether_a_checkpoint_is_the_publishers(tmp_path: 
     assert load_model(path, other).provenance.published is False
     mine = dataclasses.replace(spec, published_sha256=("0" * 64, digest))
     assert load_model(path, mine).provenance.published is True
-    text = """
-[[model]]
-name = "x"
-version = "1"
-task = "t"
-architecture = "r3d_18"
-output_channels = 1
-input_height = 1
-input_width = 1
-frames = 1
-period = 1
-colour_order = "RGB"
-scale = 1.0
-mean = [0.0, 0.0, 0.0]
-std = [1.0, 1.0, 1.0]
-file = "x.pt"
-sha256 = ""
-published_sha256 = ["not a digest"]
-source_url = ""
-licence = "l"
-"""
+    text = ENTRY.replace('sha256 = ""', 'sha256 = ""\npublished_sha256 = ["not a digest"]')
     with pytest.raises(RegistryError, match="'x': published_sha256"):
         parse_registry(text)

@@ -137,8 +137,27 @@ class BeatMark:
     value: float | None  # in the value's SR unit, rounded like it; None if not given
 
 
+class _Shown:
+    """What a reported or derived value reads as: its names, SR unit and display string."""
+
+    presentation: Presentation
+    value: float
+
+    @property
+    def label(self) -> str:
+        return self.presentation.label
+
+    @property
+    def unit(self) -> str:
+        return self.presentation.unit
+
+    @property
+    def display(self) -> str:
+        return self.presentation.display(self.value)
+
+
 @dataclass(frozen=True)
-class ReportedValue:
+class ReportedValue(_Shown):
     key: str  # the Finding name, e.g. "MV_E"
     presentation: Presentation
     value: float  # in presentation.unit, rounded to presentation.resolution
@@ -151,21 +170,9 @@ class ReportedValue:
     qualifiers: tuple[str, ...] = ()  # sentences of the flags that qualify it
     flags: tuple[str, ...] = ()  # every flag of the finding, for the job record
 
-    @property
-    def label(self) -> str:
-        return self.presentation.label
-
-    @property
-    def unit(self) -> str:
-        return self.presentation.unit
-
-    @property
-    def display(self) -> str:
-        return self.presentation.display(self.value)
-
 
 @dataclass(frozen=True)
-class DerivedValue:
+class DerivedValue(_Shown):
     key: str
     presentation: Presentation
     value: float  # rounded like presentation.resolution
@@ -174,16 +181,9 @@ class DerivedValue:
     qualifiers: tuple[str, ...] = ()  # those of its inputs
 
     @property
-    def label(self) -> str:
-        return self.presentation.label
-
-    @property
-    def unit(self) -> str:
-        return self.presentation.unit
-
-    @property
-    def display(self) -> str:
-        return self.presentation.display(self.value)
+    def source(self) -> SourceImage:
+        """The clip of its first input (the mode and view it is reported with)."""
+        return self.inputs[0].source
 
 
 @dataclass(frozen=True)

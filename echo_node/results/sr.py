@@ -53,7 +53,6 @@ from echo_node.results.report import (
     Report,
     ReportedValue,
     SourceClip,
-    SourceImage,
     build_report,
     pair_results,
 )
@@ -67,6 +66,7 @@ from echo_node.results.srcontent import (
     evidence,
     image_mode,
     modifier,
+    modifiers,
     node_observer,
     note,
     number,
@@ -208,26 +208,17 @@ def _sections(nums: Sequence[_Num]) -> Iterable[Dataset]:
         yield container(codes.FINDINGS, [modifier(codes.FINDING_SITE, section), *groups])
 
 
-def _source(value: ReportedValue | DerivedValue) -> SourceImage:
-    return value.source if isinstance(value, ReportedValue) else value.inputs[0].source
-
-
 def _num(value: ReportedValue | DerivedValue, node: DeviceInfo) -> _Num:
     coding = CODING_5200[value.key]
-    source = _source(value)
+    source = value.source
     num = number(coding.concept, value)
-    children: list[Dataset] = []
-    view = VIEW_CODES.get(source.view)
-    if view is not None:
-        children.append(modifier(codes.IMAGE_VIEW, view))
-    if coding.cardiac_phase is not None:
-        children.append(modifier(codes.CARDIAC_CYCLE_POINT, coding.cardiac_phase))
-    if coding.flow_direction is not None:
-        children.append(modifier(codes.FLOW_DIRECTION, coding.flow_direction))
-    if coding.finding_site is not None:
-        children.append(modifier(codes.FINDING_SITE, coding.finding_site))
-    if coding.method is not None:
-        children.append(modifier(codes.MEASUREMENT_METHOD, coding.method))
+    children: list[Dataset] = modifiers(
+        (codes.IMAGE_VIEW, VIEW_CODES.get(source.view)),
+        (codes.CARDIAC_CYCLE_POINT, coding.cardiac_phase),
+        (codes.FLOW_DIRECTION, coding.flow_direction),
+        (codes.FINDING_SITE, coding.finding_site),
+        (codes.MEASUREMENT_METHOD, coding.method),
+    )
     if coding.equivalent_meaning is not None:
         children.append(
             text(

@@ -66,7 +66,6 @@ from echo_node.results.report import (
     ImageMode,
     Report,
     ReportedValue,
-    SourceImage,
 )
 from echo_node.results.srcontent import (
     Tree,
@@ -76,7 +75,7 @@ from echo_node.results.srcontent import (
     derivation,
     device_observer,
     image_mode,
-    modifier,
+    modifiers,
     node_observer,
     note,
     number,
@@ -147,33 +146,24 @@ def _by_algorithm(made_by: Algorithm, values: Sequence[ReportedValue]) -> Datase
     )
 
 
-def _source(value: ReportedValue | DerivedValue) -> SourceImage:
-    return value.source if isinstance(value, ReportedValue) else value.inputs[0].source
-
-
 def _post_num(value: ReportedValue | DerivedValue, node: DeviceInfo) -> Dataset:
     """TID 5302: the meaning in modifiers, in the order of the template's rows."""
     coding = CODING_5300[value.key]
     where = coding.coordinates
-    source = _source(value)
+    source = value.source
     concept, label = _concept(coding, source.mode)
-    children: list[Dataset] = [
-        modifier(codes.MEASUREMENT_TYPE, where.measurement_type),
-        modifier(codes.FINDING_SITE, where.finding_site),
-        modifier(codes.FINDING_OBSERVATION_TYPE, where.observation_type),
-        modifier(codes.MEASURED_PROPERTY, where.measured_property),
-    ]
-    if where.phase is not None:
-        children.append(modifier(codes.CARDIAC_CYCLE_POINT, where.phase))
-    if where.flow_direction is not None:
-        children.append(modifier(codes.FLOW_DIRECTION, where.flow_direction))
-    if where.method is not None:
-        children.append(modifier(codes.MEASUREMENT_METHOD, where.method))
     spectral = CODING_5200[value.key].spectral_mode
-    children.append(modifier(codes.IMAGE_MODE, image_mode(source.mode, spectral)))
-    view = where.view or _VIEWS.get(source.view.value)
-    if view is not None:
-        children.append(modifier(codes.IMAGE_VIEW, view))
+    children: list[Dataset] = modifiers(
+        (codes.MEASUREMENT_TYPE, where.measurement_type),
+        (codes.FINDING_SITE, where.finding_site),
+        (codes.FINDING_OBSERVATION_TYPE, where.observation_type),
+        (codes.MEASURED_PROPERTY, where.measured_property),
+        (codes.CARDIAC_CYCLE_POINT, where.phase),
+        (codes.FLOW_DIRECTION, where.flow_direction),
+        (codes.MEASUREMENT_METHOD, where.method),
+        (codes.IMAGE_MODE, image_mode(source.mode, spectral)),
+        (codes.IMAGE_VIEW, where.view or _VIEWS.get(source.view.value)),
+    )
     if coding.equivalent_meaning is not None:
         children.append(
             text(codes.EQUIVALENT_MEANING, coding.equivalent_meaning, R.HAS_CONCEPT_MOD)

@@ -89,6 +89,11 @@ def modifier(name: Code, value: Code) -> hd.sr.CodeContentItem:
     return hd.sr.CodeContentItem(name=name, value=value, relationship_type=R.HAS_CONCEPT_MOD)
 
 
+def modifiers(*pairs: tuple[Code, Code | None]) -> list[Dataset]:
+    """HAS CONCEPT MOD items for the (name, value) pairs that have a value, in order."""
+    return [modifier(name, value) for name, value in pairs if value is not None]
+
+
 def text(name: Code, value: str, relationship: hd.sr.RelationshipTypeValues) -> Dataset:
     return hd.sr.TextContentItem(name=name, value=value, relationship_type=relationship)
 
