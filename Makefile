@@ -13,7 +13,7 @@ OHIF_VERSION := 3.13.2
 OHIF_SHA256 := b189d3963bfc58e9394a9db8c7be75d07beb029ec211dbb126d47b62969dd3f1
 VIEWER_DIR := ohif
 
-.PHONY: all setup apt venv viewer test lint typecheck pytest run bench clean
+.PHONY: all setup apt venv viewer test lint typecheck pytest run bench docs-images clean
 
 all: test
 
@@ -63,6 +63,10 @@ run: setup
 
 bench: setup
 	$(BIN)/python -m benchmarks.run
+
+# The README's example SR as dcmtk's dsr2html renders it, and a picture of it (Chromium).
+docs-images: setup
+	$(BIN)/python -m tests.sr_example docs/images
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache $(VIEWER_DIR)

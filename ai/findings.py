@@ -37,9 +37,31 @@ class Provenance:
     version: str
     sha256: str | None = None  # None for the classical engine
     device: str = "cpu"
+    # Whether the checkpoint's sha256 is one its publisher released (config/models.toml
+    # published_sha256): True / False; None when no published digest is known (or classical).
+    published: bool | None = None
 
 
 CLASSICAL = "classical"
+
+
+class Aggregation(StrEnum):
+    """How a value measured on several beats (or frames) was combined into the one reported."""
+
+    SINGLE = "single"  # one beat or frame: nothing combined
+    MAX = "max"  # the highest of the beats (peak velocities of jets: TR, AV, MR)
+    MEAN = "mean"  # the mean of the beats (E, A, e', LVOT Vmax; EF over beats)
+    MEDIAN = "median"  # the median of the beats (the EchoNet 2D linear measurements)
+    RATIO = "ratio"  # a ratio of two values, each combined over the beats (E/A = mean E / mean A)
+
+
+@dataclass(frozen=True)
+class Beat:
+    """One beat (or frame) of a value combined over several: its own value and calipers."""
+
+    value: float  # in the finding's unit, signed as the finding's value
+    frame: int  # zero-based source frame it was measured on
+    points: tuple[tuple[float, float], ...] = ()  # (x, y) in source pixels, on that frame
 
 
 class PipelineStatus(StrEnum):
@@ -60,6 +82,11 @@ class Finding:
     cardiac_phase: str | None = None  # "diastole" / "systole" where it applies
     flags: tuple[str, ...] = ()  # quality flags, e.g. "outside_training_layout"
     spread: tuple[float, float] | None = None  # (min, max) over beats where several
+    # Each beat's value, frame and points where the value combines several, and how they were
+    # combined (None: the pipeline does not say; the report then infers it, see
+    # echo_node/results/catalogue.py).
+    beats: tuple[Beat, ...] = ()
+    aggregation: Aggregation | None = None
 
 
 @dataclass(frozen=True)

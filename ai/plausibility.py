@@ -3,8 +3,9 @@
 The limits are physiological bounds, far wider than normal ranges: severe hypertrophy, a
 dilated ventricle or a stenotic jet stay inside them, while a model that collapsed its two
 points onto one (0 cm) or a trace that followed noise does not. A flagged value stays in the
-result (a pathology at a bound is possible); the SR states the flag and prefers an unflagged
-value of the same measurement.
+result, on record; the report withholds it (echo_node/results/quality.py): it is never a
+measurement in the SR, which says in a sentence that it was not reported and why, and an
+unflagged value of the same measurement is reported instead when there is one.
 """
 
 from __future__ import annotations

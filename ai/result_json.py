@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 
 from ai.findings import (
+    Aggregation,
+    Beat,
     ClipResult,
     Finding,
     PipelineResult,
@@ -54,6 +56,7 @@ def _pipeline(data: Mapping[str, Any]) -> PipelineResult:
 
 def _finding(data: Mapping[str, Any]) -> Finding:
     spread = data["spread"]
+    aggregation = data.get("aggregation")  # absent from results recorded before it existed
     return Finding(
         name=data["name"],
         value=_number(data["value"]),
@@ -64,6 +67,16 @@ def _finding(data: Mapping[str, Any]) -> Finding:
         cardiac_phase=data["cardiac_phase"],
         flags=tuple(data["flags"]),
         spread=None if spread is None else (_number(spread[0]), _number(spread[1])),
+        beats=tuple(_beat(b) for b in data.get("beats", ())),
+        aggregation=None if aggregation is None else Aggregation(aggregation),
+    )
+
+
+def _beat(data: Mapping[str, Any]) -> Beat:
+    return Beat(
+        value=_number(data["value"]),
+        frame=int(data["frame"]),
+        points=tuple((_number(x), _number(y)) for x, y in data["points"]),
     )
 
 
@@ -80,6 +93,6 @@ def _strict(value: Any) -> Any:
         return {key: _strict(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
         return [_strict(item) for item in value]
-    if isinstance(value, View | PipelineStatus):
+    if isinstance(value, View | PipelineStatus | Aggregation):
         return value.value
     return value

@@ -19,6 +19,7 @@ import torch
 from ai.analyze import analyze
 from ai.clip import ArrayFrames, Clip, UltrasoundRegion
 from ai.findings import (
+    Aggregation,
     ClipResult,
     Finding,
     PipelineResult,
@@ -32,6 +33,7 @@ from ai.models.loader import sha256_file
 from ai.phantom import generate_study
 from ai.phantom.study import make_clip
 from ai.pipelines import doppler_neural as neural
+from ai.pipelines.doppler import beat_spans
 from ai.pipelines.doppler_neural import (
     Target,
     interpret,
@@ -43,6 +45,7 @@ from ai.pipelines.doppler_neural import (
     strip_geometry,
 )
 from echo_node.results import SourceClip, build_sr
+from echo_node.results.report import build_report
 from tests.test_models import random_state, save_checkpoint
 from tests.test_results_data import NODE, dciodvfy, source_header
 
@@ -202,6 +205,72 @@ def test_e_prime_is_a_speed_and_mitral_points_are_ordered() -> None:
     assert apart.status == PipelineStatus.FAILED and not apart.findings
 
 
+def beat_maps(channels: int, peaks: dict[int, list[tuple[int, int, float]]]) -> np.ndarray:
+    """Heat maps (C, 426, 1024) of zeros with the given (x, y, heat) peaks per channel."""
+    maps = np.zeros((channels, 426, 1024), np.float32)
+    for channel, points in peaks.items():
+        for x, y, heat in points:
+            maps[channel, y, x] = heat
+    return maps
+
+
+def test_each_beat_is_read_and_combined_as_echo_labs_report() -> None:
+    """Training layout (grid = source columns): a peak in each beat; TR the fastest beat, e'
+    the mean; a beat the model marks at under half the image's heat is left out."""
+    spec = default_registry().get(neural.TR)
+    region = spectral(342, 768, 1024)  # baseline at row 402, -2 cm/s per row
+    geometry, note = strip_geometry(768, 1024, 342, spec)
+    spans = [(100, 300), (300, 500), (500, 700), (700, 900)]
+    # Peaks 150, 170 and 160 rows below y0 (342): (row - 402) × -2 cm/s; the fourth beat's
+    # peak is weak (0.3 of the image's 0.9).
+    maps = beat_maps(1, {0: [(200, 150, 0.9), (400, 170, 0.8), (600, 160, 0.85), (800, 40, 0.3)]})
+    result = interpret(
+        maps, geometry, note, region, PROVENANCE, Target(neural.TR), 4, spans, ("beats_from_ecg",)
+    )
+    (tr,) = result.findings
+    velocities = [(150 + 342 - 402) * -2.0, (170 + 342 - 402) * -2.0, (160 + 342 - 402) * -2.0]
+    assert [b.value for b in tr.beats] == pytest.approx(velocities)
+    assert [b.points for b in tr.beats] == [((200.0, 492.0),), ((400.0, 512.0),), ((600.0, 502.0),)]
+    assert {b.frame for b in tr.beats} == {4} and tr.frames == (4,)
+    assert tr.value == pytest.approx(min(velocities))  # the fastest: most negative here
+    assert tr.aggregation is Aggregation.MAX and "beats_from_ecg" in tr.flags
+    e_lat = interpret(
+        maps, geometry, note, region, PROVENANCE, Target(neural.E_LAT), 4, spans, ()
+    ).findings[0]
+    assert e_lat.aggregation is Aggregation.MEAN
+    assert e_lat.value == pytest.approx(float(np.mean([abs(v) for v in velocities])))
+    # No beat known: the image's maximum alone, as the reference reads it.
+    (alone,) = interpret(maps, geometry, note, region, PROVENANCE, Target(neural.TR), 4).findings
+    assert alone.points == ((200.0, 492.0),) and alone.beats == ()
+    assert alone.aggregation is Aggregation.SINGLE
+
+
+def test_mitral_e_and_a_per_beat_give_mean_e_mean_a_and_their_ratio() -> None:
+    spec = default_registry().get(neural.MV)
+    region = spectral(342, 768, 1024, data_type=PW, baseline=300, delta=-0.5)  # 0 at row 642
+    geometry, note = strip_geometry(768, 1024, 342, spec)
+    spans = [(0, 400), (400, 800)]
+    maps = beat_maps(
+        2,
+        {1: [(100, 100, 1.0), (500, 140, 0.9)], 0: [(250, 200, 1.0), (650, 220, 0.9)]},
+    )
+    result = interpret(maps, geometry, note, region, PROVENANCE, Target(neural.MV), 0, spans)
+    found = {f.name: f for f in result.findings}
+    e = [(642 - 442) * 0.5, (642 - 482) * 0.5]  # rows 100 and 140 below y0
+    a = [(642 - 542) * 0.5, (642 - 562) * 0.5]
+    assert [b.value for b in found["MV_E"].beats] == pytest.approx(e)
+    assert [b.value for b in found["MV_A"].beats] == pytest.approx(a)
+    assert found["MV_E"].value == pytest.approx(np.mean(e))
+    assert found["MV_A"].value == pytest.approx(np.mean(a))
+    ratio = found["MV_E_A"]
+    assert ratio.value == pytest.approx(np.mean(e) / np.mean(a))
+    assert ratio.aggregation is Aggregation.RATIO
+    assert [b.value for b in ratio.beats] == pytest.approx(
+        [x / y for x, y in zip(e, a, strict=True)]
+    )
+    assert ratio.beats[0].points == ((100.0, 442.0), (250.0, 542.0))
+
+
 def test_ecg_pixels_are_zeroed_before_the_model() -> None:
     rendered = make_clip("tr_cw", 5, rows=768, columns=1024, heart_rate_bpm=60)
     frame = rendered.to_clip().frames[0]
@@ -261,12 +330,20 @@ def test_random_checkpoint_runs_on_the_phantom_tr(store: ModelStore) -> None:
     assert finding.name == "TR_Vmax" and finding.unit == "cm/s"
     assert finding.provenance.name == neural.TR
     assert finding.provenance.sha256 == sha256_file(store.path(neural.TR))
-    ((x, y),) = finding.points
-    assert 0 <= x < 400 and region.min_y0 - 0.5 <= y < 300
     assert "outside_training_layout" in finding.flags and "300x400" in first.message
-    assert finding.value == pytest.approx(
-        (y - region.min_y0 - (region.reference_pixel_y0 or 0)) * region.physical_delta_y
-    )
+    # One reading per beat the classical engine finds (the phantom draws its ECG), each inside
+    # its beat's columns, its value the calibration's at its row; the fastest is reported.
+    spans, how = beat_spans(clip, len(clip) - 1, biphasic=False)
+    assert len(spans) >= 2 and how == ("beats_from_ecg",)
+    assert 1 <= len(finding.beats) <= len(spans)
+    for beat in finding.beats:
+        ((x, y),) = beat.points
+        assert any(a - 1 <= x < b for a, b in spans) and region.min_y0 - 0.5 <= y < 300
+        assert beat.value == pytest.approx(
+            (y - region.min_y0 - (region.reference_pixel_y0 or 0)) * region.physical_delta_y
+        )
+    assert finding.value == max((b.value for b in finding.beats), key=abs)
+    assert finding.aggregation is Aggregation.MAX
     assert run_doppler_neural(clip, store) == first  # same weights, same input: same answer
 
 
@@ -295,7 +372,7 @@ def test_a_checkpoint_with_the_wrong_head_fails_with_the_reason(
 # --- both engines through analyze, and the SR keeps one value and names the other ------------
 
 
-def test_both_engines_come_back_and_the_sr_names_the_value_left_out(
+def test_both_engines_come_back_and_the_one_not_reported_stays_on_record(
     store: ModelStore, tmp_path: Path
 ) -> None:
     generate_study(tmp_path, 11, rows=300, columns=400, cycles=1, frame_rate=20, heart_rate_bpm=60)
@@ -310,14 +387,18 @@ def test_both_engines_come_back_and_the_sr_names_the_value_left_out(
     assert header.SOPInstanceUID == truth["sop_instance_uid"]
     sr = build_sr([SourceClip(header, result)], node=NODE)
     nums = [i for i in _walk(sr.ContentSequence) if i.ValueType == "NUM"]
-    assert len(nums) == 1  # one TR Vmax
-    written = float(nums[0].MeasuredValueSequence[0].NumericValue)
-    # Both carry flags (beats_from_ecg; outside_training_layout): the first, classical, is kept.
-    assert written == pytest.approx(abs(classical.value), abs=1e-5)
-    texts = [i.TextValue for i in _walk(sr.ContentSequence) if i.ValueType == "TEXT"]
-    (note,) = [t for t in texts if t.startswith("TR_Vmax: the value written")]
-    assert "classical-doppler" in note and f"not written: {abs(model.value):.6g} cm/s" in note
-    assert neural.TR in note
+    tr = [n for n in nums if n.ConceptNameCodeSequence[0].CodeValue == "20355-4"]
+    assert len(tr) == 1  # one TR Vmax
+    written = float(tr[0].MeasuredValueSequence[0].NumericValue)
+    # The neural value carries a qualification (outside_training_layout), the classical one
+    # only how its beats were found: the classical value is reported, rounded to 1 cm/s.
+    assert written == round(abs(classical.value))
+    report = build_report([SourceClip(header, result)])
+    (other,) = report.alternatives
+    assert other.algorithm.name == neural.TR and other.value == round(abs(model.value))
+    # The one not reported is the job record's, not the clinical document's.
+    texts = " ".join(i.TextValue for i in _walk(sr.ContentSequence) if i.ValueType == "TEXT")
+    assert neural.TR not in texts
 
 
 def test_new_doppler_concepts_are_written_with_their_sites(tmp_path: Path) -> None:
@@ -349,8 +430,7 @@ def test_new_doppler_concepts_are_written_with_their_sites(tmp_path: Path) -> No
     }
     out = tmp_path / "sr.dcm"
     sr.save_as(out, enforce_file_format=True)
-    errors, _ = dciodvfy(out)
-    assert errors == []
+    assert dciodvfy(out)[0] == []
 
 
 def analyze_free_result(uid: str, values: dict[str, float]) -> ClipResult:

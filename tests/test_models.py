@@ -107,13 +107,13 @@ def test_default_registry_lists_every_model_with_the_issue_facts() -> None:
         assert spec.file and spec.licence
 
 
-def test_registry_rejects_a_bad_entry_naming_it() -> None:
-    text = """
+# A registry entry with one of everything; tests swap a line for the fault they look at.
+ENTRY = """
 [[model]]
 name = "x"
 version = "1"
 task = "t"
-architecture = "resnet9000"
+architecture = "r3d_18"
 output_channels = 1
 input_height = 1
 input_width = 1
@@ -128,6 +128,11 @@ sha256 = ""
 source_url = ""
 licence = "l"
 """
+
+
+def test_registry_rejects_a_bad_entry_naming_it() -> None:
+    text = ENTRY.replace('"r3d_18"', '"resnet9000"')
+    assert parse_registry(ENTRY).get("x").architecture == "r3d_18"
     with pytest.raises(RegistryError, match=r"'x'.*resnet9000"):
         parse_registry(text)
     with pytest.raises(RegistryError, match="missing key 'file'"):
@@ -258,3 +263,25 @@ def test_image_models_run_channels_last_with_the_same_outputs(tmp_path: Path) ->
             rtol=1e-4,
             atol=1e-5,
         )
+
+
+def test_published_digests_say_whether_a_checkpoint_is_the_publishers(tmp_path: Path) -> None:
+    """The EchoNet-Measurements weights' Git LFS oids are their published sha256; a file that
+    matches none still loads and its provenance says it is not the published checkpoint."""
+    registry = default_registry()
+    listed = {spec.name: spec.published_sha256 for spec in registry if spec.published_sha256}
+    assert len(listed) == 16 and all(n.startswith("echonet-measurements-") for n in listed)
+    assert listed["echonet-measurements-trvmax"] == (
+        "76658959a8fefcc6f6b47ac0b513222eed505aeda8da26e853780d390e7b36e3",
+    )
+    spec = small_spec("echonet-lvh-amyloid")
+    path = save_checkpoint(tmp_path / spec.file, random_state(spec))
+    digest = sha256_file(path)
+    assert load_model(path, spec).provenance.published is None  # nothing published to compare
+    other = dataclasses.replace(spec, published_sha256=("0" * 64,))
+    assert load_model(path, other).provenance.published is False
+    mine = dataclasses.replace(spec, published_sha256=("0" * 64, digest))
+    assert load_model(path, mine).provenance.published is True
+    text = ENTRY.replace('sha256 = ""', 'sha256 = ""\npublished_sha256 = ["not a digest"]')
+    with pytest.raises(RegistryError, match="'x': published_sha256"):
+        parse_registry(text)

@@ -19,6 +19,7 @@ from sqlalchemy import create_engine, func, select, text
 
 from ai.phantom.study import generate_study
 from echo_node.cli.importer import import_file
+from echo_node.cli.jobs import job_detail
 from echo_node.jobs import queue
 from echo_node.jobs.outcome import JobOutcome
 from echo_node.jobs.selection import processable_instances
@@ -41,6 +42,10 @@ SR_CONCEPTS = {
     "MV_A": ("Mitral Valve A-Wave Peak Velocity", 1.0),
     "MV_E_A": ("Mitral Valve E to A Ratio", 1.0),
 }
+PLAX_NOT_MEASURED = (
+    "Clip 1 (parasternal long-axis): LV wall thicknesses and dimensions not measured; "
+    "the AI model is not installed."
+)
 NUM_LINE = re.compile(r'NUM:\(,,"(?P<name>[^"]+)"\)="(?P<value>[^"]+)" \((?P<unit>[^,]+),UCUM')
 
 
@@ -101,13 +106,14 @@ def dsr_numbers(path: Path) -> dict[str, tuple[float, str]]:
     return {m["name"]: (float(m["value"]), m["unit"]) for m in NUM_LINE.finditer(text)}
 
 
-def dciodvfy_errors(path: Path) -> list[str]:
+def dciodvfy_findings(path: Path) -> list[str]:
+    """dciodvfy's errors and warnings for a file (the node's outputs must have neither)."""
     proc = subprocess.run(
         [require_tool("dciodvfy"), str(path)], capture_output=True, text=True, timeout=60
     )
     lines = (proc.stdout + proc.stderr).splitlines()
     assert any(line.strip() and not line.startswith(("Error", "Warning")) for line in lines)
-    return [line for line in lines if line.startswith("Error")]
+    return [line for line in lines if line.startswith(("Error", "Warning"))]
 
 
 def truth(phantom: Path, clip: str) -> dict[str, Any]:
@@ -144,16 +150,16 @@ def test_done_with_an_sr_and_an_overlay_per_measured_clip(first: Run) -> None:
         if output.kind == "sc":
             assert ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.7.4"
             assert ds.SourceImageSequence[0].ReferencedSOPInstanceUID in doppler_uids
-            assert ds.SeriesDescription == "Echo Node overlays"
+            assert ds.SeriesDescription == "Echo Node overlays, run 1"
     steps = {step["step"] for step in first.outcome.steps}
     assert {"decode", "view", "pipeline:doppler", "pipeline:plax", "sr", "sc"} <= steps
     assert all(step["seconds"] >= 0 for step in first.outcome.steps)
 
 
-def test_outputs_pass_dciodvfy(first: Run) -> None:
+def test_outputs_pass_dciodvfy_without_errors_or_warnings(first: Run) -> None:
     for output in outputs_of(first.node, first.job_id):
         path = output_path(first.node, output)
-        assert dciodvfy_errors(path) == [], (output.kind, path)
+        assert dciodvfy_findings(path) == [], (output.kind, path)
 
 
 def test_sr_values_match_the_phantom_truth(first: Run) -> None:
@@ -172,8 +178,7 @@ def test_sr_values_match_the_phantom_truth(first: Run) -> None:
         assert value > 0 and abs(value - abs(want)) <= 0.05 * abs(want), (key, value, want)
     # What did not run is said, not left out: the 2D clips' pipelines have no weights here.
     text = dsrdump(output_path(first.node, sr))
-    plax_uid = truth(first.phantom, "plax")["sop_instance_uid"]
-    assert f"Pipeline plax did not run on instance {plax_uid}: model_not_installed" in text
+    assert PLAX_NOT_MEASURED in text
 
 
 def test_clips_findings_and_deliveries_are_recorded(first: Run) -> None:
@@ -194,6 +199,15 @@ def test_clips_findings_and_deliveries_are_recorded(first: Run) -> None:
         pairs = {(d.output_id, d.destination) for d in deliveries}
         assert pairs == {(o.id, d["name"]) for o in outputs for d in DESTINATIONS}
         assert {d.state for d in deliveries} == {"pending"}
+        # `jobs show` lists what the report did with each value, in the operator's terms.
+        job = session.get(Job, first.job_id)
+        assert job is not None
+        rows = {row["value"]: row for row in job_detail(session, job)["report"]}
+    tr_row = rows["TR_Vmax"]
+    assert tr_row["decision"] == "reported" and tr_row["shown"].startswith("TR Vmax ")
+    assert "beats_from_ecg" in tr_row["flags"]
+    assert tr_row["algorithm"] == "classical-doppler 1.0.0"
+    assert tr_row["sop_instance_uid"] == tr["sop_instance_uid"]
 
 
 def test_own_outputs_never_make_a_job(first: Run) -> None:
@@ -231,7 +245,27 @@ def test_reprocess_supersedes_the_earlier_sr(first: Run) -> None:
     assert study_ref.StudyInstanceUID == ds.StudyInstanceUID
     reference = study_ref.ReferencedSeriesSequence[0].ReferencedSOPSequence[0]
     assert reference.ReferencedSOPInstanceUID == old_sr.sop_instance_uid
-    assert dciodvfy_errors(output_path(node, new_sr)) == []
+    assert dciodvfy_findings(output_path(node, new_sr)) == []
+    # A new run: its own series number and a description that says it supersedes the first.
+    old = pydicom.dcmread(output_path(node, old_sr), stop_before_pixels=True)
+    assert (old.SeriesNumber, old.SeriesDescription) == (911, "Echo Node report, run 1")
+    assert (ds.SeriesNumber, ds.SeriesDescription) == (
+        921,
+        "Echo Node report, run 2, supersedes run 1",
+    )
+    assert (ds.SeriesDate, ds.SeriesTime) >= (old.SeriesDate, old.SeriesTime)
+    overlays = [o for o in outputs_of(node, job_id) if o.kind == "sc"]
+    assert overlays  # the Doppler clips were analysed again: their overlays are run 2's
+    for overlay in overlays:
+        sc = pydicom.dcmread(output_path(node, overlay), stop_before_pixels=True)
+        assert (sc.SeriesNumber, sc.SeriesDescription) == (922, "Echo Node overlays, run 2")
+        assert sc.ReferencedInstanceSequence[0].ReferencedSOPInstanceUID == ds.SOPInstanceUID
+    listed = {
+        sop.ReferencedSOPInstanceUID
+        for series in ds.PertinentOtherEvidenceSequence[0].ReferencedSeriesSequence
+        for sop in series.ReferencedSOPSequence
+    }
+    assert listed == {o.sop_instance_uid for o in overlays}
     with node.sessions() as session:
         earlier = session.get(Output, old_sr.id)
         assert earlier is not None and earlier.superseded_by_job_id == job_id
@@ -257,7 +291,7 @@ def test_a_reprocess_of_one_pipeline_keeps_the_other_pipelines_values(first: Run
     (old_sr,) = [o for o in outputs_of(node, first.job_id) if o.kind == "sr"]
     (new_sr,) = [o for o in outputs_of(node, job_id) if o.kind == "sr"]
     assert dsr_numbers(output_path(node, new_sr)) == dsr_numbers(output_path(node, old_sr))
-    assert "Pipeline plax did not run" in dsrdump(output_path(node, new_sr))
+    assert PLAX_NOT_MEASURED in dsrdump(output_path(node, new_sr))
     # No new overlay: the Doppler clips were not analysed again; their overlays stand.
     assert [o.kind for o in outputs_of(node, job_id)] == ["sr"]
     with node.sessions() as session:
@@ -328,7 +362,7 @@ def test_sr_template_5300_setting_stores_a_tid_5300_sr(tmp_path: Path) -> None:
         (sr,) = [o for o in outputs_of(node, job_id) if o.kind == "sr"]
         path = output_path(node, sr)
         assert pydicom.dcmread(path).ContentTemplateSequence[0].TemplateIdentifier == "5300"
-        assert dciodvfy_errors(path) == []
+        assert dciodvfy_findings(path) == []
         dump = dsrdump(path)
         assert '"Pre-coordinated Measurements"' in dump and "Findings" not in dump
         numbers = dsr_numbers(path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,8 @@ from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit
 from ai.findings import ClipResult
 from echo_node.results import build_overlay_sc
 from echo_node.results.draw import DISCLAIMER, legend_lines
+from echo_node.results.series import Reference, overlay_series
+from echo_node.results.sr import COMPREHENSIVE_SR
 from tests.test_results_data import NODE, dciodvfy, plax_result, source_dataset
 
 FRAMES = 16  # enough for the findings on frames 3 and 12, small enough to be quick
@@ -22,6 +25,9 @@ FRAMES = 16  # enough for the findings on frames 3 and 12, small enough to be qu
 @pytest.fixture(scope="module")
 def source() -> tuple[Dataset, npt.NDArray[np.uint8]]:
     ds = source_dataset()
+    # The SonoSite file's Patient's Name "PLA" is a retired form dciodvfy warns about; the SC
+    # copies it, and these tests hold the SC to no warning at all.
+    ds.PatientName = "SONOSITE^PLA"
     frames = np.ascontiguousarray(ds.pixel_array[:FRAMES])
     return ds, frames
 
@@ -48,9 +54,21 @@ def test_sc_validates_and_decodes(
     ds, frames = source
     result = plax_result(ds.SOPInstanceUID)
     path = tmp_path / "sc.dcm"
-    back = _write(build_overlay_sc(ds, frames, result, node=NODE, transfer_syntax=syntax), path)
-    errors, _warnings = dciodvfy(path)
-    assert errors == []
+    started = datetime.datetime(2026, 12, 3, 14, 5, 9)
+    report = Reference(
+        COMPREHENSIVE_SR, "1.2.826.0.1.3680043.8.498.7", "1.2.826.0.1.3680043.8.498.8"
+    )
+    sc = build_overlay_sc(
+        ds,
+        frames,
+        result,
+        node=NODE,
+        transfer_syntax=syntax,
+        series=overlay_series(2, started),
+        report=report,
+    )
+    back = _write(sc, path)
+    assert dciodvfy(path) == ([], [])
     assert back.file_meta.TransferSyntaxUID == syntax
     assert back.SOPClassUID == "1.2.840.10008.5.1.4.1.1.7.4"
     assert int(back.NumberOfFrames) == FRAMES
@@ -63,7 +81,13 @@ def test_sc_validates_and_decodes(
     for keyword in ("StudyInstanceUID", "PatientID", "PatientName", "StudyDate", "StudyID"):
         assert back[keyword].value == ds[keyword].value, keyword
     assert back.SeriesInstanceUID != ds.SeriesInstanceUID
-    assert back.SeriesDescription == "Echo Node overlays"
+    # The run's overlay series, dated by the run, naming the run's report.
+    assert (back.SeriesNumber, back.SeriesDescription) == (922, "Echo Node overlays, run 2")
+    assert (back.SeriesDate, back.SeriesTime) == ("20261203", "140509")
+    (named,) = back.ReferencedInstanceSequence
+    assert named.ReferencedSOPInstanceUID == report.sop_instance_uid
+    assert named.ReferencedSOPClassUID == COMPREHENSIVE_SR
+    assert named.PurposeOfReferenceCodeSequence[0].CodeValue == "121335"  # Source Document
     assert list(back.ImageType) == ["DERIVED", "SECONDARY"]
     assert back.ConversionType == "WSD"
     assert back.BurnedInAnnotation == "YES"
@@ -75,7 +99,9 @@ def test_sc_validates_and_decodes(
     assert back.Manufacturer == NODE.manufacturer
     models = {item.ManufacturerModelName for item in back.ContributingEquipmentSequence}
     assert models == {f.provenance.name for f in result.pipelines[0].findings}
-    assert "Laterality" in back and "PatientOrientation" in back
+    # The heart is unpaired: Image Laterality U, no General Series Laterality.
+    assert back.ImageLaterality == "U" and "Laterality" not in back
+    assert "PatientOrientation" in back
 
 
 def test_calipers_are_burned_on_their_frame_only(

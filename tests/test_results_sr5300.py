@@ -29,6 +29,11 @@ from ai.findings import (
 )
 from ai.phantom.study import generate_study
 from echo_node.results import SourceClip, build_sr, codes
+from echo_node.results.catalogue import DERIVED, MEASURED
+from echo_node.results.coding import CHARACTERISTICS, CODING_5300
+from echo_node.results.device import algorithm_uid
+from echo_node.results.report import Report as ReportModel
+from echo_node.results.report import build_report
 from tests.test_results_data import (
     CLASSICAL,
     MODEL,
@@ -39,7 +44,7 @@ from tests.test_results_data import (
     walk,
 )
 
-NUM = re.compile(r'NUM:\(([^,]+),(LN|99ECHONODE),"([^"]*)"\)="([^"]+)" \(([^,]+),UCUM')
+NUM = re.compile(r'NUM:\(([^,]+),(LN|SCT),"([^"]*)"\)="([^"]+)" \(([^,]+),UCUM')
 
 
 def _members(cid: int) -> dict[tuple[str, str], str]:
@@ -123,130 +128,151 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Report]:
     yield Report(path, sources)
 
 
-def _written(report: Report) -> list[tuple[str, float, str]]:
-    """(name, value, unit) of every finding of a pipeline that ran, as the SR should write it."""
-    factor = {("m/s", "cm/s"): 100.0}
-    expected = []
-    for source in report.sources:
-        assert source.result is not None
-        for pipeline in source.result.pipelines:
-            if pipeline.status is not PipelineStatus.OK:  # the neural Doppler models are absent
-                assert pipeline.status is PipelineStatus.MODEL_NOT_INSTALLED, pipeline
-                continue
-            for f in pipeline.findings:
-                coding = codes.FINDING_CODING_5300.get(f.name)
-                if coding is not None:
-                    value = f.value * factor.get((f.unit, coding.unit.value), 1.0)
-                    if coding.unit.value == "cm/s":
-                        value = abs(value)
-                    expected.append((f.name, value, coding.unit.value))
-    return expected
+def _values(report: Report) -> ReportModel:
+    return build_report(report.sources)
+
+
+def _container(ds: Dataset, code: str) -> list[Dataset]:
+    return [i for i in ds.ContentSequence if i.ConceptNameCodeSequence[0].CodeValue == code]
 
 
 def test_5300_sr_validates_and_names_its_template(report: Report) -> None:
-    errors, _warnings = dciodvfy(report.path)
-    assert errors == []
+    assert dciodvfy(report.path) == ([], [])  # no private coding scheme left to warn about
     ds = report.dataset()
     assert ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.88.33"
     assert ds.ContentTemplateSequence[0].TemplateIdentifier == "5300"
     assert ds.ContentTemplateSequence[0].MappingResource == "DCMR"
     assert ds.ConceptNameCodeSequence[0].CodeValue == "125200"
     assert (ds.CompletionFlag, ds.VerificationFlag) == ("COMPLETE", "UNVERIFIED")
-    (scheme,) = ds.CodingSchemeIdentificationSequence
-    assert scheme.CodingSchemeDesignator == codes.LOCAL_SCHEME
+    assert "CodingSchemeIdentificationSequence" not in ds
 
 
-def test_dsrdump_shows_containers_and_cid_12300_codes_with_values(report: Report) -> None:
+def test_every_reported_value_is_one_num_with_its_cid_12300_code(report: Report) -> None:
     dump = dsrdump(report.path)
-    assert '(125301,DCM,"Pre-coordinated Measurements")' in dump
-    assert '(125302,DCM,"Post-coordinated Measurements")' in dump
-    assert "Finding Site" not in dump.split("Post-coordinated")[0]  # no TID 5200 sections
-    written = [(m[0], m[2], float(m[3]), m[4]) for m in NUM.findall(dump)]
-    core = _members(12300)
-    expected = _written(report)
-    names = {name for name, _, _ in expected}
+    written = {(m[0], float(m[3]), m[4]) for m in NUM.findall(dump)}
+    model = _values(report)
+    expected = set()
+    for value in (*model.values, *model.derived):
+        coding = CODING_5300[value.key]
+        expected.add((coding.concept.value, value.value, value.unit))
+    for item in model.characteristics:
+        expected.add((CHARACTERISTICS[item.key].value, item.value, item.presentation.unit))
+    assert written == expected
+    keys = {v.key for v in model.values} | {d.key for d in model.derived}
     # The classical engine measured both spectral clips; the PLAX and A4C values were given.
-    assert {"TR_Vmax", "MV_E", "MV_A", "MV_E_A", "IVSd", "LVIDd", "LVPWd", "LVEF"} <= names
-    assert len(written) == len(expected)
-    for name, value, unit in expected:
-        coding = codes.FINDING_CODING_5300[name]
-        (match,) = [w for w in written if w[0] == coding.concept.value]
-        assert match[2] == pytest.approx(value, rel=1e-5), name
-        assert match[3] == unit, name
-        if isinstance(coding, codes.PreCoordinated):
-            assert core[("LN", match[0])] == match[1], name  # a CID 12300 member, its meaning
-        else:
-            assert ("LN", match[0]) not in core  # the AI LVEF is not a CID 12300 concept
+    assert {"TR_Vmax", "MV_E", "MV_A", "IVSd", "LVIDd", "LVPWd", "LVEF"} <= keys
+    assert {"MV_E_A", "TR_PG", "LV_mass", "RWT"} <= keys
+    core = _members(12300)
+    for value in (*model.values, *model.derived):
+        coding = CODING_5300[value.key]
+        if coding.pre_coordinated:
+            assert core[("LN", coding.concept.value)] == coding.concept.meaning, value.key
     lvidd = codes.LVIDD_2D
     assert f'NUM:({lvidd.value},LN,"{lvidd.meaning}")' in dump
     assert '"Short Label")="LVPWd (2D)"' in dump
-    assert '(80031-8,LN,"Left ventricular posterior wall diastolic thickness")' in dump
+    # A finding the report has no place for (E/e' here) is not written.
+    assert "E_e_prime" not in dump
 
 
-def test_ai_lvef_is_post_coordinated_not_method_of_disks(report: Report) -> None:
+def test_pre_coordinated_values_are_grouped_by_the_algorithm_that_made_them(
+    report: Report,
+) -> None:
+    ds = report.dataset()
+    model = _values(report)
+    groups = _container(ds, "125301")
+    pre = [v for v in model.values if CODING_5300[v.key].pre_coordinated and not v.qualifiers]
+    assert len(groups) == len({v.algorithm for v in pre}) >= 2  # classical engine, PLAX values
+    named: dict[str, set[str]] = {}
+    for group in groups:
+        items = {i.ConceptNameCodeSequence[0].CodeValue: i for i in group.ContentSequence}
+        assert items["121005"].RelationshipType == "HAS OBS CONTEXT"  # observer type: device
+        uid = items["121012"].UID
+        name = items["111001"].TextValue
+        version = items["111003"].TextValue
+        made_by = next(v.algorithm for v in model.values if v.algorithm.name == name)
+        assert uid == algorithm_uid(made_by) and version == made_by.version_text
+        named[name] = {
+            i.ConceptNameCodeSequence[0].CodeValue
+            for i in group.ContentSequence
+            if i.ValueType == "NUM"
+        }
+        # TID 5301 is non-extensible: derivation, label and source only.
+        for num in (i for i in group.ContentSequence if i.ValueType == "NUM"):
+            children = {c.ConceptNameCodeSequence[0].CodeValue for c in num.ContentSequence}
+            assert children <= {"121401", "125309", "121112"} and "125309" in children
+    # No algorithm stacked at the root: the node is the one observer there.
+    root_observers = [i for i in ds.ContentSequence if i.RelationshipType == "HAS OBS CONTEXT"]
+    assert next(i.TextValue for i in root_observers if i.ValueType == "TEXT") == NODE.ae_title
+    assert sum(i.ValueType == "UIDREF" for i in root_observers) == 1
+    assert named["classical-doppler"] >= {codes.TR_VMAX.value, codes.MV_E_VMAX.value}
+
+
+def test_ai_lvef_is_an_estimate_not_a_directly_measured_value(report: Report) -> None:
     dump = dsrdump(report.path)
     assert "79993-2" not in dump  # "single plane 4C (MOD)" would mislabel a regression
+    assert "125316" not in dump  # "Directly measured": not what a network's estimate is
     post = dump.split('"Post-coordinated Measurements")')[1]
     for line in (
-        '"Measurement Type")=(125316,DCM,"Directly measured")',
+        '"Measurement Type")=(414135002,SCT,"Estimated")',
         '"Finding Site")=(87878005,SCT,',
         '"Finding Observation Type")=(125312,DCM,',
         '"Measured Property")=(70822001,SCT,"Cardiac ejection fraction")',
-        f'"Measurement Method")=(NNVR,{codes.LOCAL_SCHEME},',
         '"Image Mode")=(399064001,SCT,',
         '"Image View")=(399214001,SCT,',
+        '"Algorithm Family")=(123110,DCM,"Artificial Intelligence")',
         f'"Algorithm Name")="{MODEL.name}"',
-        f'"Algorithm Version")="{MODEL.version}"',
+        f'"Algorithm Version")="{MODEL.version} sha256:{MODEL.sha256}"',
     ):
         assert line in post, line
     modifiers = {
-        codes.MEASUREMENT_TYPE: 12303,
         codes.FINDING_SITE: 12305,
         codes.FINDING_OBSERVATION_TYPE: 12302,
         codes.MEASURED_PROPERTY: 12304,
         codes.IMAGE_MODE: 12224,
         codes.IMAGE_VIEW: 12226,
     }
-    lvef = report.dataset()
+    lvef = next(
+        i for i in walk(report.dataset().ContentSequence)
+        if i.ValueType == "NUM" and i.ConceptNameCodeSequence[0].CodeValue == codes.LVEF.value
+    )  # fmt: skip
     items = {
         i.ConceptNameCodeSequence[0].CodeValue: i.ConceptCodeSequence[0]
-        for i in walk(lvef.ContentSequence)
+        for i in lvef.ContentSequence
         if i.ValueType == "CODE"
     }
     for name, cid in modifiers.items():
         value = items[name.value]
         assert (value.CodingSchemeDesignator, value.CodeValue) in _members(cid), name
+    assert items[codes.MEASUREMENT_TYPE.value].CodeValue == codes.ESTIMATED.value
+    assert ("SCT", codes.ESTIMATED.value) in _members(3627)
 
 
-def test_provenance_in_observers_and_contributing_equipment(report: Report) -> None:
+def test_derived_and_qualified_values_are_post_coordinated_with_their_words(
+    report: Report,
+) -> None:
     ds = report.dataset()
-    observers = [
-        i.TextValue
-        for i in ds.ContentSequence
-        if i.RelationshipType == "HAS OBS CONTEXT"
-        and i.ValueType == "TEXT"
-        and i.ConceptNameCodeSequence[0].CodeValue == "121015"  # Device Observer Model Name
-    ]
-    provenances = {
-        f.provenance
-        for s in report.sources
-        if s.result is not None
-        for p in s.result.pipelines
-        for f in p.findings
-        if f.name in codes.FINDING_CODING_5300
+    (post,) = _container(ds, "125302")
+    nums = {
+        n.ConceptNameCodeSequence[0].CodeValue: {
+            c.ConceptNameCodeSequence[0].CodeValue: c for c in n.ContentSequence
+        }
+        for n in post.ContentSequence
+        if n.ValueType == "NUM"
     }
-    assert observers[0] == NODE.model_name  # the node first, then each algorithm once
-    assert sorted(observers[1:]) == sorted(f"{p.name} {p.version}" for p in provenances)
-    equipment = {e.ManufacturerModelName: e for e in ds.ContributingEquipmentSequence}
-    assert equipment[MODEL.name].SoftwareVersions == MODEL.version
-    assert (
-        MODEL.sha256 is not None and MODEL.sha256 in equipment[MODEL.name].ContributionDescription
-    )
-    pre = next(i for i in ds.ContentSequence if i.ConceptNameCodeSequence[0].CodeValue == "125301")
-    # TID 5301 is non-extensible: a pre-coordinated value has only its label and source.
-    for num in pre.ContentSequence:
-        children = {c.ConceptNameCodeSequence[0].CodeValue for c in num.ContentSequence}
-        assert children == {"125309", "121112"}
+    gradient = nums[codes.TR_PEAK_GRADIENT.value]
+    assert gradient["125306"].ConceptCodeSequence[0].CodeValue == codes.CALCULATED.value
+    assert gradient["370129005"].ConceptCodeSequence[0].CodeValue == "125218"
+    assert gradient["112034"].TextValue.startswith("PG = 4 x (TR Vmax in m/s)^2")
+    rwt = nums[codes.RATIO.value]
+    assert rwt["121050"].TextValue == "Relative Wall Thickness"
+    assert rwt["125309"].TextValue == "RWT"
+    # The phantom's clips are named: the classical engine's values carry no qualification,
+    # so they are pre-coordinated; a qualified one would be here with its Comment.
+    model = _values(report)
+    for value in model.values:
+        if value.qualifiers:
+            children = nums[CODING_5300[value.key].concept.value]
+            assert children["121106"].TextValue == value.qualifiers[0]
 
 
 def test_calipers_are_inferred_from_the_source_frame(report: Report) -> None:
@@ -265,27 +291,29 @@ def test_calipers_are_inferred_from_the_source_frame(report: Report) -> None:
     assert int(ref.ReferencedFrameNumber) == ivsd.frames[0] + 1
 
 
-def test_a_name_without_a_5300_code_is_stated(report: Report) -> None:
-    texts = [
-        i.TextValue
-        for i in walk(report.dataset().ContentSequence)
-        if i.ValueType == "TEXT" and i.ConceptNameCodeSequence[0].CodeValue == "121106"
-    ]
-    plax_uid = report.sources[0].header.SOPInstanceUID
-    (stated,) = [t for t in texts if "E_e_prime" in t]
-    assert plax_uid in stated and "TID 5300" in stated
-
-
 def test_every_5300_code_is_in_its_context_group() -> None:
     core = _members(12300)
-    for name, coding in codes.FINDING_CODING_5300.items():
-        if isinstance(coding, codes.PreCoordinated):
+    for name, coding in CODING_5300.items():
+        if coding.pre_coordinated:
             for code in (coding.concept, coding.mmode):
                 if code is not None:
                     assert core.get((code.scheme_designator, code.value)) == code.meaning, name
-    # The names in use and announced by the pipelines all have a code.
-    for name in ("AoRoot", "AoAsc", "LAd", "RVbase", "MR_Vmax", "LVOT_Vmax", "e_lat", "e_med"):
-        assert name in codes.FINDING_CODING_5300
+        where = coding.coordinates
+        for code, cid in (
+            (where.measurement_type, {12303, 3627}),
+            (where.finding_site, {12305}),
+            (where.observation_type, {12302}),
+            (where.measured_property, {12304}),
+            (where.phase, {12307}),
+            (where.flow_direction, {12306}),
+        ):
+            if code is not None:
+                assert any((code.scheme_designator, code.value) in _members(c) for c in cid), (
+                    name,
+                    code,
+                )
+    # Every value the report can hold has a TID 5300 coding.
+    assert set(CODING_5300) == set(MEASURED) | set(DERIVED)
     for code in (
         codes.PRE_COORDINATED_MEASUREMENTS,
         codes.POST_COORDINATED_MEASUREMENTS,
@@ -296,6 +324,7 @@ def test_every_5300_code_is_in_its_context_group() -> None:
 
 def test_m_mode_values_take_the_m_mode_codes(tmp_path: Path) -> None:
     header = source_header()
+    header.PatientName = "SONOSITE^PLA"
     result = ClipResult(
         header.SOPInstanceUID,
         ViewDecision(View.MMODE, "region:m-mode", 1.0),
@@ -310,8 +339,8 @@ def test_m_mode_values_take_the_m_mode_codes(tmp_path: Path) -> None:
     sr = build_sr([SourceClip(header, result)], node=NODE, template="5300")
     path = tmp_path / "mmode.dcm"
     sr.save_as(path, enforce_file_format=True)
-    assert dciodvfy(path)[0] == []
+    assert dciodvfy(path) == ([], [])
     dump = dsrdump(path)
     assert f"NUM:({codes.LVPWD_MM.value},LN," in dump and '="0.98" (cm,UCUM' in dump
     assert '"Short Label")="LVPWd (MM)"' in dump
-    assert "125302" not in dump and "CodingSchemeIdentification" not in str(sr)
+    assert "125302" not in dump

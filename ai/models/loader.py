@@ -175,6 +175,7 @@ class LoadedModel:
             version=self.spec.version,
             sha256=self.sha256,
             device=str(self.device),
+            published=self.spec.is_published(self.sha256),
         )
 
 

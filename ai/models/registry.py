@@ -46,6 +46,16 @@ class ModelSpec:
     # Where mean/std come from: "training" (the model's own), "stand-in" (not the training
     # set's: its values are flagged), "site" (computed here, ai.models.normalisation).
     normalisation: str = "training"
+    # Digests of the file as its publisher released it (e.g. the Git LFS oid of a weight file):
+    # a loaded file is reported as published or not, never refused for a mismatch (`sha256`
+    # is the pin that refuses).
+    published_sha256: tuple[str, ...] = ()
+
+    def is_published(self, digest: str) -> bool | None:
+        """Whether `digest` is a published one; None when no published digest is known."""
+        if not self.published_sha256:
+            return None
+        return digest.lower() in self.published_sha256
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -132,6 +142,9 @@ def _spec(entry: Mapping[str, Any]) -> ModelSpec:
     if normalisation not in NORMALISATIONS:
         raise RegistryError(f"model {name!r}: normalisation must be one of {NORMALISATIONS}")
     labels = tuple(str(label) for label in entry.get("labels", ()))
+    published = entry.get("published_sha256", [])
+    if not isinstance(published, list) or not all(_is_sha256(d) for d in published):
+        raise RegistryError(f"model {name!r}: published_sha256 must be a list of sha256 digests")
     if labels and len(labels) != entry["output_channels"]:
         raise RegistryError(f"model {name!r}: {len(labels)} labels for {entry['output_channels']}")
     return ModelSpec(
@@ -156,6 +169,15 @@ def _spec(entry: Mapping[str, Any]) -> ModelSpec:
         labels=labels,
         notes=str(entry.get("notes", "")),
         normalisation=normalisation,
+        published_sha256=tuple(d.lower() for d in published),
+    )
+
+
+def _is_sha256(value: object) -> bool:
+    return (
+        isinstance(value, str)
+        and len(value) == 64
+        and all(c in "0123456789abcdef" for c in value.lower())
     )
 
 

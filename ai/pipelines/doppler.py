@@ -16,8 +16,11 @@ Steps:
    thin vertical line cannot make a peak.
 3. Beats: R waves of a green ECG trace in the strip's columns where one is drawn; otherwise
    gaps in the envelope (flow events, grouped into beats by the long gaps of systole).
-4. One peak per beat; each finding reports the median over complete beats, with (min, max)
-   in Finding.spread and every beat's peak pixel in Finding.points.
+4. One peak per beat, each kept in Finding.beats (its velocity and peak pixel; every beat's
+   peak also in Finding.points, (min, max) in Finding.spread), combined as echo labs report
+   them (ASE: Zoghbi 2017, Nagueh 2016): a jet's peak velocity (TR, AV Vmax) is the highest of
+   the beats; mitral E and A are the mean of the beats, and E/A the ratio of those means
+   (Finding.aggregation says which).
 
 What the flow is (assumptions, stated because the image alone cannot prove them):
 
@@ -31,7 +34,7 @@ What the flow is (assumptions, stated because the image alone cannot prove them)
   lasts at least 40 % of the beat; aortic ejection is shorter. Reported as "TR_Vmax" or
   "AV_Vmax", with the flag "flow_identified_by_shape" when no keyword decided.
 - PW, dominant flow toward the transducer with two peaks per beat (early filling, then atrial):
-  mitral inflow → "MV_E", "MV_A" and "MV_E_A" (E/A per beat, median). When the dip between E
+  mitral inflow → "MV_E", "MV_A" and "MV_E_A" (mean E / mean A). When the dip between E
   and A stays above half the A peak the waves are fused and the findings carry the flag
   "EA_fused". A PW flow that is not biphasic, or runs away from the transducer, is not claimed
   as mitral.
@@ -54,7 +57,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ai.clip import Clip, UltrasoundRegion
-from ai.findings import Finding, PipelineResult, PipelineStatus, Provenance
+from ai.findings import Aggregation, Beat, Finding, PipelineResult, PipelineStatus, Provenance
 from ai.pipelines import pipeline
 from ai.regions import (
     DATA_CW,
@@ -332,27 +335,41 @@ def two_peaks(speed: FloatArray, span: tuple[int, int], seconds: float) -> tuple
     return best
 
 
+def combine(values: list[float], aggregation: Aggregation) -> float:
+    """Beats combined: MAX is the fastest (largest |v|, sign kept), MEAN the mean."""
+    if aggregation is Aggregation.MAX:
+        return max(values, key=abs)
+    if aggregation is Aggregation.MEAN:
+        return float(np.mean(values))
+    raise ValueError(f"beats are combined by max or mean here, not {aggregation}")
+
+
+def _image_point(peak: Peak, strip: Strip) -> tuple[float, float]:
+    return (float(peak.column + strip.region.min_x0), float(peak.row + strip.region.min_y0))
+
+
 def _finding(
     name: str,
     peaks: list[Peak],
     strip: Strip,
     flags: tuple[str, ...],
+    aggregation: Aggregation,
     phase: str | None = None,
 ) -> Finding:
     values = [p.velocity for p in peaks]
+    beats = tuple(Beat(p.velocity, strip.frame, (_image_point(p, strip),)) for p in peaks)
     return Finding(
         name=name,
-        value=float(np.median(values)),
+        value=combine(values, aggregation) if len(values) > 1 else values[0],
         unit="cm/s",
         provenance=PROVENANCE,
         frames=(strip.frame,),
-        points=tuple(
-            (float(p.column + strip.region.min_x0), float(p.row + strip.region.min_y0))
-            for p in peaks
-        ),
+        points=tuple(_image_point(p, strip) for p in peaks),
         cardiac_phase=phase,
         flags=flags,
         spread=(min(values), max(values)) if len(values) > 1 else None,
+        beats=beats if len(beats) > 1 else (),
+        aggregation=aggregation if len(values) > 1 else Aggregation.SINGLE,
     )
 
 
@@ -438,7 +455,8 @@ def _measure_cw(clip: Clip, traced: _Traced) -> PipelineResult:
     if flow is None:
         flow = "TR" if _duty(speed, strip.seconds_per_column) >= TR_MIN_DUTY else "AV"
         shape_flags = ("flow_identified_by_shape",)
-    finding = _finding(f"{flow}_Vmax", peaks, strip, traced.flags + beat_flags + shape_flags)
+    flags = traced.flags + beat_flags + shape_flags
+    finding = _finding(f"{flow}_Vmax", peaks, strip, flags, Aggregation.MAX)
     return traced.result(PipelineStatus.OK, findings=(finding,))
 
 
@@ -459,27 +477,30 @@ def _measure_pw(traced: _Traced) -> PipelineResult:
     # E and A fused (fast heart rate): the A peak rides on the E tail and reads high.
     if any(float(speed[e:a].min()) > 0.5 * float(speed[a]) for e, a in found):
         flags += ("EA_fused",)
-    ratios = [e.velocity / a.velocity for e, a in zip(e_peaks, a_peaks, strict=True)]
+    e = _finding("MV_E", e_peaks, strip, flags, Aggregation.MEAN, "diastole")
+    a = _finding("MV_A", a_peaks, strip, flags, Aggregation.MEAN, "diastole")
+    ratios = [ep.velocity / ap.velocity for ep, ap in zip(e_peaks, a_peaks, strict=True)]
     ratio = Finding(
         name="MV_E_A",
-        value=float(np.median(ratios)),
+        value=e.value / a.value,  # of the reported E and A, so the three agree
         unit="1",
         provenance=PROVENANCE,
         frames=(strip.frame,),
         cardiac_phase="diastole",
         flags=flags,
         spread=(min(ratios), max(ratios)) if len(ratios) > 1 else None,
+        beats=tuple(
+            Beat(r, strip.frame, (_image_point(ep, strip), _image_point(ap, strip)))
+            for r, ep, ap in zip(ratios, e_peaks, a_peaks, strict=True)
+        ),
+        aggregation=Aggregation.RATIO,
     )
-    findings = (
-        _finding("MV_E", e_peaks, strip, flags, "diastole"),
-        _finding("MV_A", a_peaks, strip, flags, "diastole"),
-        ratio,
-    )
+    findings = (e, a, ratio)
     return traced.result(PipelineStatus.OK, findings=findings)
 
 
-def measure(clip: Clip, frame_index: int | None = None) -> PipelineResult:
-    """Run the engine on a clip; not_applicable (with the reason) when it cannot measure."""
+def _trace(clip: Clip, frame_index: int | None) -> _Traced | PipelineResult:
+    """The strip's envelope on its dominant side, or the result saying why there is none."""
     try:
         strip, frame = extract_strip(clip, frame_index)
     except DopplerError as error:
@@ -491,7 +512,29 @@ def measure(clip: Clip, frame_index: int | None = None) -> PipelineResult:
     if strength[side] <= 0:
         return PipelineResult("doppler", PipelineStatus.FAILED, message="no spectrum in the strip")
     flags = () if strip.region.physical_units_x == UNITS_SECONDS else ("no_time_calibration",)
-    traced = _Traced(strip, frame, side, profiles[side], flags)
+    return _Traced(strip, frame, side, profiles[side], flags)
+
+
+def beat_spans(
+    clip: Clip, frame_index: int, biphasic: bool
+) -> tuple[list[tuple[int, int]], tuple[str, ...]]:
+    """The beats of a frame's spectrum as image column spans [start, stop), found as the
+    engine finds them (ECG R waves, else gaps in the envelope), and the flags saying how.
+    No span when the strip has no spectrum or no calibration."""
+    traced = _trace(clip, frame_index)
+    if isinstance(traced, PipelineResult):
+        return [], ()
+    beats, flags = _beats(traced.strip, traced.frame, traced.speed, biphasic)
+    x0 = traced.strip.region.min_x0
+    return [(a + x0, b + x0) for a, b in beats if b > a], flags
+
+
+def measure(clip: Clip, frame_index: int | None = None) -> PipelineResult:
+    """Run the engine on a clip; not_applicable (with the reason) when it cannot measure."""
+    traced = _trace(clip, frame_index)
+    if isinstance(traced, PipelineResult):
+        return traced
+    strip = traced.strip
     cw = strip.region.data_type == DATA_CW
     result = _measure_cw(clip, traced) if cw else _measure_pw(traced)
     logger.info(

@@ -11,15 +11,23 @@ Reference behaviour, followed exactly on the layout the models were trained on:
   (G > 200 and R < 100) are set to 0 in all three channels. ai.decode has already turned YBR,
   palette and monochrome pixels into RGB (grey pixels never meet the ECG rule).
 - Output: sigmoid heat map(s); the point is the argmax (the first maximum in row-major order).
+  The models were trained to mark one beat. Their maps are per pixel, so the node reads the
+  maximum within each beat the classical engine delimits on the same frame (ECG R waves, else
+  gaps in the envelope: ai.pipelines.doppler.beat_spans), leaves out a beat whose maximum is
+  below half the image's (one the model does not mark), and combines the beats as echo labs
+  report them (ASE): TR, AV and MR Vmax the fastest beat, LVOT Vmax, E, A and e' the mean, E/A
+  the ratio of the mean E and A; each beat's value and point are kept in Finding.beats. With no
+  beat found the image's maximum alone is the value, as in the reference.
 - Velocity at the point's row r: the region's calibration, ReferencePixelPhysicalValueY +
   (r − (y0 + ReferencePixelY0)) × PhysicalDeltaY in cm/s. The reference writes
   |PhysicalDeltaY| × (r − baseline), positive below the baseline; here the sign is the
   calibration's, as in the classical engine (flow away from the transducer drawn below the
   baseline is negative when PhysicalDeltaY < 0), so the two engines' values compare directly.
   e' (e_lat, e_med) is reported as a speed (absolute value): e' is quoted without a sign.
-- mvpeak (2 channels): channel 1 is E, channel 0 is A, each point its channel's argmax. As in the
-  reference the left point is E (swapped, flagged "EA_order_from_position", when the channels
-  disagree) and points more than 300 columns apart in the model's grid are refused (not one beat).
+- mvpeak (2 channels): channel 1 is E, channel 0 is A, each point its channel's argmax (per beat).
+  As in the reference the left point is E (swapped, flagged "EA_order_from_position", when the
+  channels disagree) and points more than 300 columns apart in the model's grid are refused (not
+  one beat).
 
 Training layout: 768×1024 images with y0 in 340–350 (426 rows from y0 ≈ 342 down). Such an image
 is fed unchanged (the reference does not resize). Any other layout is resampled (INTER_LINEAR,
@@ -50,6 +58,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -58,13 +67,13 @@ import numpy.typing as npt
 import torch
 
 from ai.clip import Clip, UltrasoundRegion
-from ai.findings import Finding, PipelineResult, PipelineStatus, Provenance
+from ai.findings import Aggregation, Beat, Finding, PipelineResult, PipelineStatus, Provenance
 from ai.models.loader import CheckpointError, LoadedModel
 from ai.models.preprocess import Geometry, crop_and_scale, to_tensor
 from ai.models.registry import ModelSpec
 from ai.models.store import ModelStore, NotInstalled
 from ai.pipelines import pipeline
-from ai.pipelines.doppler import header_text, keyword_flow
+from ai.pipelines.doppler import beat_spans, combine, header_text, keyword_flow
 from ai.pipelines.doppler import measure as classical_measure
 from ai.regions import DATA_CW, UnitError, contains, row_to_velocity, spectral_region
 
@@ -92,6 +101,19 @@ FINDING_OF = {
     E_MED: "e_med",
 }  # MV gives MV_E, MV_A and MV_E_A
 SPEEDS = ("e_lat", "e_med")  # reported without sign
+# ASE: a jet's peak velocity is the fastest beat; inflow and tissue velocities the mean of beats.
+AGGREGATION = {
+    "AV_Vmax": Aggregation.MAX,
+    "TR_Vmax": Aggregation.MAX,
+    "MR_Vmax": Aggregation.MAX,
+    "LVOT_Vmax": Aggregation.MEAN,
+    "e_lat": Aggregation.MEAN,
+    "e_med": Aggregation.MEAN,
+}
+BIPHASIC = (MV, E_LAT, E_MED)  # two waves a beat (E and A; e' and a'): beats grouped as such
+# A beat whose heat-map maximum is below this share of the image's is one the model does not
+# mark (it was trained to mark one beat; its map still lights up at the others' peaks).
+BEAT_HEAT_SHARE = 0.5
 
 _MR_WORDS = re.compile(r"\b(MR|MITRAL\s+REGURG\w*)\b", re.IGNORECASE)
 _TISSUE_WORDS = re.compile(r"\b(TDI|TVI|DTI|TISSUE)\b|\be\s*(?:'|’|PRIME\b)", re.IGNORECASE)
@@ -223,51 +245,134 @@ def point_velocity(
     return x, y, row_to_velocity(region, y)
 
 
+# --- beats ---------------------------------------------------------------------------------
+
+
+def span_columns(span: tuple[int, int], geometry: Geometry) -> npt.NDArray[np.intp]:
+    """The model-grid columns whose centres fall in a source column span [start, stop)."""
+    grid = np.arange(geometry.out_width, dtype=np.float64)
+    source = geometry.x0 + (grid + 0.5) * geometry.scale_x - 0.5
+    inside: npt.NDArray[np.intp] = np.flatnonzero(
+        (source >= span[0] - 0.5) & (source < span[1] - 0.5)
+    )
+    return inside
+
+
+def beat_peaks(
+    heatmap: npt.NDArray[np.floating], spans: Sequence[tuple[int, int]], geometry: Geometry
+) -> list[tuple[int, int] | None]:
+    """Per beat span, (x, y) of the map's maximum inside it in the model grid; None for a beat
+    the model does not mark (its maximum below BEAT_HEAT_SHARE of the image's)."""
+    floor = BEAT_HEAT_SHARE * float(heatmap.max())
+    peaks: list[tuple[int, int] | None] = []
+    for span in spans:
+        columns = span_columns(span, geometry)
+        if columns.size == 0 or float(heatmap[:, columns].max()) < floor:
+            peaks.append(None)
+            continue
+        x, y = peak_point(heatmap[:, columns])
+        peaks.append((int(columns[x]), y))
+    return peaks
+
+
 # --- the pipeline --------------------------------------------------------------------------
 
 
-def _findings(
-    maps: npt.NDArray[np.floating],
-    geometry: Geometry,
-    region: UltrasoundRegion,
-    provenance: Provenance,
-    target: Target,
-    frame: int,
-    flags: tuple[str, ...],
-) -> tuple[Finding, ...] | str:
-    def finding(name: str, value: float, points: list[tuple[float, float]], *extra: str) -> Finding:
-        outside = any(not contains(region, x, y) for x, y in points)
+@dataclass(frozen=True)
+class _Reading:
+    """The heat maps in the model grid and how to turn a grid point into a finding."""
+
+    maps: npt.NDArray[np.floating]
+    geometry: Geometry
+    region: UltrasoundRegion
+    provenance: Provenance
+    frame: int
+    flags: tuple[str, ...]
+
+    def at(self, point: tuple[int, int]) -> tuple[float, float, float]:
+        return point_velocity(point, self.geometry, self.region)
+
+    def finding(
+        self,
+        name: str,
+        beats: Sequence[Beat],
+        aggregation: Aggregation,
+        extra: tuple[str, ...] = (),
+        value: float | None = None,
+    ) -> Finding:
+        """The finding of these beats, combined by `aggregation` (or `value`, for a ratio)."""
+        values = [b.value for b in beats]
+        points = tuple(p for b in beats for p in b.points)
+        outside = any(not contains(self.region, x, y) for x, y in points)
+        several = len(beats) > 1
+        if value is None:
+            value = combine(values, aggregation) if several else values[0]
         return Finding(
             name=name,
             value=value,
             unit="1" if name == "MV_E_A" else "cm/s",
-            provenance=provenance,
-            frames=(frame,),
-            points=tuple(points),
+            provenance=self.provenance,
+            frames=(self.frame,),
+            points=points,
             cardiac_phase="diastole" if name.startswith(("MV_", "e_")) else None,
-            flags=flags + extra + (("point_outside_region",) if outside else ()),
+            flags=self.flags + extra + (("point_outside_region",) if outside else ()),
+            spread=(min(values), max(values)) if several else None,
+            beats=tuple(beats) if several else (),
+            aggregation=aggregation if several else Aggregation.SINGLE,
         )
 
-    if target.model != MV:
-        name = FINDING_OF[target.model]
-        x, y, velocity = point_velocity(peak_point(maps[0]), geometry, region)
-        return (finding(name, abs(velocity) if name in SPEEDS else velocity, [(x, y)]),)
-    e_point, a_point = peak_point(maps[1]), peak_point(maps[0])
-    extra: tuple[str, ...] = ()
-    if e_point[0] > a_point[0]:
-        e_point, a_point, extra = a_point, e_point, ("EA_order_from_position",)
-    if a_point[0] - e_point[0] > MV_MAX_SEPARATION:
-        return (
-            f"E and A points {a_point[0] - e_point[0]} model columns apart "
-            f"(more than {MV_MAX_SEPARATION}): not one beat"
+
+def _single(reading: _Reading, name: str, spans: Sequence[tuple[int, int]]) -> Finding:
+    """One velocity model: its peak in each beat, combined by the ASE convention; the image's
+    peak alone where no beat is known or marked."""
+    found = [p for p in beat_peaks(reading.maps[0], spans, reading.geometry) if p is not None]
+    if not found:
+        found = [peak_point(reading.maps[0])]
+    beats = []
+    for point in found:
+        x, y, velocity = reading.at(point)
+        beats.append(Beat(abs(velocity) if name in SPEEDS else velocity, reading.frame, ((x, y),)))
+    return reading.finding(name, beats, AGGREGATION[name])
+
+
+def _mitral(reading: _Reading, spans: Sequence[tuple[int, int]]) -> tuple[Finding, ...] | str:
+    """E (channel 1) and A (channel 0) in each beat, E left of A; E and A the means of the
+    beats, E/A their ratio."""
+    e_maps, a_maps = reading.maps[1], reading.maps[0]
+    pairs = [
+        (e, a)
+        for e, a in zip(
+            beat_peaks(e_maps, spans, reading.geometry),
+            beat_peaks(a_maps, spans, reading.geometry),
+            strict=True,
         )
-    ex, ey, e = point_velocity(e_point, geometry, region)
-    ax, ay, a = point_velocity(a_point, geometry, region)
-    return (
-        finding("MV_E", e, [(ex, ey)], *extra),
-        finding("MV_A", a, [(ax, ay)], *extra),
-        finding("MV_E_A", e / a if a else float("nan"), [(ex, ey), (ax, ay)], *extra),
-    )
+        if e is not None and a is not None
+    ]
+    pairs = pairs or [(peak_point(e_maps), peak_point(a_maps))]
+    extra: tuple[str, ...] = ()
+    e_beats: list[Beat] = []
+    a_beats: list[Beat] = []
+    for e_point, a_point in pairs:
+        if e_point[0] > a_point[0]:
+            e_point, a_point, extra = a_point, e_point, ("EA_order_from_position",)
+        if a_point[0] - e_point[0] > MV_MAX_SEPARATION:
+            return (
+                f"E and A points {a_point[0] - e_point[0]} model columns apart "
+                f"(more than {MV_MAX_SEPARATION}): not one beat"
+            )
+        ex, ey, e = reading.at(e_point)
+        ax, ay, a = reading.at(a_point)
+        e_beats.append(Beat(e, reading.frame, ((ex, ey),)))
+        a_beats.append(Beat(a, reading.frame, ((ax, ay),)))
+    e_finding = reading.finding("MV_E", e_beats, Aggregation.MEAN, extra)
+    a_finding = reading.finding("MV_A", a_beats, Aggregation.MEAN, extra)
+    ratios = [
+        Beat(e.value / a.value if a.value else float("nan"), reading.frame, (*e.points, *a.points))
+        for e, a in zip(e_beats, a_beats, strict=True)
+    ]
+    combined = e_finding.value / a_finding.value if a_finding.value else float("nan")
+    ratio = reading.finding("MV_E_A", ratios, Aggregation.RATIO, extra, value=combined)
+    return (e_finding, a_finding, ratio)
 
 
 def interpret(
@@ -278,13 +383,22 @@ def interpret(
     provenance: Provenance,
     target: Target,
     frame: int,
+    spans: Sequence[tuple[int, int]] = (),
+    beat_flags: tuple[str, ...] = (),
 ) -> PipelineResult:
     """Heat maps (C, H, W) in the model grid → the result, points in source pixels.
 
-    note is strip_geometry's description of a layout outside the training one (empty inside).
+    note is strip_geometry's description of a layout outside the training one (empty inside);
+    spans the beats' source column spans (ai.pipelines.doppler.beat_spans), found as
+    `beat_flags` say.
     """
-    flags = ((OUTSIDE,) if note else ()) + target.flags
-    found = _findings(maps, geometry, region, provenance, target, frame, flags)
+    flags = ((OUTSIDE,) if note else ()) + target.flags + (beat_flags if spans else ())
+    reading = _Reading(maps, geometry, region, provenance, frame, flags)
+    found: tuple[Finding, ...] | str
+    if target.model == MV:
+        found = _mitral(reading, spans)
+    else:
+        found = (_single(reading, FINDING_OF[target.model], spans),)
     if isinstance(found, str):
         return PipelineResult(NAME, PipelineStatus.FAILED, message=found)
     return PipelineResult(NAME, PipelineStatus.OK, found, message=note)
@@ -300,7 +414,10 @@ def measure(clip: Clip, model: LoadedModel, target: Target) -> PipelineResult:
     rows, columns = frame.shape[:2]
     geometry, note = strip_geometry(rows, columns, region.min_y0, model.spec)
     maps = predict(model, model_input(frame, geometry, model.spec))
-    result = interpret(maps, geometry, note, region, model.provenance, target, index)
+    spans, beat_flags = beat_spans(clip, index, biphasic=target.model in BIPHASIC)
+    result = interpret(
+        maps, geometry, note, region, model.provenance, target, index, spans, beat_flags
+    )
     logger.info(
         "%s on %s (%s): %s %s",
         NAME,

@@ -85,8 +85,13 @@ def job_detail(session: Session, job: Job) -> dict[str, Any]:
             "view": clip.view,
             "decided_by": clip.decided_by,
             "confidence": clip.confidence,
-            # The whole result on record is for carrying forward; its values are listed below.
-            **{key: value for key, value in clip.detail.items() if key != CLIP_RESULT_KEY},
+            # The whole result on record is for carrying forward; its values are listed below,
+            # and what the report made of them under "report".
+            **{
+                key: value
+                for key, value in clip.detail.items()
+                if key not in (CLIP_RESULT_KEY, "report")
+            },
         }
         for clip in session.scalars(select(JobClip).where(JobClip.job_id == job.id))
     ]
@@ -101,6 +106,11 @@ def job_detail(session: Session, job: Job) -> dict[str, Any]:
             "model": f"{row.model_name} {row.model_version}",
         }
         for row in session.scalars(select(FindingRow).where(FindingRow.job_id == job.id))
+    ]
+    detail["report"] = [
+        row
+        for clip in session.scalars(select(JobClip).where(JobClip.job_id == job.id))
+        for row in clip.detail.get("report", [])
     ]
     outputs = session.scalars(select(Output).where(Output.job_id == job.id)).all()
     detail["outputs"] = [
@@ -129,7 +139,8 @@ def show(
     job_id: Annotated[int, typer.Argument(help="The job's id (see `echo-node jobs`).")],
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """Everything about one job: steps and timings, clips and views, findings, outputs."""
+    """Everything about one job: steps and timings, clips and views, findings, what the report
+    made of each (reported, withheld and why, with the flags), outputs."""
     node = state(ctx).node()
     with node.sessions() as session:
         job = session.get(Job, job_id)
@@ -158,6 +169,11 @@ def show(
     _table(console, "steps", detail["steps"])
     _table(console, "clips", detail["clips"])
     _table(console, "findings", detail["findings"])
+    _table(
+        console,
+        "report",
+        [{**row, "flags": ", ".join(row["flags"])} for row in detail["report"]],
+    )
     _table(
         console,
         "outputs",

@@ -5,10 +5,16 @@ Ingestor every received instance goes through, and left there (staged): it takes
 and its instance row only in the job's closing transaction (record.py), marked as the node's own
 (OWN_OUTPUT_ADDRESS) so it never makes a job of its own. A job that fails before that leaves no
 output in the study; `discard` removes its staged files.
+
+A job is a run of its study (echo_node/results/series.py): its SR and overlays go into series
+numbered and described by run, dated by the run's start, and name each other: each overlay
+references the run's SR (its UID is fixed before the overlays are written), and the SR lists
+the overlays as pertinent evidence.
 """
 
 from __future__ import annotations
 
+import datetime
 import logging
 import time
 from collections.abc import Sequence
@@ -24,6 +30,8 @@ from echo_node.jobs.selection import OWN_OUTPUT_ADDRESS
 from echo_node.node import Node
 from echo_node.processing.analysis import ClipRun
 from echo_node.results import DeviceInfo, SourceClip, build_overlay_sc, build_sr
+from echo_node.results.series import Reference, overlay_series, report_series
+from echo_node.results.sr import COMPREHENSIVE_SR
 from echo_node.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -54,20 +62,42 @@ def device_info(settings: Settings) -> DeviceInfo:
     return DeviceInfo(ae_title=settings.ae_title, device_uid=str(uid))
 
 
+@dataclass(frozen=True)
+class Run:
+    """One run of a study: its number among the study's runs, when it started, and the UIDs its
+    SR will have, known before anything is written so the overlays can name the SR."""
+
+    number: int
+    started: datetime.datetime = field(default_factory=datetime.datetime.now)
+    sr_uid: str = field(default_factory=lambda: str(generate_uid()))
+    sr_series_uid: str = field(default_factory=lambda: str(generate_uid()))
+
+    @property
+    def report(self) -> Reference:
+        return Reference(COMPREHENSIVE_SR, self.sr_uid, self.sr_series_uid)
+
+
 def write_sr(
     node: Node,
     runs: Sequence[ClipRun],
     predecessor: Dataset | None,
     steps: list[dict[str, Any]],
+    run: Run | None = None,
+    overlays: Sequence[Reference] = (),
 ) -> StoredOutput:
     """One Comprehensive SR over every processable clip of the study (measured or not: the SR
-    says what was not measured and why)."""
+    says what was not measured and why), in the run's report series, listing its overlays."""
+    run = run or Run(1)
     started = time.perf_counter()
     sr = build_sr(
-        [SourceClip(run.header, run.result) for run in runs],
+        [SourceClip(clip.header, clip.result) for clip in runs],
         node=device_info(node.settings),
+        series_uid=run.sr_series_uid,
+        instance_uid=run.sr_uid,
+        series=report_series(run.number, run.started),
         predecessor=predecessor,
         template=node.settings.sr_template,
+        overlays=overlays,
     )
     stored = _store(node, sr, "sr")
     steps.append(_step("sr", stored.sop_instance_uid, started))
@@ -79,28 +109,33 @@ class OverlaySeries:
     """The run's overlays: one new series of the study, an SC per clip with findings."""
 
     node: Node
+    run: Run = field(default_factory=lambda: Run(1))
     series_uid: str = field(default_factory=lambda: str(generate_uid()))
-    written: int = 0
+    written: list[Reference] = field(default_factory=list)
 
-    def write(self, run: ClipRun, steps: list[dict[str, Any]]) -> StoredOutput | None:
+    def write(self, clip: ClipRun, steps: list[dict[str, Any]]) -> StoredOutput | None:
         """Burn the clip's findings into its frames and store the SC; None without findings."""
-        if not run.has_findings or run.frames is None:
+        if not clip.has_findings or clip.frames is None:
             return None
         started = time.perf_counter()
         settings = self.node.settings
         sc = build_overlay_sc(
-            run.header,
-            run.frames,
-            run.result,
+            clip.header,
+            clip.frames,
+            clip.result,
             node=device_info(settings),
             series_uid=self.series_uid,
-            instance_number=self.written + 1,
+            series=overlay_series(self.run.number, self.run.started),
+            report=self.run.report,
+            instance_number=len(self.written) + 1,
             transfer_syntax=JPEGBaseline8Bit if settings.overlay_jpeg else ExplicitVRLittleEndian,
         )
         output = _store(self.node, sc, "sc")
-        self.written += 1
+        self.written.append(
+            Reference(str(sc.SOPClassUID), output.sop_instance_uid, self.series_uid)
+        )
         steps.append(
-            _step("sc", run.source.sop_instance_uid, started, output=output.sop_instance_uid)
+            _step("sc", clip.source.sop_instance_uid, started, output=output.sop_instance_uid)
         )
         return output
 

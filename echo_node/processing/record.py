@@ -6,6 +6,7 @@ Everything here runs inside the caller's one short transaction, after the comput
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,6 +17,7 @@ from ai.findings import ClipResult, PipelineStatus
 from ai.result_json import result_to_json
 from echo_node.processing.analysis import ClipRun
 from echo_node.processing.outputs import StoredOutput
+from echo_node.results.report import SourceClip, build_report, decisions
 from storage.index import add_instance
 from storage.models import CLIP_RESULT_KEY, FindingRow, JobClip, Output
 
@@ -28,6 +30,11 @@ def record_clips(session: Session, job_id: int, runs: Sequence[ClipRun]) -> None
     """
     session.execute(delete(FindingRow).where(FindingRow.job_id == job_id))
     session.execute(delete(JobClip).where(JobClip.job_id == job_id))
+    # What the report made of each value (reported, withheld and why, with the flag names):
+    # the operator's side of the SR's sentences.
+    fate: dict[str, list[dict[str, Any]]] = {}
+    for made in decisions(build_report([SourceClip(r.header, r.result) for r in runs])):
+        fate.setdefault(made.sop_instance_uid, []).append(asdict(made))
     for run in runs:
         decision = run.result.view
         session.add(
@@ -38,7 +45,7 @@ def record_clips(session: Session, job_id: int, runs: Sequence[ClipRun]) -> None
                 view=decision.view.value,
                 decided_by=decision.decided_by[:64],
                 confidence=float(decision.confidence),
-                detail=_detail(run.result),
+                detail={**_detail(run.result), "report": fate.get(run.source.sop_instance_uid, [])},
             )
         )
         for pipeline in run.result.pipelines:

@@ -27,7 +27,7 @@ from echo_node.node import Node
 from echo_node.processing.analysis import ClipInput, ClipRun, analyse_clip
 from echo_node.processing.carry import earlier_results, merge
 from echo_node.processing.classifier import view_classifier
-from echo_node.processing.outputs import OverlaySeries, StoredOutput, discard, write_sr
+from echo_node.processing.outputs import OverlaySeries, Run, StoredOutput, discard, write_sr
 from echo_node.processing.record import (
     record_clips,
     record_outputs,
@@ -49,6 +49,7 @@ class _Plan:
     clips: list[ClipInput]
     predecessor: Path | None  # the study's latest SR written by an earlier job
     written: int  # outputs this job already has (an attempt that got that far)
+    run: int  # this job's run of the study: 1 + the earlier jobs that wrote an SR
     # For a reprocess limited by `only`: each clip's latest earlier result, to carry forward.
     earlier: dict[str, ClipResult]
 
@@ -86,7 +87,7 @@ def _compute_and_write(
     """Analyse every clip, stage the overlays and the SR (into `stored`, so the caller can
     discard them on failure) and record the run."""
     classifier = view_classifier(models)
-    overlays = OverlaySeries(node)
+    overlays = OverlaySeries(node, Run(plan.run))
     runs: list[ClipRun] = []
     steps: list[dict[str, Any]] = []
     for clip in plan.clips:
@@ -113,7 +114,7 @@ def _compute_and_write(
 
     predecessor = _predecessor(plan.predecessor)
     overlay_count = len(stored)
-    report = write_sr(node, runs, predecessor, steps)
+    report = write_sr(node, runs, predecessor, steps, overlays.run, overlays.written)
     stored.insert(0, report)
     _write(node, plan, runs, stored)
     message = (
@@ -141,6 +142,11 @@ def _read_plan(node: Node, job_id: int) -> _Plan:
             .limit(1)
         ).first()
         written = session.scalar(select(func.count(Output.id)).where(Output.job_id == job_id))
+        earlier_runs = session.scalar(
+            select(func.count(func.distinct(Output.job_id))).where(
+                Output.study_id == job.study_id, Output.kind == "sr", Output.job_id != job_id
+            )
+        )
         only = (
             tuple(p.strip() for p in job.pipelines.split(",") if p.strip())
             if job.pipelines
@@ -154,6 +160,7 @@ def _read_plan(node: Node, job_id: int) -> _Plan:
             clips=clips,
             predecessor=node.store.root / earlier.instance.path if earlier else None,
             written=int(written or 0),
+            run=int(earlier_runs or 0) + 1,
             earlier=earlier_results(session, job.study_id, job_id) if only is not None else {},
         )
 

@@ -2,22 +2,18 @@
 
 Codes are pydicom `Code` values (immutable; highdicom accepts them wherever it takes a
 `CodedConcept`). The comment on each says the template (TID) or context group (CID) of PS3.16 it
-comes from. Each one is checked against pydicom's tables generated from PS3.16 in
-tests/test_results_sr.py. SNOMED codes use the SCT scheme (the SRT codes of older editions of
-TID 5200 are retired; pydicom maps them).
+comes from; tests/test_results_sr.py checks each against pydicom's tables generated from PS3.16
+(the few that are enumerated values of template rows, absent from any CID table, are named
+there). SNOMED codes use the SCT scheme (the SRT codes of older editions of TID 5200 are
+retired; pydicom maps them). Which code a reported value gets, per template, is in coding.py.
 
-Measurement concepts of the default TID 5200 report are the TID 5200-era LOINC codes (CIDs
-12200-12222) that echo carts emit and cardiology reporting systems map (see DESIGN.md §5); the
-TID 5300 option uses the CID 12300 "Core Echo Measurement" codes (FINDING_CODING_5300 below).
-The one code of the node's own scheme (99ECHONODE, a local scheme per PS3.16 section 8) is the
-Measurement Method of the AI ejection fraction, for which CID 12227 has no value.
+No code of a private scheme is used: dciodvfy recognises a fixed list of coding scheme
+designators and ignores a Coding Scheme Identification Sequence, so a "99..." scheme would be a
+warning on every SR; where DICOM has no concept (an AI estimate as a method, relative wall
+thickness), the value is post-coordinated from standard concepts instead (docs/REPORTING.md).
 """
 
 from __future__ import annotations
-
-from collections.abc import Mapping
-from dataclasses import dataclass
-from types import MappingProxyType
 
 from pydicom.sr.coding import Code
 
@@ -40,10 +36,20 @@ IMAGE_VIEW = Code("111031", "DCM", "Image View")
 CARDIAC_CYCLE_POINT = Code("272518008", "SCT", "Cardiac Cycle Point")
 # TID 5203, HAS CONCEPT MOD; values from CID 12221 "Flow Direction".
 FLOW_DIRECTION = Code("260674002", "SCT", "Direction of Flow")
+# TID 5203 $Method, HAS CONCEPT MOD; values from CID 12227 (and CID 12232 for LV mass).
+MEASUREMENT_METHOD = Code("370129005", "SCT", "Measurement Method")
+# TID 300 row 3 (TID 5203, TID 5301 row 3), HAS CONCEPT MOD; values from CID 3627
+# "Measurement Type" (PS3.17 N.2): how one value was derived from several samples.
+DERIVATION = Code("121401", "DCM", "Derivation")
 # TID 300/320, INFERRED FROM the SCOORD / IMAGE a value was measured on.
 SOURCE_OF_MEASUREMENT = Code("121112", "DCM", "Source of Measurement")
-# TID 5200 free-text notes (pipelines that did not run); concept from CID 3 / DCM.
+# Free-text items: a note of the document, and a qualification on a value (HAS PROPERTIES).
 COMMENT = Code("121106", "DCM", "Comment")
+# HAS PROPERTIES TEXT on a calculated value: its formula.
+CALCULATION_DESCRIPTION = Code("112034", "DCM", "Calculation Description")
+# TID 1210 (included by TID 300), HAS CONCEPT MOD TEXT: the plain name of a post-coordinated
+# concept ("Relative Wall Thickness" for a Ratio of Thickness).
+EQUIVALENT_MEANING = Code("121050", "DCM", "Equivalent Meaning of Concept Name")
 
 # --- Section subjects ($SectionSubject of TID 5200 rows 9-15) ---------------------------------
 
@@ -54,6 +60,17 @@ AORTIC_VALVE = Code("34202007", "SCT", "Aortic Valve")
 MITRAL_VALVE = Code("91134007", "SCT", "Mitral Valve")
 TRICUSPID_VALVE = Code("46030003", "SCT", "Tricuspid Valve")
 AORTA = Code("15825003", "SCT", "Aorta")
+
+# --- Anatomic sites (CID 12305 "Basic Echo Anatomic Site", CID 12236, CID 12235) ---------------
+
+INTERVENTRICULAR_SEPTUM = Code("589001", "SCT", "Interventricular septum")
+LV_BASAL_INFEROLATERAL = Code("396652009", "SCT", "left ventricle basal inferolateral segment")
+AORTIC_ROOT = Code("8128003", "SCT", "Aortic Root")
+ASCENDING_AORTA = Code("54247002", "SCT", "Ascending aorta")
+RV_BASAL_SEGMENT = Code("277635008", "SCT", "Right Ventricle Basal Segment")
+LVOT_SITE = Code("13418002", "SCT", "Left ventricle outflow tract")
+LATERAL_MITRAL_ANNULUS = Code("399086000", "SCT", "Lateral Mitral Annulus")
+MEDIAL_MITRAL_ANNULUS = Code("399093001", "SCT", "Medial Mitral Annulus")
 
 # --- Image modes (CID 12224) --------------------------------------------------------------------
 
@@ -67,22 +84,49 @@ MODE_DOPPLER_CW = Code("261198000", "SCT", "Doppler Continuous Wave")
 VIEW_PLAX = Code("399139001", "SCT", "Parasternal long axis")
 VIEW_A4C = Code("399214001", "SCT", "Apical four chamber")
 
-# --- Cardiac phases (CID 12233) -----------------------------------------------------------------
+# --- Cardiac phases (CID 12233; CID 12307 for TID 5302) -----------------------------------------
 
 END_DIASTOLE = Code("416190007", "SCT", "End Diastole")
 END_SYSTOLE = Code("416430001", "SCT", "End Systole")
+E_WAVE = Code("444392003", "SCT", "Diastolic Rapid Inflow (E-wave)")
+A_WAVE = Code("59972007", "SCT", "Atrial Systole (A-wave)")
 
-# --- Flow directions (CID 12221) ----------------------------------------------------------------
+# --- Flow directions (CID 12221; CID 12306 for TID 5302) ----------------------------------------
 
 REGURGITANT_FLOW = Code("397417004", "SCT", "Regurgitant Flow")
+ANTEGRADE = Code("263677008", "SCT", "Antegrade Direction")
+RETROGRADE = Code("312004007", "SCT", "Retrograde Direction")
 
-# --- Measurement concepts (LOINC) ---------------------------------------------------------------
+# --- Derivation (CID 3627 "Measurement Type"; CID 3488 "Min/Max/Mean") --------------------------
+
+MEAN = Code("373098007", "SCT", "Mean")
+MEDIAN = Code("373099004", "SCT", "Median")
+# CID 3627 has no maximum; the Derivation value set is extensible (DCID) and Maximum is the
+# standard concept for it (CID 3488 "Min/Max/Mean", CID 12301 "Measurement Selection Reason").
+MAXIMUM = Code("56851009", "SCT", "Maximum")
+# CID 3627: a value the network estimates from the cine loop, neither caliper nor calculation.
+ESTIMATED = Code("414135002", "SCT", "Estimated")
+
+# --- Measurement methods (CID 12227, CID 12232, CID 3663) --------------------------------------
+
+SIMPLIFIED_BERNOULLI = Code("125218", "DCM", "Simplified Bernoulli")
+# CID 12232 "Myocardium Mass Method": the linear (cube) formula of ASE, named after the M-mode
+# it was defined on; the Image Mode modifier says the dimensions came from 2D.
+LV_MASS_LINEAR = Code("125221", "DCM", "Left Ventricle Mass by M-mode")
+# CID 3663 "Body Surface Area Equation": DuBois and DuBois.
+BSA_DUBOIS = Code("122241", "DCM", "BSA = 0.007184*WT^0.425*HT^0.725")
+
+# --- Measurement concepts (LOINC, TID 5200-era CIDs 12200-12222) --------------------------------
 
 # CID 12201 "Left Ventricle Linear".
 IVSD = Code("18154-5", "LN", "Interventricular Septum Diastolic Thickness")
 LVIDD = Code("29436-3", "LN", "Left Ventricle Internal End Diastolic Dimension")
 LVIDS = Code("29438-9", "LN", "Left Ventricle Internal Systolic Dimension")
 LVPWD = Code("18152-9", "LN", "Left Ventricle Posterior Wall Diastolic Thickness")
+LV_FRACTIONAL_SHORTENING = Code("18051-3", "LN", "Left Ventricular Fractional Shortening")
+# CID 12203 "Left Ventricle Other Measurement".
+LV_MASS = Code("18087-7", "LN", "Left Ventricle Mass")
+E_PRIME_PEAK = Code("399133000", "SCT", "Left Ventricular Peak Early Diastolic Tissue Velocity")
 # CID 12204 "Echocardiography Right Ventricle Measurement" has no basal dimension (only RVIDd
 # 20304-2, the PLAX/M-mode internal dimension); the A4C basal diameter is a CID 12300 concept,
 # used in the Right Ventricle section (the section's context group is extensible).
@@ -98,16 +142,37 @@ LVEF = Code("18043-0", "LN", "Left Ventricular Ejection Fraction by US")
 MV_E_PEAK = Code("18037-2", "LN", "Mitral Valve E-Wave Peak Velocity")
 MV_A_PEAK = Code("17978-8", "LN", "Mitral Valve A-Wave Peak Velocity")
 MV_E_A_RATIO = Code("18038-0", "LN", "Mitral Valve E to A Ratio")
-# CID 12222 "Orifice Flow Properties" (used in the AV/TV sections of CID 12208/12211).
+# CID 12222 "Orifice Flow Properties" (used in the valve sections of CIDs 12207-12211).
 PEAK_BLOOD_VELOCITY = Code("20355-4", "LN", "Peak Blood Velocity")
+PEAK_GRADIENT = Code("20247-3", "LN", "Peak Gradient")
+# CID 12303 / SCT: a ratio, post-coordinated (relative wall thickness has no concept of its own).
+RATIO = Code("118586006", "SCT", "Ratio")
+
+# --- TID 5201 Echocardiography Patient Characteristics ------------------------------------------
+
+PATIENT_CHARACTERISTICS = Code("121118", "DCM", "Patient Characteristics")
+# Height and weight are enumerated values of TID 5201 rows (LOINC), in no CID: not in
+# pydicom's tables. BSA is (CID 3455).
+PATIENT_HEIGHT = Code("8302-2", "LN", "Patient Height")
+PATIENT_WEIGHT = Code("29463-7", "LN", "Patient Weight")
+BODY_SURFACE_AREA = Code("8277-6", "LN", "Body Surface Area")
+# CID 12220 "Echocardiography Common Measurement" (in every section's CID).
+HEART_RATE = Code("8867-4", "LN", "Heart rate")
 
 # --- Algorithm identification (TID 4019), device observer (TID 1004) ------------------------------
 
+ALGORITHM_FAMILY = Code("111000", "DCM", "Algorithm Family")
 ALGORITHM_NAME = Code("111001", "DCM", "Algorithm Name")
 ALGORITHM_VERSION = Code("111003", "DCM", "Algorithm Version")
+ALGORITHM_PARAMETERS = Code("111002", "DCM", "Algorithm Parameters")
+# CID 7162 "Surface Processing Algorithm Family", the value set of TID 4019's family row.
+ARTIFICIAL_INTELLIGENCE = Code("123110", "DCM", "Artificial Intelligence")
+EDGE_DETECTION = Code("123103", "DCM", "Edge Detection")  # the classical Doppler envelope
 OBSERVER_TYPE_DEVICE = Code("121007", "DCM", "Device")
 # PS3.3 C.12.1.1.7 Purpose of Reference for Contributing Equipment (CID 7005).
 PROCESSING_EQUIPMENT = Code("109102", "DCM", "Processing Equipment")
+# CID 7006 "SR Document Purpose of Reference": an overlay SC names the SR whose values it shows.
+SOURCE_DOCUMENT = Code("121335", "DCM", "Source Document")
 
 # --- UCUM units (CID 7181 "Abstract Multi-dimensional Image Model Component Units") -------------
 
@@ -115,60 +180,12 @@ UNIT_CM = Code("cm", "UCUM", "cm")
 UNIT_PERCENT = Code("%", "UCUM", "Percent")
 UNIT_CM_PER_S = Code("cm/s", "UCUM", "centimeter/second")
 UNIT_RATIO = Code("{ratio}", "UCUM", "ratio")
-
-
-@dataclass(frozen=True)
-class MeasurementCoding:
-    """How one `ai.findings.Finding` name is written in a TID 5200 report."""
-
-    section: Code  # $SectionSubject of the TID 5202 section (the Finding Site)
-    concept: Code  # the NUM's concept name
-    unit: Code  # the UCUM unit the value is written in
-    cardiac_phase: Code | None = None  # Cardiac Cycle Point, where the concept implies one
-    flow_direction: Code | None = None  # Direction of Flow, where the concept needs one
-    # Image mode when the clip does not say (a spectral clip without PW/CW): the one the
-    # measurement is made with in practice (TR Vmax by CW, mitral inflow by PW).
-    default_mode: Code | None = None
-    # Finding Site (TID 300 HAS CONCEPT MOD) on the NUM, where the section alone does not say
-    # where it was measured (LVOT inside the Left Ventricle section, the e' annulus side).
-    finding_site: Code | None = None
-
-
-# Finding.name (ai/findings.py) -> coding. The phase is the one the LOINC concept is defined at;
-# the peak velocities carry none (the wave names them). TR Vmax is the generic Peak Blood
-# Velocity post-coordinated with Regurgitant Flow inside the Tricuspid Valve section, as carts do.
-FINDING_CODING: Mapping[str, MeasurementCoding] = MappingProxyType(
-    {
-        "IVSd": MeasurementCoding(LEFT_VENTRICLE, IVSD, UNIT_CM, END_DIASTOLE),
-        "LVIDd": MeasurementCoding(LEFT_VENTRICLE, LVIDD, UNIT_CM, END_DIASTOLE),
-        "LVPWd": MeasurementCoding(LEFT_VENTRICLE, LVPWD, UNIT_CM, END_DIASTOLE),
-        "LVIDs": MeasurementCoding(LEFT_VENTRICLE, LVIDS, UNIT_CM, END_SYSTOLE),
-        "LVEF": MeasurementCoding(LEFT_VENTRICLE, LVEF, UNIT_PERCENT),
-        "RVbase": MeasurementCoding(RIGHT_VENTRICLE, RV_BASAL_DIMENSION, UNIT_CM, END_DIASTOLE),
-        "LAd": MeasurementCoding(LEFT_ATRIUM, LA_AP_SYSTOLIC, UNIT_CM, END_SYSTOLE),
-        "AoRoot": MeasurementCoding(AORTA, AORTIC_ROOT_DIAMETER, UNIT_CM, END_DIASTOLE),
-        "AoAsc": MeasurementCoding(AORTA, ASCENDING_AORTA_DIAMETER, UNIT_CM, END_DIASTOLE),
-        "MV_E": MeasurementCoding(
-            MITRAL_VALVE, MV_E_PEAK, UNIT_CM_PER_S, default_mode=MODE_DOPPLER_PULSED
-        ),
-        "MV_A": MeasurementCoding(
-            MITRAL_VALVE, MV_A_PEAK, UNIT_CM_PER_S, default_mode=MODE_DOPPLER_PULSED
-        ),
-        "MV_E_A": MeasurementCoding(
-            MITRAL_VALVE, MV_E_A_RATIO, UNIT_RATIO, default_mode=MODE_DOPPLER_PULSED
-        ),
-        "TR_Vmax": MeasurementCoding(
-            TRICUSPID_VALVE,
-            PEAK_BLOOD_VELOCITY,
-            UNIT_CM_PER_S,
-            flow_direction=REGURGITANT_FLOW,
-            default_mode=MODE_DOPPLER_CW,
-        ),
-        "AV_Vmax": MeasurementCoding(
-            AORTIC_VALVE, PEAK_BLOOD_VELOCITY, UNIT_CM_PER_S, default_mode=MODE_DOPPLER_CW
-        ),
-    }
-)
+UNIT_MMHG = Code("mm[Hg]", "UCUM", "mmHg")
+UNIT_PER_MIN = Code("/min", "UCUM", "/min")
+# UCUM's own codes (TID 5201 rows name them); CID 7181 lists no mass or area unit.
+UNIT_G = Code("g", "UCUM", "gram")
+UNIT_KG = Code("kg", "UCUM", "kilogram")
+UNIT_M2 = Code("m2", "UCUM", "square meter")
 
 # --- TID 5300 Simplified Echo Procedure Report (Sup 169; PS3.16 TID 5300-5303) -----------------
 
@@ -178,21 +195,26 @@ PRE_COORDINATED_MEASUREMENTS = Code("125301", "DCM", "Pre-coordinated Measuremen
 POST_COORDINATED_MEASUREMENTS = Code("125302", "DCM", "Post-coordinated Measurements")
 # TID 5301/5302, HAS PROPERTIES TEXT: the display label of a value.
 SHORT_LABEL = Code("125309", "DCM", "Short Label")
-# TID 5302, HAS CONCEPT MOD; values from CID 12303 / 12302 / 12304 / 12227.
+# TID 5302, HAS CONCEPT MOD; values from CID 12303 / 12302 / 12304.
 MEASUREMENT_TYPE = Code("125306", "DCM", "Measurement Type")
 FINDING_OBSERVATION_TYPE = Code("125305", "DCM", "Finding Observation Type")
 MEASURED_PROPERTY = Code("125307", "DCM", "Measured Property")
-MEASUREMENT_METHOD = Code("370129005", "SCT", "Measurement Method")
 # CID 12303 "Echo Measurement Type".
 DIRECTLY_MEASURED = Code("125316", "DCM", "Directly measured")
+CALCULATED = Code("125315", "DCM", "Calculated")
 # CID 12302 "Echo Finding Observation Type".
+STRUCTURE_OF_FINDING_SITE = Code("125311", "DCM", "Structure of the Finding Site")
 BEHAVIOR_OF_FINDING_SITE = Code("125312", "DCM", "Behavior of the Finding Site")
+HEMODYNAMIC = Code("44324008", "SCT", "Hemodynamic Measurements")
 # CID 12304 "Echo Measured Property".
+THICKNESS = Code("59089-3", "LN", "Thickness")
+INTERNAL_DIMENSION = Code("59090-1", "LN", "Internal Dimension")
+DIAMETER = Code("81827009", "SCT", "Diameter")
+PEAK_TISSUE_VELOCITY = Code("125330", "DCM", "Peak Tissue Velocity")
 CARDIAC_EJECTION_FRACTION = Code("70822001", "SCT", "Cardiac ejection fraction")
-# CID 12227 is extensible and has no AI method: a local code says it is neither Method of
-# Disks nor Teichholz, so receivers never merge the value with one that is.
-LOCAL_SCHEME = "99ECHONODE"
-NEURAL_VIDEO_REGRESSION = Code("NNVR", LOCAL_SCHEME, "Neural network regression from the cine loop")
+MASS = Code("118538004", "SCT", "Mass")
+FRACTIONAL_SHORTENING = Code("59132-1", "LN", "Fractional Shortening")
+PEAK_GRADIENT_PROPERTY = Code("20247-3", "LN", "Peak Gradient [Pressure]")
 
 # --- CID 12300 "Core Echo Measurement" (LOINC; code meanings as in PS3.16) ----------------------
 
@@ -206,11 +228,10 @@ LVIDS_MM = Code("80012-8", "LN", "Left ventricular internal systolic dimension -
 # "LVPWd (2D)", which leaves 80032-6 as the M-mode one.
 LVPWD_2D = Code("80031-8", "LN", "Left ventricular posterior wall diastolic thickness")
 LVPWD_MM = Code("80032-6", "LN", "Left ventricular posterior wall diastolic thickness")
-AORTIC_ROOT_DIAMETER = Code("79953-6", "LN", "Aortic root diameter")
+AORTIC_ROOT_DIAMETER_5300 = Code("79953-6", "LN", "Aortic root diameter")
 ASCENDING_AORTA_DIMENSION = Code("79966-8", "LN", "Ascending Aorta Dimension")
 LA_DIAMETER_2D = Code("79975-9", "LN", "Left atrial end systolic diameter (AP) 2D")
 LA_DIAMETER_MM = Code("79977-5", "LN", "Left atrial end systolic diameter (AP) MM")
-RV_BASAL_DIMENSION = Code("80080-5", "LN", "Right ventricular basal dimension 4C")
 TR_VMAX = Code("79921-3", "LN", "Tricuspid regurgitation Vmax")
 AV_VMAX = Code("79964-3", "LN", "Aortic valve Vmax")
 MV_E_VMAX = Code("80070-6", "LN", "Mitral valve E-wave Vmax")
@@ -219,126 +240,8 @@ MR_VMAX = Code("80062-3", "LN", "Mitral regurgitation Vmax")
 LVOT_VMAX = Code("80029-2", "LN", "Left ventricular outflow tract Vmax")
 MV_LATERAL_E_PRIME = Code("80054-0", "LN", "Mitral lateral e-prime Vmax")
 MV_SEPTAL_E_PRIME = Code("79911-4", "LN", "Mitral septal e-prime Vmax")
+TR_PEAK_GRADIENT = Code("79937-9", "LN", "Tricuspid regurgitation peak gradient")
+AV_PEAK_GRADIENT = Code("79963-5", "LN", "Aortic valve peak instantaneous gradient")
+LV_MASS_2D = Code("80019-3", "LN", "Left ventricular mass (dimension method) 2D")
+LV_FS_2D = Code("29434-8", "LN", "Left ventricular fractional shortening (of minor axis) (2D)")
 # MV_E_A_RATIO (18038-0) above is in CID 12300 as well.
-
-
-@dataclass(frozen=True)
-class PreCoordinated:
-    """A finding written in TID 5301: one CID 12300 code says everything (site, phase, mode)."""
-
-    concept: Code  # the 2D code, or the only one where the code names no image mode
-    unit: Code
-    label: str  # Short Label; " (2D)"/" (MM)" is added where the code is mode-specific
-    mmode: Code | None = None  # the M-mode code, where CID 12300 has one
-
-
-@dataclass(frozen=True)
-class PostCoordinated:
-    """A finding without a CID 12300 code, written in TID 5302 with its meaning in modifiers."""
-
-    concept: Code
-    unit: Code
-    label: str
-    measurement_type: Code  # CID 12303
-    finding_site: Code  # CID 12305
-    observation_type: Code  # CID 12302
-    measured_property: Code  # CID 12304
-    method: Code  # CID 12227 (extensible)
-    view: Code | None = None  # Image View (CID 12226), where the view is significant
-
-
-# Finding.name -> TID 5300 coding. A name missing here is stated in the report, never dropped.
-FINDING_CODING_5300: Mapping[str, PreCoordinated | PostCoordinated] = MappingProxyType(
-    {
-        "IVSd": PreCoordinated(IVSD_2D, UNIT_CM, "IVSd", mmode=IVSD_MM),
-        "LVIDd": PreCoordinated(LVIDD_2D, UNIT_CM, "LVIDd", mmode=LVIDD_MM),
-        "LVIDs": PreCoordinated(LVIDS_2D, UNIT_CM, "LVIDs", mmode=LVIDS_MM),
-        "LVPWd": PreCoordinated(LVPWD_2D, UNIT_CM, "LVPWd", mmode=LVPWD_MM),
-        "AoRoot": PreCoordinated(AORTIC_ROOT_DIAMETER, UNIT_CM, "Ao Root"),
-        "AoAsc": PreCoordinated(ASCENDING_AORTA_DIMENSION, UNIT_CM, "Ao Asc"),
-        "LAd": PreCoordinated(LA_DIAMETER_2D, UNIT_CM, "LA Dimen", mmode=LA_DIAMETER_MM),
-        "RVbase": PreCoordinated(RV_BASAL_DIMENSION, UNIT_CM, "RVD1 (4C)"),
-        "TR_Vmax": PreCoordinated(TR_VMAX, UNIT_CM_PER_S, "TR Vmax"),
-        "AV_Vmax": PreCoordinated(AV_VMAX, UNIT_CM_PER_S, "AV Vmax"),
-        "MV_E": PreCoordinated(MV_E_VMAX, UNIT_CM_PER_S, "MV E Vmax"),
-        "MV_A": PreCoordinated(MV_A_VMAX, UNIT_CM_PER_S, "MV A Vmax"),
-        "MV_E_A": PreCoordinated(MV_E_A_RATIO, UNIT_RATIO, "MV E/A"),
-        "MR_Vmax": PreCoordinated(MR_VMAX, UNIT_CM_PER_S, "MR Vmax"),
-        "LVOT_Vmax": PreCoordinated(LVOT_VMAX, UNIT_CM_PER_S, "LVOT Vmax"),
-        "e_lat": PreCoordinated(MV_LATERAL_E_PRIME, UNIT_CM_PER_S, "e' lat"),
-        "e_med": PreCoordinated(MV_SEPTAL_E_PRIME, UNIT_CM_PER_S, "e' sept"),
-        # EchoNet-Dynamic regresses EF from one apical 4-chamber clip: not Method of Disks, so
-        # not 79993-2 "single plane 4C (MOD)"; the generic LOINC EF by US, post-coordinated.
-        "LVEF": PostCoordinated(
-            LVEF,
-            UNIT_PERCENT,
-            "LVEF (A4C, AI)",
-            measurement_type=DIRECTLY_MEASURED,
-            finding_site=LEFT_VENTRICLE,
-            observation_type=BEHAVIOR_OF_FINDING_SITE,
-            measured_property=CARDIAC_EJECTION_FRACTION,
-            method=NEURAL_VIDEO_REGRESSION,
-            view=VIEW_A4C,
-        ),
-    }
-)
-
-# --- Doppler findings of the EchoNet-Measurements models (ai/pipelines/doppler_neural.py) ------
-# MR Vmax: Peak Blood Velocity (CID 12207 lists it) in the Mitral Valve section with Direction of
-# Flow = Regurgitant, as TR Vmax in the Tricuspid Valve section. LVOT Vmax: Peak Blood Velocity
-# (CID 12200) in the Left Ventricle section with Finding Site = LVOT. e': the TID 5200-era
-# concept of CID 12203 "Left Ventricle Other Measurement" in the Left Ventricle section, the
-# annulus side as Finding Site (CID 12235 "Mitral Valve Anatomic Site").
-
-# CID 12236 "Echocardiography Anatomic Site".
-LVOT_SITE = Code("13418002", "SCT", "Left ventricle outflow tract")
-# CID 12235 "Mitral Valve Anatomic Site".
-LATERAL_MITRAL_ANNULUS = Code("399086000", "SCT", "Lateral Mitral Annulus")
-MEDIAL_MITRAL_ANNULUS = Code("399093001", "SCT", "Medial Mitral Annulus")
-# CID 12203 "Left Ventricle Other Measurement".
-E_PRIME_PEAK = Code("399133000", "SCT", "Left Ventricular Peak Early Diastolic Tissue Velocity")
-
-FINDING_CODING = MappingProxyType(
-    {
-        **FINDING_CODING,
-        "MR_Vmax": MeasurementCoding(
-            MITRAL_VALVE,
-            PEAK_BLOOD_VELOCITY,
-            UNIT_CM_PER_S,
-            flow_direction=REGURGITANT_FLOW,
-            default_mode=MODE_DOPPLER_CW,
-        ),
-        "LVOT_Vmax": MeasurementCoding(
-            LEFT_VENTRICLE,
-            PEAK_BLOOD_VELOCITY,
-            UNIT_CM_PER_S,
-            default_mode=MODE_DOPPLER_PULSED,
-            finding_site=LVOT_SITE,
-        ),
-        "e_lat": MeasurementCoding(
-            LEFT_VENTRICLE,
-            E_PRIME_PEAK,
-            UNIT_CM_PER_S,
-            default_mode=MODE_DOPPLER_PULSED,
-            finding_site=LATERAL_MITRAL_ANNULUS,
-        ),
-        "e_med": MeasurementCoding(
-            LEFT_VENTRICLE,
-            E_PRIME_PEAK,
-            UNIT_CM_PER_S,
-            default_mode=MODE_DOPPLER_PULSED,
-            finding_site=MEDIAL_MITRAL_ANNULUS,
-        ),
-    }
-)
-
-# Report section order (TID 5200 rows 9-15 order for the sections used here).
-SECTION_ORDER: tuple[Code, ...] = (
-    LEFT_VENTRICLE,
-    RIGHT_VENTRICLE,
-    LEFT_ATRIUM,
-    AORTIC_VALVE,
-    MITRAL_VALVE,
-    TRICUSPID_VALVE,
-    AORTA,
-)

@@ -6,10 +6,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import highdicom as hd
+from pydicom.uid import generate_uid
 
 import echo_node
 from ai.findings import Provenance
 from echo_node.results import codes
+from echo_node.results.report import Algorithm, AlgorithmKind, algorithm
 
 
 def _software_version() -> str:
@@ -31,25 +33,42 @@ class DeviceInfo:
     software_version: str = field(default_factory=_software_version)
 
 
-def contributing_equipment(provenances: Iterable[Provenance]) -> list[hd.ContributingEquipment]:
-    """The algorithms and models behind the values (PS3.3 C.12.1.1.7 Contributing Equipment).
+def algorithm_uid(made_by: Algorithm) -> str:
+    """A UID per exact algorithm (name, version, weights): the same model release on any node
+    gets the same one, so a site can tell model versions apart across its reports."""
+    sources = [made_by.name, made_by.version, made_by.sha256 or made_by.kind.value]
+    return str(generate_uid(entropy_srcs=sources))
 
-    One item per distinct model or classical engine, so a site can tell which version produced
-    a value even when the node's own software version is unchanged.
+
+def contributing_equipment(
+    items: Iterable[Algorithm | Provenance],
+) -> list[hd.ContributingEquipment]:
+    """The algorithms behind the values (PS3.3 C.12.1.1.7 Contributing Equipment), one item
+    per exact algorithm, so a site can tell which weights produced a value even when the node's
+    own software version is unchanged: Software Versions holds the registry version, Device
+    Serial Number the checkpoint's sha256 (it identifies this copy of the weights; 64
+    characters, a whole LO), Contribution Description the sha256 again and whether it is the
+    published checkpoint.
+
+    PS3.3's Contributing Equipment Sequence has no Device UID attribute (dciodvfy reports one
+    as not in the IOD); the algorithm's UID is its device observer UID in a TID 5300 report.
     """
-    seen: list[Provenance] = []
-    for provenance in provenances:
-        if provenance not in seen:
-            seen.append(provenance)
-    return [
-        hd.ContributingEquipment(
+    seen = list(dict.fromkeys(i if isinstance(i, Algorithm) else algorithm(i) for i in items))
+    equipment = []
+    for made_by in seen:
+        item = hd.ContributingEquipment(
             manufacturer="Echo Node",
             purpose_of_reference=codes.PROCESSING_EQUIPMENT,
-            manufacturer_model_name=p.name,
-            software_versions=p.version,
-            contribution_description=(
-                f"model sha256 {p.sha256} on {p.device}" if p.sha256 else "classical measurement"
-            ),
+            manufacturer_model_name=made_by.name,
+            software_versions=made_by.version,
+            device_serial_number=made_by.sha256,
+            contribution_description=_contribution(made_by),
         )
-        for p in seen
-    ]
+        equipment.append(item)
+    return equipment
+
+
+def _contribution(made_by: Algorithm) -> str:
+    if made_by.kind is AlgorithmKind.CLASSICAL:
+        return "classical image processing (no trained weights)"
+    return f"AI model, checkpoint sha256 {made_by.sha256}: {made_by.weights_text}"

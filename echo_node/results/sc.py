@@ -27,11 +27,18 @@ from ai.findings import ClipResult
 from echo_node.results.device import DeviceInfo, contributing_equipment
 from echo_node.results.draw import burn_in
 from echo_node.results.patient import copy_patient_and_study
+from echo_node.results.series import (
+    OVERLAYS,
+    Reference,
+    Series,
+    overlay_series,
+    referenced_instance,
+)
 
 logger = logging.getLogger(__name__)
 
 MULTIFRAME_TRUE_COLOR_SC = UID("1.2.840.10008.5.1.4.1.1.7.4")
-SERIES_DESCRIPTION = "Echo Node overlays"
+SERIES_DESCRIPTION = OVERLAYS  # the start of every overlay series' description
 # CID 7202 "Source Image Purpose of Reference".
 _SOURCE_IMAGE_PURPOSE = hd.sr.CodedConcept(
     "121322", "DCM", "Source image for image processing operation"
@@ -46,13 +53,16 @@ def build_overlay_sc(
     node: DeviceInfo,
     series_uid: str | None = None,
     instance_uid: str | None = None,
-    series_number: int = 902,
+    series: Series | None = None,
+    report: Reference | None = None,
     instance_number: int = 1,
     transfer_syntax: str = JPEGBaseline8Bit,
     jpeg_quality: int = 90,
 ) -> Dataset:
     """The source clip's frames with `result` burned in, as a new SC instance of its study.
 
+    `series` is the run's overlay series (run 1 when not given); `report` the run's SR, which
+    the SC references (Referenced Instance Sequence, purpose Source Document).
     `source` is the source header (pixels not needed); `frames` its decoded RGB frames
     (N, Rows, Columns, 3). `transfer_syntax` is JPEG Baseline (default, YBR_FULL_422) or
     Explicit VR Little Endian (RGB, lossless).
@@ -68,7 +78,10 @@ def build_overlay_sc(
         raise ValueError("result: frame time unknown (neither the result nor the source has it)")
 
     burned = burn_in(frames, result, node.software_version)
-    ds = _base(source, node, series_uid, series_number, instance_uid, instance_number)
+    series = series or overlay_series(1, datetime.datetime.now())
+    ds = _base(source, node, series_uid, series, instance_uid, instance_number)
+    if report is not None:
+        ds.ReferencedInstanceSequence = DicomSequence([referenced_instance(report)])
     ds.file_meta.TransferSyntaxUID = UID(transfer_syntax)
     _general_image(ds, source)
     ds.ConversionType = "WSD"  # SC Equipment: produced by a workstation
@@ -105,7 +118,7 @@ def _base(
     source: Dataset,
     node: DeviceInfo,
     series_uid: str | None,
-    series_number: int,
+    series: Series,
     instance_uid: str | None,
     instance_number: int,
 ) -> Dataset:
@@ -116,7 +129,7 @@ def _base(
         ds = hd.SOPClass(
             study_instance_uid=source.StudyInstanceUID,
             series_instance_uid=series_uid or generate_uid(),
-            series_number=series_number,
+            series_number=series.number,
             sop_instance_uid=instance_uid or generate_uid(),
             sop_class_uid=MULTIFRAME_TRUE_COLOR_SC,
             instance_number=instance_number,
@@ -124,11 +137,15 @@ def _base(
             manufacturer=node.manufacturer,
             manufacturer_model_name=node.model_name,
             software_versions=node.software_version,
-            series_description=SERIES_DESCRIPTION,
+            series_description=series.description,
             specific_character_set=source.get("SpecificCharacterSet"),
         )
         copy_patient_and_study(ds, source)
-    ds.Laterality = None  # General Series, Type 2C: empty is allowed and dciodvfy wants it
+    series.apply(ds)
+    # The heart is an unpaired body part: Image Laterality (General Image) U says so, and
+    # General Series Laterality (Type 2C, for paired parts) stays absent; an empty one draws a
+    # dciodvfy warning, an absent one without Image Laterality an error.
+    ds.ImageLaterality = "U"
     return ds
 
 

@@ -1,31 +1,37 @@
-"""What both SR templates (TID 5200 and TID 5300) share: the findings worth writing, the notes on
-what was not measured, the device observer, notes and the INFERRED FROM source references.
-
-The template modules decide how a finding is coded and where it goes in the tree; everything
-about which values exist, which one wins, and where each was measured is decided here once.
+"""Content items both SR templates (TID 5200 and TID 5300) write the same way: modifiers and
+notes, a value's number, its derivation over beats, its algorithm (TID 4019), its
+qualifications, its calipers (TID 320), the patient characteristics (TID 5201) and the device
+observer. What is reported is decided in report.py; how it is coded per template in coding.py.
 """
 
 from __future__ import annotations
 
 import copy
-import logging
-import math
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from decimal import Decimal
 
 import highdicom as hd
 import numpy as np
-import numpy.typing as npt
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.sr.coding import Code
 
-from ai.findings import ClipResult, Finding, PipelineStatus, Provenance, View
+from ai.findings import Aggregation
 from echo_node.results import codes
+from echo_node.results.coding import CHARACTERISTICS, UNITS
 from echo_node.results.device import DeviceInfo
-
-logger = logging.getLogger(__name__)
+from echo_node.results.report import (
+    Algorithm,
+    AlgorithmKind,
+    BeatMark,
+    Characteristic,
+    DerivedValue,
+    ImageMode,
+    Report,
+    ReportedValue,
+    SourceImage,
+)
 
 # Type 2 attributes highdicom reads from the first evidence instance; a source may lack them.
 _REQUIRED_EVIDENCE = (
@@ -39,58 +45,32 @@ _REQUIRED_EVIDENCE = (
     "StudyTime",
 )
 
-# Finding.unit -> (SR unit value, factor): the AI may report in any of these.
-_UNIT_FACTORS = {
-    ("cm", "cm"): 1.0,
-    ("mm", "cm"): 0.1,
-    ("%", "%"): 1.0,
-    ("cm/s", "cm/s"): 1.0,
-    ("m/s", "cm/s"): 100.0,
-    ("1", "{ratio}"): 1.0,
-    ("{ratio}", "{ratio}"): 1.0,
+R = hd.sr.RelationshipTypeValues
+Value = ReportedValue | DerivedValue
+
+DERIVATION: dict[Aggregation, Code] = {
+    Aggregation.MEAN: codes.MEAN,
+    Aggregation.MEDIAN: codes.MEDIAN,
+    Aggregation.MAX: codes.MAXIMUM,
 }
-_VELOCITY_UNITS = ("cm/s", "m/s")
-
-Pair = tuple[Dataset, ClipResult | None]
-T = TypeVar("T")  # a template's measurement (a finding with its coding)
-C = TypeVar("C")  # a template's coding of one finding name
-
-
-@dataclass(frozen=True)
-class SourceClip:
-    """One source instance: its header (read with stop_before_pixels) and what ai/ found."""
-
-    header: Dataset
-    result: ClipResult | None = None
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """One finite finding of a pipeline that ran, with the clip it was measured on."""
-
-    finding: Finding
-    source: Dataset
-    result: ClipResult
+_FAMILY = {
+    AlgorithmKind.AI: codes.ARTIFICIAL_INTELLIGENCE,
+    AlgorithmKind.CLASSICAL: codes.EDGE_DETECTION,
+}
+_MODES = {
+    ImageMode.TWO_D: codes.MODE_2D,
+    ImageMode.M: codes.MODE_M,
+    ImageMode.PW: codes.MODE_DOPPLER_PULSED,
+    ImageMode.CW: codes.MODE_DOPPLER_CW,
+}
 
 
 @dataclass(frozen=True)
 class Tree:
-    """A template's content tree and what the document around it needs to know."""
+    """A template's content tree and what the log line about it says."""
 
     root: Dataset  # the root CONTAINER with its template identifier
-    provenances: tuple[Provenance, ...]  # what produced the written values
-    written: int  # measurements written
-    notes: tuple[str, ...]  # what was not measured or not reported, and why
-    local_codes: bool = False  # whether a code of the node's own (99ECHONODE) scheme is used
-
-
-def pair_results(sources: Sequence[SourceClip], results: Sequence[ClipResult] | None) -> list[Pair]:
-    by_uid = {r.sop_instance_uid: r for r in results or ()}
-    known = {s.header.SOPInstanceUID for s in sources}
-    unknown = [uid for uid in by_uid if uid not in known]
-    if unknown:
-        raise ValueError(f"results: no source instance for SOP Instance UID(s) {unknown}")
-    return [(s.header, s.result or by_uid.get(s.header.SOPInstanceUID)) for s in sources]
+    written: int  # NUMs written
 
 
 def evidence(header: Dataset) -> Dataset:
@@ -105,147 +85,151 @@ def evidence(header: Dataset) -> Dataset:
     return copied
 
 
-def candidates(pairs: Sequence[Pair]) -> tuple[list[Candidate], list[str]]:
-    """The finite findings of pipelines that ran, and notes on everything that was not measured."""
-    found: list[Candidate] = []
-    notes: list[str] = []
-    for header, result in pairs:
-        uid = header.SOPInstanceUID
-        if result is None:
-            notes.append(f"Instance {uid}: not analysed.")
-            continue
-        if not result.pipelines:
-            decision = result.view
-            notes.append(
-                f"Instance {uid}: view {decision.view.value} (decided by {decision.decided_by})"
-                f"; no measurement pipeline ran for it. {decision.reason}".strip()
-            )
-        for pipeline in result.pipelines:
-            if pipeline.status is not PipelineStatus.OK:
-                notes.append(
-                    f"Pipeline {pipeline.pipeline} did not run on instance {uid}: "
-                    f"{pipeline.status.value}. {pipeline.message}".strip()
-                )
-                continue
-            for finding in pipeline.findings:
-                if math.isfinite(finding.value):
-                    found.append(Candidate(finding, header, result))
-                else:
-                    notes.append(f"Finding {finding.name} of {uid} has no finite value.")
-    return found, notes
+def modifier(name: Code, value: Code) -> hd.sr.CodeContentItem:
+    return hd.sr.CodeContentItem(name=name, value=value, relationship_type=R.HAS_CONCEPT_MOD)
 
 
-def uncoded_note(candidate: Candidate, template: str) -> str:
-    return (
-        f"Finding {candidate.finding.name} of {candidate.source.SOPInstanceUID} has no "
-        f"TID {template} code; not reported."
+def modifiers(*pairs: tuple[Code, Code | None]) -> list[Dataset]:
+    """HAS CONCEPT MOD items for the (name, value) pairs that have a value, in order."""
+    return [modifier(name, value) for name, value in pairs if value is not None]
+
+
+def text(name: Code, value: str, relationship: hd.sr.RelationshipTypeValues) -> Dataset:
+    return hd.sr.TextContentItem(name=name, value=value, relationship_type=relationship)
+
+
+def note(sentence: str) -> Dataset:
+    """A sentence of the document (what was not reported, and why)."""
+    return text(codes.COMMENT, sentence, R.CONTAINS)
+
+
+def container(name: Code, items: Sequence[Dataset]) -> hd.sr.ContainerContentItem:
+    """A CONTAINER with SEPARATE items: any SR viewer prints each with its own name."""
+    item = hd.sr.ContainerContentItem(
+        name=name, relationship_type=R.CONTAINS, is_content_continuous=False
+    )
+    item.ContentSequence = DicomSequence(items)
+    return item
+
+
+def number(name: Code, value: Value | Characteristic) -> hd.sr.NumContentItem:
+    """The NUM of a value, its Numeric Value written with the digits the report rounded it to
+    ("89", "1.05"), so every reader sees the number the display string shows."""
+    num = hd.sr.NumContentItem(
+        name=name,
+        value=value.value,
+        unit=UNITS[value.presentation.unit],
+        relationship_type=R.CONTAINS,
+    )
+    measured = num.MeasuredValueSequence[0]
+    digits = max(0, -int(Decimal(value.presentation.resolution).as_tuple().exponent))
+    measured.NumericValue = f"{value.value:.{digits}f}"
+    if "FloatingPointValue" in measured:  # the DS string holds the rounded value exactly
+        del measured.FloatingPointValue
+    return num
+
+
+def image_mode(mode: ImageMode, spectral_default: Code | None) -> Code:
+    """The CID 12224 code of a clip's mode; a spectral clip that does not say PW or CW takes
+    the mode the measurement is made with in practice."""
+    return _MODES.get(mode) or spectral_default or codes.MODE_DOPPLER_PULSED
+
+
+def derivation(value: ReportedValue) -> list[Dataset]:
+    """Derivation (TID 300 row 3) of a value combined over several beats."""
+    code = DERIVATION.get(value.aggregation)
+    return [modifier(codes.DERIVATION, code)] if code is not None else []
+
+
+def algorithm_items(made_by: Algorithm) -> list[Dataset]:
+    """TID 4019: the exact weights behind the value (name, version with sha256, whether the
+    file is the published checkpoint, and the family: AI or classical image processing)."""
+    weights = made_by.weights_text
+    return list(
+        hd.sr.AlgorithmIdentification(
+            name=made_by.name,
+            version=made_by.version_text,
+            parameters=[weights] if weights else None,
+            family=_FAMILY.get(made_by.kind),
+        )
     )
 
 
-def chosen_measurements(
-    pairs: Sequence[Pair],
-    coding: Mapping[str, C],
-    template: str,
-    build: Callable[[Candidate, C], T],
-    key: Callable[[T], Hashable],
-    of: Callable[[T], Candidate],
-    unit_of: Callable[[T], Code],
-) -> tuple[list[T], list[str]]:
-    """What a template writes: each finding with a code in `coding` built into a measurement,
-    one per `key`; and its notes, in order: what was not measured, what has no code in the
-    template, every value left out for another, and the quality flags of those written."""
-    found, notes = candidates(pairs)
-    coded: list[T] = []
-    for candidate in found:
-        coded_as = coding.get(candidate.finding.name)
-        if coded_as is None:
-            notes.append(uncoded_note(candidate, template))
-        else:
-            coded.append(build(candidate, coded_as))
-    measurements, dropped = one_per_key(coded, key, of, unit_of)
-    notes.extend(dropped)
-    notes.extend(flag_notes([of(m) for m in measurements]))
-    return measurements, notes
-
-
-def one_per_key(
-    items: Sequence[T],
-    key: Callable[[T], Hashable],
-    of: Callable[[T], Candidate],
-    unit_of: Callable[[T], Code],
-) -> tuple[list[T], list[str]]:
-    """Exactly one value per measurement (receivers cannot choose between two), and a note
-    naming every value left out with what made it, so none is dropped silently.
-
-    The first value without quality flags wins, else the first; order is the sources' order and,
-    within a clip, the pipelines' (the classical Doppler engine before the neural models).
-    """
-    chosen: dict[Hashable, T] = {}
-    others: dict[Hashable, list[T]] = {}
-    for item in items:
-        k = key(item)
-        kept = chosen.get(k)
-        if kept is None:
-            chosen[k] = item
-            continue
-        if of(kept).finding.flags and not of(item).finding.flags:
-            chosen[k], item = item, kept
-        others.setdefault(k, []).append(item)
-
-    def described(item: T) -> str:
-        candidate, unit = of(item), unit_of(item)
-        provenance = candidate.finding.provenance
-        return (
-            f"{sr_value(candidate.finding, unit):.6g} {unit.value} by {provenance.name} "
-            f"{provenance.version} on {candidate.source.SOPInstanceUID}"
-        )
-
-    notes = [
-        f"{of(chosen[k]).finding.name}: the value written is {described(chosen[k])}; "
-        + "; ".join(f"not written: {described(item)}" for item in left_out)
-        + "."
-        for k, left_out in others.items()
-    ]
-    return list(chosen.values()), notes
-
-
-def flag_notes(written: Sequence[Candidate]) -> list[str]:
+def calculation_items(value: DerivedValue, node: DeviceInfo) -> list[Dataset]:
+    """How a derived value was calculated: by the node's software, with its formula."""
     return [
-        f"{c.finding.name} of {c.source.SOPInstanceUID} has quality flags: "
-        f"{', '.join(c.finding.flags)}."
-        for c in written
-        if c.finding.flags
+        *hd.sr.AlgorithmIdentification(name="Echo Node calculation", version=node.software_version),
+        text(codes.CALCULATION_DESCRIPTION, value.formula, R.HAS_PROPERTIES),
     ]
 
 
-def image_mode(result: ClipResult, default_mode: Code | None) -> Code:
-    view = result.view
-    if view.view is View.MMODE:
-        return codes.MODE_M
-    if view.view is View.DOPPLER:
-        if view.doppler_mode == "CW":
-            return codes.MODE_DOPPLER_CW
-        if view.doppler_mode == "PW":
-            return codes.MODE_DOPPLER_PULSED
-        return default_mode or codes.MODE_DOPPLER_PULSED
-    return codes.MODE_2D
+def qualifications(value: Value) -> list[Dataset]:
+    """Each qualification of the value, as a Comment on the NUM itself."""
+    return [text(codes.COMMENT, sentence, R.HAS_PROPERTIES) for sentence in value.qualifiers]
 
 
-def sr_value(finding: Finding, unit: Code) -> float:
-    """The finding's value in the unit the SR writes."""
-    factor = _UNIT_FACTORS.get((finding.unit, unit.value))
-    if factor is None:
-        raise ValueError(
-            f"results: {finding.name} is in {finding.unit!r}, which cannot be written "
-            f"as {unit.value!r}"
+def source_references(value: ReportedValue) -> list[Dataset]:
+    """INFERRED FROM each beat's caliper on the frame it was placed on (TID 320, $Purpose =
+    Source of Measurement): one SCOORD per beat, never one graphic across beats; the frames
+    alone (IMAGE) for a value without calipers (EF from the clip)."""
+    marked = [beat for beat in value.beats if beat.points]
+    if not marked:
+        frames = [beat.frame + 1 for beat in value.beats] if value.source.multi_frame else None
+        return [_image(value.source, frames, R.INFERRED_FROM)]
+    return [_scoord(beat, value.source) for beat in marked]
+
+
+def _image(
+    source: SourceImage, frames: list[int] | None, relationship: hd.sr.RelationshipTypeValues
+) -> Dataset:
+    return hd.sr.ImageContentItem(
+        name=codes.SOURCE_OF_MEASUREMENT,
+        referenced_sop_class_uid=source.sop_class_uid,
+        referenced_sop_instance_uid=source.sop_instance_uid,
+        referenced_frame_numbers=frames or None,
+        relationship_type=relationship,
+    )
+
+
+def _scoord(beat: BeatMark, source: SourceImage) -> Dataset:
+    # One point is a peak; two a caliper line; more on one frame are separate marks.
+    points = np.asarray(beat.points, dtype=np.float64)
+    kind = {1: hd.sr.GraphicTypeValues.POINT, 2: hd.sr.GraphicTypeValues.POLYLINE}.get(
+        len(points), hd.sr.GraphicTypeValues.MULTIPOINT
+    )
+    scoord = hd.sr.ScoordContentItem(
+        name=codes.SOURCE_OF_MEASUREMENT,
+        graphic_type=kind,
+        graphic_data=points,
+        relationship_type=R.INFERRED_FROM,
+    )
+    frame = [beat.frame + 1] if source.multi_frame else None
+    scoord.ContentSequence = DicomSequence([_image(source, frame, R.SELECTED_FROM)])
+    return scoord
+
+
+def patient_characteristics(report: Report) -> list[Dataset]:
+    """TID 5201 Echocardiography Patient Characteristics, when the headers give any."""
+    if not report.characteristics:
+        return []
+    return [
+        container(
+            codes.PATIENT_CHARACTERISTICS, [_characteristic(c) for c in report.characteristics]
         )
-    value = finding.value * factor
-    if unit.value in _VELOCITY_UNITS:
-        # A peak velocity is a speed: the pipelines keep the sign of the image calibration
-        # (a TR jet is negative), while the report carries the direction in the Flow Direction
-        # modifier or the concept itself, as reading systems expect.
-        value = abs(value)
-    return round(value, 6)
+    ]
+
+
+def _characteristic(item: Characteristic) -> Dataset:
+    num = number(CHARACTERISTICS[item.key], item)
+    children: list[Dataset] = []
+    if item.key == "bsa" and item.formula:
+        children.append(modifier(codes.MEASUREMENT_METHOD, codes.BSA_DUBOIS))
+        children.append(text(codes.CALCULATION_DESCRIPTION, item.formula, R.HAS_PROPERTIES))
+    elif item.formula:  # a heart rate that differs between clips: their mean
+        children.append(modifier(codes.DERIVATION, codes.MEAN))
+    if children:
+        num.ContentSequence = DicomSequence(children)
+    return num
 
 
 def device_observer(
@@ -262,71 +246,3 @@ def device_observer(
 
 def node_observer(node: DeviceInfo) -> hd.sr.ObserverContext:
     return device_observer(node.device_uid, node.ae_title, node.manufacturer, node.model_name)
-
-
-def note(text: str) -> hd.sr.TextContentItem:
-    return hd.sr.TextContentItem(
-        name=codes.COMMENT, value=text, relationship_type=hd.sr.RelationshipTypeValues.CONTAINS
-    )
-
-
-def modifier(name: Code, value: Code) -> hd.sr.CodeContentItem:
-    return hd.sr.CodeContentItem(
-        name=name, value=value, relationship_type=hd.sr.RelationshipTypeValues.HAS_CONCEPT_MOD
-    )
-
-
-def source_references(finding: Finding, source: Dataset) -> list[Dataset]:
-    """INFERRED FROM the caliper points on each source frame they were placed on, or the source
-    frames alone (TID 320 with $Purpose = Source of Measurement).
-
-    A SCOORD is selected from exactly one frame, so a value measured on several frames (the
-    median over beats) gets one SCOORD per frame with that frame's points: one polyline across
-    frames would draw a caliper that exists on none of them.
-    """
-    multi_frame = int(source.get("NumberOfFrames", 1) or 1) > 1
-    frames = [f + 1 for f in finding.frames] if multi_frame else []
-    if not finding.points:
-        return [
-            hd.sr.ImageContentItem(
-                name=codes.SOURCE_OF_MEASUREMENT,
-                referenced_sop_class_uid=source.SOPClassUID,
-                referenced_sop_instance_uid=source.SOPInstanceUID,
-                referenced_frame_numbers=frames or None,
-                relationship_type=hd.sr.RelationshipTypeValues.INFERRED_FROM,
-            )
-        ]
-    points = np.asarray(finding.points, dtype=np.float64)
-    groups: list[tuple[int | None, npt.NDArray[np.float64]]]
-    if len(frames) > 1 and len(points) % len(frames) == 0:
-        size = len(points) // len(frames)
-        groups = [(frame, points[k * size : (k + 1) * size]) for k, frame in enumerate(frames)]
-    else:  # one frame (or a single-frame image): every point is on it
-        groups = [(frames[0] if frames else None, points)]
-    return [_scoord(group, frame, source) for frame, group in groups]
-
-
-def _scoord(points: npt.NDArray[np.float64], frame: int | None, source: Dataset) -> Dataset:
-    # One point; two are a caliper line; more on one frame are separate marks (e.g. the peak
-    # of each Doppler beat), not a path.
-    kind = {1: hd.sr.GraphicTypeValues.POINT, 2: hd.sr.GraphicTypeValues.POLYLINE}.get(
-        len(points), hd.sr.GraphicTypeValues.MULTIPOINT
-    )
-    scoord = hd.sr.ScoordContentItem(
-        name=codes.SOURCE_OF_MEASUREMENT,
-        graphic_type=kind,
-        graphic_data=points,
-        relationship_type=hd.sr.RelationshipTypeValues.INFERRED_FROM,
-    )
-    scoord.ContentSequence = DicomSequence(
-        [
-            hd.sr.ImageContentItem(
-                name=codes.SOURCE_OF_MEASUREMENT,
-                referenced_sop_class_uid=source.SOPClassUID,
-                referenced_sop_instance_uid=source.SOPInstanceUID,
-                referenced_frame_numbers=frame,
-                relationship_type=hd.sr.RelationshipTypeValues.SELECTED_FROM,
-            )
-        ]
-    )
-    return scoord

@@ -1,0 +1,63 @@
+"""Every model a pipeline runs, installed with seeded random weights in its publisher's format.
+
+A phantom study processed with this store runs every pipeline the node has (PLAX, A4C with its
+classifiers, the EchoNet-Measurements 2D and Doppler models, the classical Doppler engine) at
+small input sizes, so a test can look at a report that holds every kind of value the node
+writes. The values are meaningless (random weights): tests check what reaches the report and
+how it is written, never a number a random network computed.
+
+Formats as the projects publish them: EchoNet-Dynamic `{"state_dict": {"module." + key}}` with
+NumPy metadata, EchoNet-LVH keys prefixed `model.`, EchoNet-Measurements keys prefixed `m.`.
+The view classifier is left out: the phantom's headers decide every view.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from ai.models import ModelStore, default_registry
+from ai.models.registry import ModelSpec
+from tests.test_models import random_state, save_checkpoint
+
+# name -> (key prefix, wrapped in {"state_dict": ...}, smaller input for a shared CPU)
+_MEASUREMENTS_2D = ("ivs", "lvid", "lvpw", "aorta", "aortic_root", "la", "rv_base")
+_MEASUREMENTS_DOPPLER = ("avvmax", "trvmax", "mrvmax", "lvotvmax", "latevel", "medevel", "mvpeak")
+INSTALLED: dict[str, tuple[str, bool, dict[str, int]]] = {
+    "echonet-dynamic-segmentation": ("module.", True, {"input_height": 32, "input_width": 32}),
+    "echonet-dynamic-ef": (
+        "module.",
+        True,
+        {"input_height": 32, "input_width": 32, "frames": 4, "period": 2},
+    ),
+    "echonet-lvh-plax": ("model.", False, {"input_height": 48, "input_width": 64}),
+    "echonet-lvh-amyloid": ("model.", False, {"input_height": 32, "input_width": 32, "frames": 8}),
+    "echonet-lvh-hcm": ("model.", False, {"input_height": 32, "input_width": 32, "frames": 8}),
+    **{
+        f"echonet-measurements-{task}": ("m.", False, {"input_height": 48, "input_width": 64})
+        for task in _MEASUREMENTS_2D
+    },
+    **{
+        f"echonet-measurements-{task}": ("m.", False, {"input_height": 64, "input_width": 160})
+        for task in _MEASUREMENTS_DOPPLER
+    },
+}
+
+
+def install_all_models(folder: Path, seed: int = 0, ef_percent: float | None = None) -> ModelStore:
+    """Checkpoints of every model in INSTALLED written into `folder`; the store that loads them.
+
+    `ef_percent`: the EF network's head is built to answer exactly this for any clip (its
+    weights zero, its bias the value), so a test can follow a plausible AI value to the PACS.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    registry = default_registry()
+    for number, (name, (prefix, wrapped, smaller)) in enumerate(sorted(INSTALLED.items())):
+        spec: ModelSpec = dataclasses.replace(registry.get(name), **smaller)  # type: ignore[arg-type]
+        registry = registry.replace(spec)
+        state = random_state(spec, seed + number)
+        if name == "echonet-dynamic-ef" and ef_percent is not None:
+            state["fc.weight"].zero_()
+            state["fc.bias"].fill_(ef_percent)
+        save_checkpoint(folder / spec.file, state, prefix, wrapped)
+    return ModelStore(folder, registry, threads=2, batch_size=8)
