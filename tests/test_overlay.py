@@ -342,7 +342,7 @@ def test_printed_values_are_the_reports_display_strings(study: Study, name: str)
     rest = list(dict.fromkeys(item.text for item, _, _ in printed.values()))
     assert rest[0] == TITLE
     phases = [text for text in rest if text.startswith(("ED: frame", "ES: frame"))]
-    footnotes = " ".join(text for text in rest[1:] if text not in phases)
+    footnotes = " ".join(" ".join(text.split()) for text in rest[1:] if text not in phases)
     wanted = [f"{'*' * (i + 1)} {shorten(q)}" for i, q in enumerate(notes)]
     assert footnotes == " ".join([*wanted, DISCLAIMER])
 

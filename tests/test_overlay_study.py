@@ -40,7 +40,6 @@ def test_overlays_print_what_the_report_reports_with_every_model_installed(
         job_id = stable_job(node)
         outcome = run_job(node, job_id, install_all_models(tmp_path / "models"))
         assert outcome.state == "done", outcome.message
-        print([(s["step"], s["seconds"]) for s in outcome.steps])
         with node.sessions() as session:
             recorded = {
                 uid: result_from_json(detail[CLIP_RESULT_KEY])

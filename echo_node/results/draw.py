@@ -133,8 +133,10 @@ def render_overlay(
     thickness = max(1, round(rows / 320))
     tags = _tags(plan.calipers, max(9, size - 2), thickness, columns, rows)
     for index in range(count):
-        for caliper in plan.calipers_on(index):
-            _draw_caliper(canvas[index], caliper, thickness)
+        # A caliper held from another frame is thinner and drawn first, so the ones measured
+        # on this frame lie on top where they cross (LVIDs held over the ED frame's LVIDd).
+        for caliper in sorted(plan.calipers_on(index), key=lambda c: c.frame == index):
+            _draw_caliper(canvas[index], caliper, thickness, held=caliper.frame != index)
         for tag in tags:
             if tag.shown_on(index):
                 _lay_over(canvas[index], tag)
@@ -157,7 +159,11 @@ def _legend_rows(plan: OverlayPlan, size: int) -> tuple[list[_Row], int]:
     head = [_Row(TITLE, TEXT), *(_Row(entry.text, entry.colour) for entry in plan.entries)]
     phases = [_Row(phase.text, NOTE, frozenset(phase.frames)) for phase in plan.phases]
     width = max(text_size(row.text, size)[0] for row in (*head, *phases, _Row(DISCLAIMER, NOTE)))
-    notes = [_Row(text, NOTE) for note in plan.footnotes for text in _wrap(note, size, width)]
+    notes = [
+        _Row(text if index == 0 else f"   {text}", NOTE)  # a wrapped footnote's lines indented
+        for note in plan.footnotes
+        for index, text in enumerate(_wrap(note, size, width - text_size("   ", size)[0]))
+    ]
     tail = [_Row(text, NOTE) for text in _wrap(DISCLAIMER, size, width)]
     rows = [*head, *notes, *phases, *tail]
     return rows, max(text_size(row.text, size)[0] for row in rows)
@@ -212,17 +218,22 @@ def _pixel(point: tuple[float, float]) -> tuple[int, int]:
     return round(point[0]), round(point[1])
 
 
-def _draw_caliper(frame: npt.NDArray[np.uint8], caliper: Caliper, thickness: int) -> None:
+def _draw_caliper(
+    frame: npt.NDArray[np.uint8], caliper: Caliper, thickness: int, held: bool = False
+) -> None:
+    """The caliper's line (thinner when held from another frame) and a cross on each point,
+    each over a black outline."""
     points = [_pixel(p) for p in caliper.points]
-    marker = 4 * thickness + 7
+    marker = 4 * thickness + 7 + (4 if caliper.geometry is Geometry.POINTS else 0)
+    line_width = max(1, thickness - 1) if held else thickness
     for colour, extra in ((BLACK, 2), (caliper.colour, 0)):
-        width = thickness + extra
         if caliper.geometry is Geometry.LINE:
             line = np.array(points, np.int32).reshape(-1, 1, 2)
-            cv2.polylines(frame, [line], False, colour, width)
-        size = marker if caliper.geometry is Geometry.LINE else marker + 4
+            cv2.polylines(frame, [line], False, colour, line_width + extra)
         for point in points:
-            cv2.drawMarker(frame, point, colour, cv2.MARKER_CROSS, size + extra, width)
+            cv2.drawMarker(
+                frame, point, colour, cv2.MARKER_CROSS, marker + extra, thickness + extra
+            )
 
 
 def _tags(
