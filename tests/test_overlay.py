@@ -515,3 +515,46 @@ def test_orthanc_shows_calipers_and_legend_on_its_first_frame_preview(
             assert (chroma[near] > 80).sum() >= 5, (frame, caliper.number)
         box = rendering.placement.box
         assert (shown[box.y : box.y1, box.x : box.x1] > 128).any()  # the legend's text
+
+
+def test_a_legend_taller_than_a_small_image_gets_a_taller_canvas(study: Study) -> None:
+    clip = study.clips["plax"]
+    header = copy.deepcopy(clip.header)
+    del header.SequenceOfUltrasoundRegions
+    header.Rows, header.Columns = 60, 80
+    frames = np.zeros((len(clip.frames), 60, 80, 3), dtype=np.uint8)
+    plan = plan_for(header, study.report, frame_time_ms=clip.doc["frame_time_ms"])
+    rendering = render_for(header, frames, plan)
+    box = rendering.placement.box
+    assert rendering.widened and rendering.lengthened
+    assert box.x >= 80 and box.y1 <= rendering.frames.shape[1]
+    assert all(
+        item.y + item.patch().shape[0] <= box.y1 and item.x + item.patch().shape[1] <= box.x1
+        for item in rendering.legend
+    )
+    sc = build_overlay_sc(header, rendering, node=NODE, transfer_syntax=ExplicitVRLittleEndian)
+    assert (sc.Rows, sc.Columns) == rendering.frames.shape[1:3]
+    assert f"rows 61 to {sc.Rows} added" in sc.ImageComments
+
+
+def test_a_peak_outside_the_spectrum_is_not_marked(study: Study) -> None:
+    """A reported TR whose last beat's point lies above the spectral region (in the 2D
+    thumbnail): the other beats are marked, that one is not."""
+    clip = study.clips["tr_cw"]
+    result = clip.result
+    (tr,) = result.pipelines[0].findings
+    region = load_clip(clip.path).regions[clip.doc["spectral_region_index"]]
+    stray = (float(region.min_x0 + 40), float(region.min_y0 - 30))
+    beats = (*tr.beats[:-1], dataclasses.replace(tr.beats[-1], points=(stray,)))
+    moved = dataclasses.replace(tr, beats=beats)
+    pipeline = dataclasses.replace(result.pipelines[0], findings=(moved,))
+    report = build_report(
+        [SourceClip(clip.header, dataclasses.replace(result, pipelines=(pipeline,)))]
+    )
+    plan = plan_for(clip.header, report)
+    marked = [p for c in plan.calipers for p in c.points]
+    assert marked == [b.points[0] for b in tr.beats[:-1]]
+    rendering = render_for(clip.header, clip.frames, plan)
+    near = _near([stray], clip.frames.shape[1:3], 6)
+    source_part = rendering.frames[0][:, : clip.frames.shape[2]]
+    assert np.array_equal(source_part[near], clip.frames[0][near])

@@ -63,11 +63,16 @@ class Rendering:
     placement: Placement
     legend: tuple[TextItem, ...]
     tags: tuple[TextItem, ...]  # caliper numbers beside the calipers
+    source_rows: int
     source_columns: int
 
     @property
     def widened(self) -> bool:
-        return self.placement.widened(self.source_columns)
+        return self.placement.columns > self.source_columns
+
+    @property
+    def lengthened(self) -> bool:
+        return self.placement.rows > self.source_rows
 
 
 @functools.lru_cache(maxsize=16)
@@ -126,8 +131,8 @@ def render_overlay(
         legend_rows, width = _legend_rows(plan, size)
     height = _height(legend_rows, size)
     placement = place_legend(covered, width, height)
-    canvas = np.zeros((count, rows, placement.columns, 3), dtype=np.uint8)
-    canvas[:, :, :columns] = frames
+    canvas = np.zeros((count, placement.rows, placement.columns, 3), dtype=np.uint8)
+    canvas[:, :rows, :columns] = frames
     legend = _position(legend_rows, size, placement.box, count)
     _burn_legend(canvas, placement.box, legend)
     thickness = max(1, round(rows / 320))
@@ -140,7 +145,7 @@ def render_overlay(
         for tag in tags:
             if tag.shown_on(index):
                 _lay_over(canvas[index], tag)
-    return Rendering(canvas, plan, placement, legend, tags, columns)
+    return Rendering(canvas, plan, placement, legend, tags, rows, columns)
 
 
 # --- the legend -------------------------------------------------------------------------

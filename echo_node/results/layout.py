@@ -5,7 +5,8 @@ sector (ai/sector.py), outside every region of the Sequence of Ultrasound Region
 Doppler, M-mode, ECG), and on pixels that are dark on every frame (so it never covers the
 cart's own annotations, depth scale or ECG trace), with a margin. If no such place is large
 enough, the canvas is widened: the SC gets a black panel right of the source image (the SC is a
-new image; the source pixels keep their coordinates, so calipers stay where they were measured).
+new image; the source pixels keep their coordinates, so calipers stay where they were measured),
+and made taller too if the legend, at its smallest type, is taller than the image.
 """
 
 from __future__ import annotations
@@ -46,11 +47,9 @@ class Box:
 class Placement:
     """The SC canvas and where the legend goes on it."""
 
+    rows: int  # of the SC; >= the source's (more only for a legend taller than the image)
     columns: int  # of the SC; >= the source's
     box: Box  # the legend's box on the canvas
-
-    def widened(self, source_columns: int) -> bool:
-        return self.columns > source_columns
 
 
 def anatomy_mask(frames: npt.NDArray[np.uint8], regions: tuple[UltrasoundRegion, ...]) -> Mask:
@@ -69,16 +68,18 @@ def anatomy_mask(frames: npt.NDArray[np.uint8], regions: tuple[UltrasoundRegion,
 def place_legend(covered: Mask, width: int, height: int) -> Placement:
     """A free box of width × height for the legend, nearest a corner of the source image;
     else a panel right of the image, as wide as the legend needs."""
-    columns = covered.shape[1]
+    rows, columns = covered.shape
     grown = cv2.dilate(
         covered.astype(np.uint8), np.ones((2 * MARGIN + 1, 2 * MARGIN + 1), np.uint8)
     ).astype(bool)
     spot = _free_spot(grown, width, height)
     if spot is not None:
-        return Placement(columns, Box(spot[0], spot[1], width, height))
+        return Placement(rows, columns, Box(spot[0], spot[1], width, height))
     panel = width + 2 * MARGIN
     total = columns + panel + (columns + panel) % 2  # even: JPEG 4:2:2 subsamples in pairs
-    return Placement(total, Box(columns + MARGIN, MARGIN, width, height))
+    return Placement(
+        max(rows, height + 2 * MARGIN), total, Box(columns + MARGIN, MARGIN, width, height)
+    )
 
 
 def _free_spot(blocked: Mask, width: int, height: int) -> tuple[int, int] | None:

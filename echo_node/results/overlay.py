@@ -16,7 +16,8 @@ Calipers are drawn per beat, on the frames of that beat (BeatMark.frame):
   measured, and frame 1 is what many PACS show as the thumbnail. So a cine loop shows the
   calipers through the measured beats instead of flashing for one frame; the frame each was
   measured on is tagged ED or ES in the legend and is the SC's Representative Frame;
-- a Doppler peak (POINTS) is marked on its frame (the only frame of a spectral image);
+- a Doppler peak (POINTS) is marked on its frame (the only frame of a spectral image), and only
+  inside the spectral region;
 - a value measured over a clip without points (LVEF) has no caliper, only its legend line.
 """
 
@@ -29,6 +30,8 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ai.clip import UltrasoundRegion
+from ai.regions import contains, is_spectral
 from echo_node.results.catalogue import Geometry
 from echo_node.results.report import DerivedValue, Report, ReportedValue
 
@@ -141,9 +144,12 @@ def plan_overlay(
     *,
     frame_time_ms: float | None = None,
     heart_rate_bpm: float | None = None,
+    regions: Sequence[UltrasoundRegion] = (),
 ) -> OverlayPlan:
-    """The overlay of the clip `sop_instance_uid` (`frame_count` frames) from `report`."""
+    """The overlay of the clip `sop_instance_uid` (`frame_count` frames) from `report`;
+    `regions` its ultrasound regions (a Doppler peak is marked only inside the spectrum)."""
     values = report.values_of(sop_instance_uid)
+    spectra = [r for r in regions if is_spectral(r)]
     derived = tuple(d for d in report.derived if d.inputs and all(i in values for i in d.inputs))
     notes = _footnotes([*values, *derived])
     cycle = _cycle_frames(frame_time_ms, heart_rate_bpm)
@@ -151,7 +157,7 @@ def plan_overlay(
     calipers: list[Caliper] = []
     number = 0
     for value in values:
-        drawn = _drawable(value, frame_count)
+        drawn = _drawable(value, frame_count, spectra)
         if drawn:
             number += 1
             colour = PALETTE[(number - 1) % len(PALETTE)]
@@ -188,16 +194,22 @@ def _marks(qualifiers: Sequence[str], notes: Sequence[str]) -> str:
     return " ".join("*" * (notes.index(q) + 1) for q in qualifiers)
 
 
-def _drawable(value: ReportedValue, frame_count: int) -> list[tuple[int, tuple[Point, ...]]]:
-    """(frame, points) of each beat that has a caliper to draw on a frame of this clip."""
-    need = 2 if value.geometry is Geometry.LINE else 1
+def _drawable(
+    value: ReportedValue, frame_count: int, spectra: Sequence[UltrasoundRegion]
+) -> list[tuple[int, tuple[Point, ...]]]:
+    """(frame, points) of each beat that has a caliper to draw on a frame of this clip; a
+    Doppler peak only where it lies in the spectrum (when the clip says where that is)."""
     if value.geometry is Geometry.FRAMES:
         return []
-    return sorted(
-        (beat.frame, beat.points)
-        for beat in value.beats
-        if 0 <= beat.frame < frame_count and len(beat.points) >= need
-    )
+    need = 2 if value.geometry is Geometry.LINE else 1
+    beats = []
+    for beat in value.beats:
+        points = beat.points
+        if value.geometry is Geometry.POINTS and spectra:
+            points = tuple(p for p in points if any(contains(r, *p) for r in spectra))
+        if 0 <= beat.frame < frame_count and len(points) >= need:
+            beats.append((beat.frame, points))
+    return sorted(beats)
 
 
 def _cycle_frames(frame_time_ms: float | None, heart_rate_bpm: float | None) -> int | None:

@@ -25,6 +25,7 @@ from pydicom.sequence import Sequence as DicomSequence
 from pydicom.tag import Tag
 from pydicom.uid import UID, ExplicitVRLittleEndian, JPEGBaseline8Bit, generate_uid
 
+from ai.clip import UltrasoundRegion
 from ai.findings import Provenance
 from ai.regions import parse_regions
 from echo_node.results.device import DeviceInfo, contributing_equipment
@@ -56,6 +57,7 @@ def plan_for(source: Dataset, report: Report, *, frame_time_ms: float | None = N
         frame_count,
         frame_time_ms=frame_time,
         heart_rate_bpm=_number(source, "HeartRate"),
+        regions=_regions(source),
     )
 
 
@@ -68,9 +70,11 @@ def render_for(source: Dataset, frames: npt.NDArray[np.uint8], plan: OverlayPlan
         raise ValueError("frames: size differs from the source's Rows/Columns")
     if len(frames) != plan.frame_count:
         raise ValueError(f"frames: {len(frames)}, but the source has {plan.frame_count}")
-    return render_overlay(
-        frames, plan, parse_regions(source, int(source.Rows), int(source.Columns))
-    )
+    return render_overlay(frames, plan, _regions(source))
+
+
+def _regions(source: Dataset) -> tuple[UltrasoundRegion, ...]:
+    return parse_regions(source, int(source.Rows), int(source.Columns))
 
 
 def build_overlay_sc(
@@ -143,10 +147,13 @@ def _frame_pointers(ds: Dataset, plan: OverlayPlan) -> None:
 
 
 def _number(source: Dataset, keyword: str) -> float | None:
+    """A positive number from the header; None when absent or not a number (a header fault
+    costs the overlay its timing, not its existence)."""
     value = source.get(keyword)
-    if value in (None, ""):
+    try:
+        number = float(value) if value not in (None, "") else math.nan
+    except (TypeError, ValueError):
         return None
-    number = float(value)
     return number if math.isfinite(number) and number > 0 else None
 
 
@@ -195,8 +202,11 @@ def _general_image(ds: Dataset, source: Dataset, overlay: Rendering) -> None:
     if overlay.widened:
         comments += (
             f"; legend in a panel added right of the source image"
-            f" (columns {overlay.source_columns + 1} to {overlay.placement.columns})"
+            f" (columns {overlay.source_columns + 1} to {overlay.placement.columns}"
         )
+        if overlay.lengthened:
+            comments += f", rows {overlay.source_rows + 1} to {overlay.placement.rows} added"
+        comments += ")"
     ds.ImageComments = comments + "."
     reference = Dataset()
     reference.ReferencedSOPClassUID = source.SOPClassUID
