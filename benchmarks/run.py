@@ -6,13 +6,14 @@ Orthanc) measured in the same run, so the ratios, not the absolute rates, are wh
 
 from __future__ import annotations
 
-from benchmarks import ai_bench, ingest, stow, turnaround
+from benchmarks import ai_bench, ingest, overlay, stow, turnaround
 
 
 def main() -> None:
     ingest.main()
     stow.main()
     ai_bench.main()
+    overlay.main()
     turnaround.main()
 
 

@@ -1,4 +1,6 @@
-"""The overlay Multi-frame True Color SC, checked with dciodvfy and read back with pydicom."""
+"""The overlay Multi-frame True Color SC of a real scanner clip (pydicom's SonoSite example),
+checked with dciodvfy and read back with pydicom. tests/test_overlay.py checks the pixels on
+the phantom."""
 
 from __future__ import annotations
 
@@ -12,14 +14,12 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit
 
-from ai.findings import ClipResult
-from echo_node.results import build_overlay_sc
-from echo_node.results.draw import DISCLAIMER, legend_lines
+from echo_node.results import build_overlay_sc, plan_for, render_for
+from echo_node.results.draw import Rendering
+from echo_node.results.report import Report, SourceClip, build_report
 from echo_node.results.series import Reference, overlay_series
 from echo_node.results.sr import COMPREHENSIVE_SR
 from tests.test_results_data import NODE, dciodvfy, plax_result, source_dataset
-
-FRAMES = 16  # enough for the findings on frames 3 and 12, small enough to be quick
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +28,15 @@ def source() -> tuple[Dataset, npt.NDArray[np.uint8]]:
     # The SonoSite file's Patient's Name "PLA" is a retired form dciodvfy warns about; the SC
     # copies it, and these tests hold the SC to no warning at all.
     ds.PatientName = "SONOSITE^PLA"
-    frames = np.ascontiguousarray(ds.pixel_array[:FRAMES])
-    return ds, frames
+    return ds, np.ascontiguousarray(ds.pixel_array)
+
+
+def _report(ds: Dataset) -> Report:
+    return build_report([SourceClip(ds, plax_result(ds.SOPInstanceUID))])
+
+
+def _rendering(ds: Dataset, frames: npt.NDArray[np.uint8]) -> Rendering:
+    return render_for(ds, frames, plan_for(ds, _report(ds)))
 
 
 def _write(ds: Dataset, path: Path) -> Dataset:
@@ -37,22 +44,12 @@ def _write(ds: Dataset, path: Path) -> Dataset:
     return pydicom.dcmread(path)
 
 
-def _segment(points: tuple[tuple[float, float], ...]) -> list[tuple[int, int]]:
-    """Pixels (row, column) on the straight caliper between two points."""
-    (x0, y0), (x1, y1) = points[0], points[-1]
-    steps = int(max(abs(x1 - x0), abs(y1 - y0)))
-    return [
-        (round(y0 + (y1 - y0) * t), round(x0 + (x1 - x0) * t))
-        for t in np.linspace(0.1, 0.9, max(steps // 2, 2))
-    ]
-
-
 @pytest.mark.parametrize("syntax", [JPEGBaseline8Bit, ExplicitVRLittleEndian])
 def test_sc_validates_and_decodes(
     source: tuple[Dataset, npt.NDArray[np.uint8]], syntax: str, tmp_path: Path
 ) -> None:
     ds, frames = source
-    result = plax_result(ds.SOPInstanceUID)
+    rendering = _rendering(ds, frames)
     path = tmp_path / "sc.dcm"
     started = datetime.datetime(2026, 12, 3, 14, 5, 9)
     report = Reference(
@@ -60,8 +57,7 @@ def test_sc_validates_and_decodes(
     )
     sc = build_overlay_sc(
         ds,
-        frames,
-        result,
+        rendering,
         node=NODE,
         transfer_syntax=syntax,
         series=overlay_series(2, started),
@@ -71,9 +67,12 @@ def test_sc_validates_and_decodes(
     assert dciodvfy(path) == ([], [])
     assert back.file_meta.TransferSyntaxUID == syntax
     assert back.SOPClassUID == "1.2.840.10008.5.1.4.1.1.7.4"
-    assert int(back.NumberOfFrames) == FRAMES
+    assert int(back.NumberOfFrames) == len(frames)
     pixels = back.pixel_array
-    assert pixels.shape == frames.shape
+    # The legend did not fit beside the sector and its region: a panel widens the image.
+    assert pixels.shape == (len(frames), ds.Rows, rendering.placement.columns, 3)
+    assert rendering.placement.columns > ds.Columns and back.Columns % 2 == 0
+    assert "panel added right of the source image" in back.ImageComments
     assert back.PhotometricInterpretation == (
         "YBR_FULL_422" if syntax == JPEGBaseline8Bit else "RGB"
     )
@@ -92,62 +91,55 @@ def test_sc_validates_and_decodes(
     assert back.ConversionType == "WSD"
     assert back.BurnedInAnnotation == "YES"
     assert back.FrameIncrementPointer == pydicom.tag.Tag("FrameTime")
-    assert float(back.FrameTime) == pytest.approx(result.frame_time_ms or 0, abs=1e-3)
+    assert float(back.FrameTime) == pytest.approx(float(ds.FrameTime), abs=1e-3)
     reference = back.SourceImageSequence[0]
     assert reference.ReferencedSOPInstanceUID == ds.SOPInstanceUID
     assert reference.ReferencedSOPClassUID == ds.SOPClassUID
     assert back.Manufacturer == NODE.manufacturer
     models = {item.ManufacturerModelName for item in back.ContributingEquipmentSequence}
-    assert models == {f.provenance.name for f in result.pipelines[0].findings}
+    assert models == {"classical"}
     # The heart is unpaired: Image Laterality U, no General Series Laterality.
     assert back.ImageLaterality == "U" and "Laterality" not in back
+    assert back.BodyPartExamined == "HEART"
     assert "PatientOrientation" in back
+    # The findings sit on frames 3 (end-diastole values) and 12 (LVIDs).
+    assert back.RepresentativeFrameNumber == 4
+    assert list(back.FrameNumbersOfInterest) == [4, 13]
 
 
-def test_calipers_are_burned_on_their_frame_only(
-    source: tuple[Dataset, npt.NDArray[np.uint8]], tmp_path: Path
-) -> None:
-    ds, frames = source
-    result = plax_result(ds.SOPInstanceUID)
-    sc = build_overlay_sc(ds, frames, result, node=NODE, transfer_syntax=ExplicitVRLittleEndian)
-    burned = _write(sc, tmp_path / "sc.dcm").pixel_array.astype(np.int16)
-    original = frames.astype(np.int16)
-    for finding in result.pipelines[0].findings:
-        (frame,) = finding.frames
-        other = 7  # a frame no finding is on
-        for row, column in _segment(finding.points):
-            near = np.s_[row - 1 : row + 2, column - 1 : column + 2]
-            assert np.abs(burned[frame][near] - original[frame][near]).max() > 60
-            assert (burned[other][near] == original[other][near]).all()
-
-
-def test_legend_says_what_made_it_and_is_drawn_on_every_frame(
+def test_without_a_heart_rate_calipers_stay_through_the_clip(
     source: tuple[Dataset, npt.NDArray[np.uint8]],
 ) -> None:
+    """No heart rate in this header (0) and one frame a value: nothing says how long a beat
+    is, so each caliper is drawn on every frame, frame 1 (a PACS thumbnail) included."""
     ds, frames = source
-    result = plax_result(ds.SOPInstanceUID)
-    lines = legend_lines(result, NODE.software_version)
-    assert lines[-1] == DISCLAIMER
-    assert any("classical 0.3" in line for line in lines)
-    assert any(line.startswith("LVIDd 4.81 cm") for line in lines)
-    sc = build_overlay_sc(ds, frames, result, node=NODE, transfer_syntax=ExplicitVRLittleEndian)
-    burned = sc.pixel_array
-    band = slice(frames.shape[1] - 12, frames.shape[1])  # the disclaimer's line at the bottom
-    for index in range(FRAMES):
-        assert not np.array_equal(burned[index, band, :120], frames[index, band, :120]), index
+    rendering = _rendering(ds, frames)
+    burned = rendering.frames[:, :, : ds.Columns].astype(np.int16)
+    original = frames.astype(np.int16)
+    assert len(rendering.plan.calipers) == 4
+    for caliper in rendering.plan.calipers:
+        (x0, y0), (x1, y1) = caliper.points
+        row, column = round((y0 + y1) / 2), round((x0 + x1) / 2)
+        near = np.s_[row - 1 : row + 2, column - 1 : column + 2]
+        for frame in range(len(frames)):
+            changed = np.abs(burned[frame][near] - original[frame][near]).max() > 60
+            assert changed, (caliper.number, frame)
 
 
 def test_bad_arguments_are_named(source: tuple[Dataset, npt.NDArray[np.uint8]]) -> None:
     ds, frames = source
-    result = plax_result(ds.SOPInstanceUID)
+    plan = plan_for(ds, _report(ds))
     with pytest.raises(ValueError, match="frames"):
-        build_overlay_sc(ds, frames[:, :100], result, node=NODE)
+        render_for(ds, frames[:, :100], plan)
     with pytest.raises(ValueError, match="frames"):
-        build_overlay_sc(ds, frames[..., 0], result, node=NODE)
+        render_for(ds, frames[..., 0], plan)
+    with pytest.raises(ValueError, match="frames"):
+        render_for(ds, frames[:5], plan)
     with pytest.raises(ValueError, match="transfer_syntax"):
-        build_overlay_sc(ds, frames, result, node=NODE, transfer_syntax="1.2.840.10008.1.2.5")
-    without_time = ClipResult(ds.SOPInstanceUID, result.view, result.pipelines)
+        build_overlay_sc(
+            ds, render_for(ds, frames, plan), node=NODE, transfer_syntax="1.2.840.10008.1.2.5"
+        )
     header = pydicom.dcmread(ds.filename, stop_before_pixels=True)
     del header.FrameTime
-    with pytest.raises(ValueError, match="frame time"):
-        build_overlay_sc(header, frames, without_time, node=NODE)
+    with pytest.raises(ValueError, match="frame_time_ms"):
+        plan_for(header, _report(ds))

@@ -1,4 +1,5 @@
-"""The run's result objects: one SR for the study, one overlay SC per measured clip, stored.
+"""The run's result objects: one SR for the study, one overlay SC per clip the report has a
+value from, stored.
 
 Each object is written as a Part 10 file into the store's tmp/, checked and hashed by the same
 Ingestor every received instance goes through, and left there (staged): it takes its final name
@@ -21,15 +22,25 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit, generate_uid
 
+from ai.decode import load_clip
 from echo_node.ingest import Peer, RejectedInstance, Staged, read_header
 from echo_node.jobs.outcome import TransientJobError
 from echo_node.jobs.selection import OWN_OUTPUT_ADDRESS
 from echo_node.node import Node
 from echo_node.processing.analysis import ClipRun
-from echo_node.results import DeviceInfo, SourceClip, build_overlay_sc, build_sr
+from echo_node.results import (
+    DeviceInfo,
+    SourceClip,
+    build_overlay_sc,
+    build_sr,
+    plan_for,
+    render_for,
+)
+from echo_node.results.report import Report, build_report
 from echo_node.results.series import Reference, overlay_series, report_series
 from echo_node.results.sr import COMPREHENSIVE_SR
 from echo_node.settings import Settings
@@ -104,25 +115,40 @@ def write_sr(
     return stored
 
 
+def study_report(runs: Sequence[ClipRun]) -> Report:
+    """The report model of the run: what the SR and the overlays print."""
+    return build_report([SourceClip(run.header, run.result) for run in runs])
+
+
 @dataclass
 class OverlaySeries:
-    """The run's overlays: one new series of the study, an SC per clip with findings."""
+    """The run's overlays: one new series of the study, an SC per clip the report has a value
+    from."""
 
     node: Node
     run: Run = field(default_factory=lambda: Run(1))
     series_uid: str = field(default_factory=lambda: str(generate_uid()))
     written: list[Reference] = field(default_factory=list)
 
-    def write(self, clip: ClipRun, steps: list[dict[str, Any]]) -> StoredOutput | None:
-        """Burn the clip's findings into its frames and store the SC; None without findings."""
-        if not clip.has_findings or clip.frames is None:
-            return None
+    def write(
+        self, run: ClipRun, report: Report, steps: list[dict[str, Any]]
+    ) -> StoredOutput | None:
+        """Draw what `report` reports from the clip over its frames and store the SC; None
+        when it reports nothing from this clip (its values withheld, or taken from another)."""
         started = time.perf_counter()
+        plan = plan_for(run.header, report, frame_time_ms=run.result.frame_time_ms)
+        if plan.empty:
+            return None
+        # Decoded again: the run lets each clip's frames go once its pipelines are done, so a
+        # study's clips are never all held decoded together, and the overlay can be drawn only
+        # once every clip's values are in the report.
+        clip = load_clip(run.source.path)
+        frames = np.stack([clip.frames[index] for index in range(len(clip))])
+        decoded = time.perf_counter() - started
         settings = self.node.settings
         sc = build_overlay_sc(
-            clip.header,
-            clip.frames,
-            clip.result,
+            run.header,
+            render_for(run.header, frames, plan),
             node=device_info(settings),
             series_uid=self.series_uid,
             series=overlay_series(self.run.number, self.run.started),
@@ -135,7 +161,13 @@ class OverlaySeries:
             Reference(str(sc.SOPClassUID), output.sop_instance_uid, self.series_uid)
         )
         steps.append(
-            _step("sc", clip.source.sop_instance_uid, started, output=output.sop_instance_uid)
+            _step(
+                "sc",
+                run.source.sop_instance_uid,
+                started,
+                output=output.sop_instance_uid,
+                decoded=round(decoded, 4),
+            )
         )
         return output
 

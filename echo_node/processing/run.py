@@ -2,8 +2,8 @@
 
 Three phases so that one process never holds the SQLite write lock while models run:
 read what is needed (short session) → compute with no session open (clip by clip: decode, view,
-pipelines, its overlay; then the SR; each object staged in tmp/, checked and hashed, with no
-row yet) → the outputs linked under their final names and one short transaction with their
+pipelines; then each clip's overlay and the SR; each object staged in tmp/, checked and hashed,
+with no row yet) → the outputs linked under their final names and one short transaction with their
 instance rows, the clips, findings, outputs, deliveries and the superseded earlier SR.
 """
 
@@ -27,7 +27,14 @@ from echo_node.node import Node
 from echo_node.processing.analysis import ClipInput, ClipRun, analyse_clip
 from echo_node.processing.carry import earlier_results, merge
 from echo_node.processing.classifier import view_classifier
-from echo_node.processing.outputs import OverlaySeries, Run, StoredOutput, discard, write_sr
+from echo_node.processing.outputs import (
+    OverlaySeries,
+    Run,
+    StoredOutput,
+    discard,
+    study_report,
+    write_sr,
+)
 from echo_node.processing.record import (
     record_clips,
     record_outputs,
@@ -87,19 +94,17 @@ def _compute_and_write(
     """Analyse every clip, stage the overlays and the SR (into `stored`, so the caller can
     discard them on failure) and record the run."""
     classifier = view_classifier(models)
-    overlays = OverlaySeries(node, Run(plan.run))
     runs: list[ClipRun] = []
+    analysed: list[ClipRun] = []  # clips whose pipelines ran now and found something
     steps: list[dict[str, Any]] = []
     for clip in plan.clips:
         run = analyse_clip(clip, models, classifier, node.settings.min_view_confidence, plan.only)
+        if run.frames is not None:
+            analysed.append(run)
         if plan.only is not None:
             run.result = merge(run.result, plan.earlier.get(clip.sop_instance_uid), plan.only)
         steps += run.steps
-        # The overlay is written at once and the frames let go: a study's clips are never
-        # all held decoded together.
-        overlay = overlays.write(run, steps)
-        if overlay is not None:
-            stored.append(overlay)
+        # The frames are let go: a study's clips are never all held decoded together.
         run.frames = None
         runs.append(run)
     measured = [run for run in runs if run.measured]
@@ -112,6 +117,13 @@ def _compute_and_write(
         logger.info("job %s skipped: study %s, %s", plan.job_id, plan.study_uid, reason)
         return JobOutcome("skipped", reason, steps)
 
+    # Overlays print only what the study's report reports, known once every clip is analysed.
+    # Clips carried over from an earlier run keep their earlier overlays.
+    overlays, report_model = OverlaySeries(node, Run(plan.run)), study_report(runs)
+    for run in analysed:
+        overlay = overlays.write(run, report_model, steps)
+        if overlay is not None:
+            stored.append(overlay)
     predecessor = _predecessor(plan.predecessor)
     overlay_count = len(stored)
     report = write_sr(node, runs, predecessor, steps, overlays.run, overlays.written)
