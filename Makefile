@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages and the command that proves each is there.
-APT_TOOLS := dcmtk:storescu dicom3tools:dciodvfy orthanc:Orthanc orthanc-dicomweb:/usr/share/orthanc/plugins/libOrthancDicomWeb.so postgresql:/usr/lib/postgresql
+APT_TOOLS := dcmtk:storescu dicom3tools:dciodvfy orthanc:Orthanc orthanc-dicomweb:/usr/share/orthanc/plugins/libOrthancDicomWeb.so postgresql:/usr/lib/postgresql poppler-utils:pdftoppm
 
 .PHONY: all setup apt venv test lint typecheck pytest run bench clean
 

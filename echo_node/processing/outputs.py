@@ -33,7 +33,7 @@ _OWN = Peer(ae_title=None, address=OWN_OUTPUT_ADDRESS, transport="node")
 
 @dataclass(frozen=True)
 class StoredOutput:
-    kind: str  # "sr" or "sc"
+    kind: str  # "sr", "sc", or a document of processing/documents.py ("tid1500", "pdf")
     sop_instance_uid: str
     staged: Staged
 
@@ -69,7 +69,7 @@ def write_sr(
         predecessor=predecessor,
         template=node.settings.sr_template,
     )
-    stored = _store(node, sr, "sr")
+    stored = store(node, sr, "sr")
     steps.append(_step("sr", stored.sop_instance_uid, started))
     return stored
 
@@ -97,7 +97,7 @@ class OverlaySeries:
             instance_number=self.written + 1,
             transfer_syntax=JPEGBaseline8Bit if settings.overlay_jpeg else ExplicitVRLittleEndian,
         )
-        output = _store(self.node, sc, "sc")
+        output = store(self.node, sc, "sc")
         self.written += 1
         steps.append(
             _step("sc", run.source.sop_instance_uid, started, output=output.sop_instance_uid)
@@ -105,7 +105,7 @@ class OverlaySeries:
         return output
 
 
-def _store(node: Node, dataset: Dataset, kind: str) -> StoredOutput:
+def store(node: Node, dataset: Dataset, kind: str) -> StoredOutput:
     temp = node.store.new_temp_path()
     try:
         dataset.save_as(temp, enforce_file_format=True)

@@ -27,10 +27,18 @@ from echo_node.node import Node
 from echo_node.processing.analysis import ClipInput, ClipRun, analyse_clip
 from echo_node.processing.carry import earlier_results, merge
 from echo_node.processing.classifier import view_classifier
+from echo_node.processing.documents import (
+    MEASUREMENT_REPORT,
+    Frames,
+    earlier_document,
+    key_frames,
+    write_documents,
+)
 from echo_node.processing.outputs import OverlaySeries, StoredOutput, discard, write_sr
 from echo_node.processing.record import (
     record_clips,
     record_outputs,
+    supersede_documents,
     supersede_reports,
 )
 from echo_node.processing.summary import nothing_measured, pipelines_failed
@@ -51,6 +59,8 @@ class _Plan:
     written: int  # outputs this job already has (an attempt that got that far)
     # For a reprocess limited by `only`: each clip's latest earlier result, to carry forward.
     earlier: dict[str, ClipResult]
+    # The study's latest TID 1500 document by an earlier job (superseded by this one's).
+    earlier_measurement_report: Path | None = None
 
 
 def run_job(node: Node, job_id: int, models: Any) -> JobOutcome:
@@ -89,6 +99,7 @@ def _compute_and_write(
     overlays = OverlaySeries(node)
     runs: list[ClipRun] = []
     steps: list[dict[str, Any]] = []
+    frames: dict[str, Frames] = {}  # the frames the PDF report shows, per clip
     for clip in plan.clips:
         run = analyse_clip(clip, models, classifier, node.settings.min_view_confidence, plan.only)
         if plan.only is not None:
@@ -99,6 +110,7 @@ def _compute_and_write(
         overlay = overlays.write(run, steps)
         if overlay is not None:
             stored.append(overlay)
+        frames[clip.sop_instance_uid] = key_frames(run)
         run.frames = None
         runs.append(run)
     measured = [run for run in runs if run.measured]
@@ -115,11 +127,14 @@ def _compute_and_write(
     overlay_count = len(stored)
     report = write_sr(node, runs, predecessor, steps)
     stored.insert(0, report)
+    documents = write_documents(node, runs, frames, report, plan.earlier_measurement_report, steps)
+    stored.extend(documents)
     _write(node, plan, runs, stored)
     message = (
         f"{len(runs)} clip(s), {len(measured)} measured: SR {report.sop_instance_uid}"
         f" and {overlay_count} overlay(s)"
         + (f", superseding SR {predecessor.SOPInstanceUID}" if predecessor is not None else "")
+        + "".join(f", {item.kind} {item.sop_instance_uid}" for item in documents)
     )
     logger.info("job %s done: study %s, %s", plan.job_id, plan.study_uid, message)
     return JobOutcome("done", message, steps)
@@ -155,7 +170,14 @@ def _read_plan(node: Node, job_id: int) -> _Plan:
             predecessor=node.store.root / earlier.instance.path if earlier else None,
             written=int(written or 0),
             earlier=earlier_results(session, job.study_id, job_id) if only is not None else {},
+            earlier_measurement_report=_path(
+                node, earlier_document(session, job.study_id, job_id, MEASUREMENT_REPORT)
+            ),
         )
+
+
+def _path(node: Node, stored: str | None) -> Path | None:
+    return node.store.root / stored if stored is not None else None
 
 
 def _predecessor(path: Path | None) -> Dataset | None:
@@ -179,6 +201,7 @@ def _write(node: Node, plan: _Plan, runs: list[ClipRun], stored: list[StoredOutp
                 queue_deliveries(session, output, node.settings.destinations)
             if any(item.kind == "sr" for item in stored):
                 supersede_reports(session, plan.job_id, plan.study_id)
+                supersede_documents(session, plan.job_id, plan.study_id)
     except BaseException as error:
         _unlink_unrecorded(node, stored)
         if isinstance(error, OperationalError):

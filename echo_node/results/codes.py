@@ -342,3 +342,19 @@ SECTION_ORDER: tuple[Code, ...] = (
     TRICUSPID_VALVE,
     AORTA,
 )
+
+# --- TID 1500 Measurement Report (echo_node/results/tid1500.py) --------------------------------
+
+# TID 1500 row 4, Procedure Reported; the echo procedure code of CID 12001.
+ECHOCARDIOGRAPHY = Code("40701008", "SCT", "Echocardiography")
+# CID 12300 "Core Echo Measurement": the gradients derived from one peak velocity.
+TR_PEAK_GRADIENT = Code("79937-9", "LN", "Tricuspid regurgitation peak gradient")
+AV_PEAK_GRADIENT = Code("79963-5", "LN", "Aortic valve peak instantaneous gradient")
+# CID 12227 "Echocardiography Measurement Method" (TID 300 Measurement Method).
+SIMPLIFIED_BERNOULLI = Code("125218", "DCM", "Simplified Bernoulli")
+# TID 300 Derivation, values from CID 3627 "Measurement Type" / CID 7464 (Maximum): how the
+# beats of a value were combined.
+MEAN = Code("373098007", "SCT", "Mean")
+MEDIAN = Code("373099004", "SCT", "Median")
+MAXIMUM = Code("56851009", "SCT", "Maximum")
+UNIT_MM_HG = Code("mm[Hg]", "UCUM", "mmHg")
