@@ -106,7 +106,8 @@ def build_measurement_report(
     """The TID 1500 document of `report`, or None when no reported value has a caliper.
 
     `headers`: the source instances of `report.sources` (any order; header only is enough).
-    `echo_sr`: the study's echo SR of the same run, recorded as other evidence; `predecessor`:
+    `echo_sr`: the study's echo SR of the same run, listed with the clips as the evidence of
+    the procedure (Current Requested Procedure Evidence Sequence); `predecessor`:
     the TID 1500 document of an earlier run that this one supersedes.
     """
     by_uid = {str(h.SOPInstanceUID): h for h in headers}
