@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from ai.findings import PipelineStatus
 from echo_node.node import Node
 from echo_node.processing.analysis import ClipRun
-from echo_node.processing.outputs import StoredOutput, device_info, store
+from echo_node.processing.outputs import StoredOutput, device_info, discard, store
 from echo_node.results import pdflayout
 from echo_node.results.pdfcontent import ClipPictures, build_content
 from echo_node.results.pdfdicom import build_encapsulated_pdf
@@ -83,9 +83,27 @@ def write_documents(
     settings = node.settings
     if not (settings.measurement_report or settings.pdf_report):
         return []
+    written: list[StoredOutput] = []
+    try:
+        _write(node, runs, frames, echo_sr, predecessor, steps, written)
+    except BaseException:
+        discard(written)  # the caller knows only what is returned
+        raise
+    return written
+
+
+def _write(
+    node: Node,
+    runs: Sequence[ClipRun],
+    frames: dict[str, Frames],
+    echo_sr: StoredOutput,
+    predecessor: Path | None,
+    steps: list[dict[str, Any]],
+    written: list[StoredOutput],
+) -> None:
+    settings = node.settings
     report = build_report([SourceClip(run.header, run.result) for run in runs])
     headers = [run.header for run in runs]
-    written: list[StoredOutput] = []
     if settings.measurement_report:
         started = time.perf_counter()
         sr = pydicom.dcmread(echo_sr.staged.temp, stop_before_pixels=True)
@@ -109,7 +127,6 @@ def write_documents(
         encapsulated = _pdf(node, report, pictures, headers)
         if encapsulated is not None:
             written.append(_staged(node, encapsulated, PDF, started, steps))
-    return written
 
 
 def _pdf(
