@@ -65,6 +65,14 @@ def _a4c(uid: str) -> ClipResult:
     return ClipResult(uid, ViewDecision(View.A4C, "test", 1.0), (pipeline,), frame_count=30)
 
 
+def _with_lvid_curve(result: ClipResult) -> ClipResult:
+    frames = tuple(float(f) for f in range(0, 30, 2))
+    lvid = tuple(4.3 + 0.5 * np.cos(2 * np.pi * (f - 3) / 10) for f in frames)
+    (pipeline,) = result.pipelines
+    series = {"frame": frames, "LVID_cm": lvid}
+    return dataclasses.replace(result, pipelines=(dataclasses.replace(pipeline, series=series),))
+
+
 def _doppler(path: Path) -> ClipResult:
     clip = load_clip(path)
     mode = "CW" if "tr" in path.stem else "PW"
@@ -118,7 +126,7 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> Rendered:
     sonosite = source_dataset()
     sonosite.PatientName = "DOE^JANE"
     clips = [
-        _clip(sonosite, plax(""), (3, 13, 23)),
+        _clip(sonosite, _with_lvid_curve(plax("")), (3, 13, 23)),
         _clip(phantom / "a4c.dcm", _a4c(""), ()),
         *(
             _clip(phantom / f"{n}.dcm", _doppler(phantom / f"{n}.dcm"), (0,))
@@ -168,7 +176,7 @@ def test_pages_show_the_calipers_the_curve_and_the_spectra(rendered: Rendered) -
     # Calipers (yellow) on the 2D frames and the traced envelope (cyan) on both spectra.
     assert sum(_near(p, YELLOW) for p in pages) > 50
     assert sorted(_cyan(p) > 1000 for p in pages).count(True) == 2  # both spectra
-    # One picture each: the frame with calipers, the LV area curve, 2 spectra.
+    # One picture each: the frame with calipers, the LVID and LV area curves, 2 spectra.
     images = subprocess.run(
         [require_tool("pdfimages"), "-list", "-"],
         input=rendered.pdf,
@@ -178,8 +186,9 @@ def test_pages_show_the_calipers_the_curve_and_the_spectra(rendered: Rendered) -
     )
     rows = [line.split() for line in images.stdout.decode().splitlines()[2:]]
     listed = [row for row in rows if row[2] == "image"]  # not their alpha masks
-    assert len(listed) == 4, images.stdout.decode()
+    assert len(listed) == 5, images.stdout.decode()
     assert "LV area over the clip" in rendered.text
+    assert "LV internal dimension over the clip" in rendered.text
     # LVIDd drawn on its median beat's frame, with IVSd measured on the same frame.
     assert "frame 14: IVSd 1.05 cm, LVIDd 4.81 cm" in rendered.text
 

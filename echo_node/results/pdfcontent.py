@@ -6,10 +6,11 @@ full name, the convention it follows (how its beats were combined, at which phas
 it, the sentences that qualify it, the derived values with their formulas, and the notes on
 what was not reported and why. The pictures show the same values where they were measured:
 the caliper of each 2D value on its frame (the beat whose value is nearest the reported one,
-as in the TID 1500 document), the LV area (A4C) or LVID (PLAX) curve of the clip with its
-end-diastolic and end-systolic frames, and each Doppler strip with the envelope the classical
-engine traced (PipelineResult.series "envelope_above_cm_s"/"envelope_below_cm_s", one velocity
-per strip column) and every beat's peak.
+as in the TID 1500 document), the LV area (A4C, beside a reported LVEF) or LVID (PLAX, beside
+a reported LVIDd or LVIDs) curve of the clip with its end-diastolic and end-systolic frames,
+and each Doppler strip with the envelope the classical engine traced (PipelineResult.series
+"envelope_above_cm_s"/"envelope_below_cm_s", one velocity per strip column) and every beat's
+peak.
 """
 
 from __future__ import annotations
@@ -239,7 +240,12 @@ def _curve_pictures(report: Report, clips: Mapping[str, ClipPictures]) -> list[P
         )
         if source is None:
             continue
-        made = _a4c_curve(result, clip.header) or _plax_curve(report, result, clip.header, source)
+        # A curve only beside a value of its clip that is reported: a model whose values were
+        # withheld does not get its curve shown either.
+        shown = {v.key for v in report.values_of(source.sop_instance_uid)}
+        made = (_a4c_curve(result, clip.header) if "LVEF" in shown else None) or (
+            _plax_curve(report, result, clip.header, source) if shown & {"LVIDd", "LVIDs"} else None
+        )
         if made is not None:
             data, what = made
             caption = (
