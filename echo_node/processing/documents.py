@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -81,52 +81,53 @@ def write_documents(
 ) -> list[StoredOutput]:
     """Stage the TID 1500 document and the PDF the settings ask for (see the module doc)."""
     settings = node.settings
-    if not (settings.measurement_report or settings.pdf_report):
-        return []
+    report = build_report([SourceClip(run.header, run.result) for run in runs])
+    headers = [run.header for run in runs]
+    makers: list[tuple[str, Callable[[], Dataset | None]]] = []
+    if settings.measurement_report:
+        makers.append(
+            (
+                MEASUREMENT_REPORT,
+                lambda: _measurement_report(node, report, headers, echo_sr, predecessor),
+            )
+        )
+    if settings.pdf_report:
+        pictures = [
+            ClipPictures(run.header, run.result, frames.get(run.source.sop_instance_uid, {}))
+            for run in runs
+        ]
+        makers.append((PDF, lambda: _pdf(node, report, pictures, headers)))
     written: list[StoredOutput] = []
     try:
-        _write(node, runs, frames, echo_sr, predecessor, steps, written)
+        for kind, make in makers:
+            started = time.perf_counter()
+            dataset = make()
+            if dataset is not None:
+                written.append(_staged(node, dataset, kind, started, steps))
     except BaseException:
         discard(written)  # the caller knows only what is returned
         raise
     return written
 
 
-def _write(
+def _measurement_report(
     node: Node,
-    runs: Sequence[ClipRun],
-    frames: dict[str, Frames],
+    report: Report,
+    headers: Sequence[Dataset],
     echo_sr: StoredOutput,
     predecessor: Path | None,
-    steps: list[dict[str, Any]],
-    written: list[StoredOutput],
-) -> None:
-    settings = node.settings
-    report = build_report([SourceClip(run.header, run.result) for run in runs])
-    headers = [run.header for run in runs]
-    if settings.measurement_report:
-        started = time.perf_counter()
-        sr = pydicom.dcmread(echo_sr.staged.temp, stop_before_pixels=True)
-        document = build_measurement_report(
-            report,
-            headers,
-            node=device_info(settings),
-            echo_sr=sr,
-            predecessor=pydicom.dcmread(predecessor, stop_before_pixels=True)
+) -> Dataset | None:
+    return build_measurement_report(
+        report,
+        headers,
+        node=device_info(node.settings),
+        echo_sr=pydicom.dcmread(echo_sr.staged.temp, stop_before_pixels=True),
+        predecessor=(
+            pydicom.dcmread(predecessor, stop_before_pixels=True)
             if predecessor is not None
-            else None,
-        )
-        if document is not None:
-            written.append(_staged(node, document, MEASUREMENT_REPORT, started, steps))
-    if settings.pdf_report:
-        started = time.perf_counter()
-        pictures = [
-            ClipPictures(run.header, run.result, frames.get(run.source.sop_instance_uid, {}))
-            for run in runs
-        ]
-        encapsulated = _pdf(node, report, pictures, headers)
-        if encapsulated is not None:
-            written.append(_staged(node, encapsulated, PDF, started, steps))
+            else None
+        ),
+    )
 
 
 def _pdf(
