@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages and the command that proves each is there.
-APT_TOOLS := dcmtk:storescu dicom3tools:dciodvfy orthanc:Orthanc orthanc-dicomweb:/usr/share/orthanc/plugins/libOrthancDicomWeb.so postgresql:/usr/lib/postgresql npm:npm chromium:chromium
+APT_TOOLS := dcmtk:storescu dicom3tools:dciodvfy orthanc:Orthanc orthanc-dicomweb:/usr/share/orthanc/plugins/libOrthancDicomWeb.so postgresql:/usr/lib/postgresql npm:npm chromium:chromium poppler-utils:pdftoppm
 # The OHIF viewer the node serves at /viewer/: the prebuilt dist/ of the npm package, checked
 # against this digest, prepared into $(VIEWER_DIR) (git-ignored, never committed).
 OHIF_VERSION := 3.13.2

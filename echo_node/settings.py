@@ -206,6 +206,9 @@ class Settings(BaseModel):
     min_view_confidence: float = Field(ge=0, le=1)
     overlay_jpeg: bool
     sr_template: Literal["5200", "5300"]
+    measurement_report: bool
+    pdf_report: bool
+    pdf_max_bytes: int = Field(ge=10_000)
     destinations: tuple[Destination, ...]
     delivery_max_attempts: int = Field(ge=1)
     commitment_peers: tuple[CommitmentPeer, ...]

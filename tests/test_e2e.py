@@ -1,7 +1,8 @@
 """End to end: storescu → `echo-node serve` → quiet period → processing → Orthanc (the PACS).
 
-Orthanc holds the SR and the overlays in the phantom's study, and the Doppler values in the SR
-read back from Orthanc match the phantom's ground truth within 5 %.
+Orthanc holds the SR, its TID 1500 copy, the PDF report and the overlays in the phantom's
+study, and the Doppler values in the SR read back from Orthanc match the phantom's ground truth
+within 5 %.
 """
 
 from __future__ import annotations
@@ -23,13 +24,15 @@ from tests.test_processing import SR_CONCEPTS, dsr_numbers, truth
 
 COMPREHENSIVE_SR = "1.2.840.10008.5.1.4.1.1.88.33"
 MULTIFRAME_TRUE_COLOR_SC = "1.2.840.10008.5.1.4.1.1.7.4"
+ENCAPSULATED_PDF = "1.2.840.10008.5.1.4.1.1.104.1"
 QUIET_S = 2
 # Quiet period + sweep + processing (seconds on this CPU) + delivery, with room for a busy box.
 DEADLINE_S = 120
 
 
 def _wait_for_results(pacs: Orthanc, node: NodeProcess, want_sc: int) -> dict[str, str]:
-    """SOP Instance UID → SOP Class UID of what Orthanc holds, once the SR and SCs are in."""
+    """SOP Instance UID → SOP Class UID of what Orthanc holds, once the SR, its TID 1500 copy
+    (both Comprehensive SR), the PDF and the SCs are in."""
     deadline = time.monotonic() + DEADLINE_S
     sop_classes: dict[str, str] = {}  # Orthanc's instance ID → SOP Class UID
     while True:
@@ -41,7 +44,8 @@ def _wait_for_results(pacs: Orthanc, node: NodeProcess, want_sc: int) -> dict[st
             held[item["MainDicomTags"]["SOPInstanceUID"]] = sop_classes[item["ID"]]
         classes = list(held.values())
         if (
-            classes.count(COMPREHENSIVE_SR) == 1
+            classes.count(COMPREHENSIVE_SR) == 2
+            and classes.count(ENCAPSULATED_PDF) == 1
             and classes.count(MULTIFRAME_TRUE_COLOR_SC) >= want_sc
         ):
             return held
@@ -92,11 +96,19 @@ def test_scanner_to_pacs(
     assert elapsed >= QUIET_S  # the node waited for the study to go quiet
 
     study_uid = truth(phantom, "plax")["study_instance_uid"]
-    sr_uid = next(uid for uid, cls in held.items() if cls == COMPREHENSIVE_SR)
+    reports = {
+        pydicom.dcmread(DicomBytesIO(pacs.file(uid)))
+        .ContentTemplateSequence[0]
+        .TemplateIdentifier: uid
+        for uid, cls in held.items()
+        if cls == COMPREHENSIVE_SR
+    }
+    assert set(reports) == {"5200", "1500"}  # the echo SR and its copy for viewers
+    sr_uid = reports["5200"]
     sr = pydicom.dcmread(DicomBytesIO(pacs.file(sr_uid)))
     assert sr.StudyInstanceUID == study_uid
     for uid, cls in held.items():
-        if cls == MULTIFRAME_TRUE_COLOR_SC:
+        if cls in (MULTIFRAME_TRUE_COLOR_SC, ENCAPSULATED_PDF, COMPREHENSIVE_SR):
             sc = pydicom.dcmread(DicomBytesIO(pacs.file(uid)), stop_before_pixels=True)
             assert sc.StudyInstanceUID == study_uid
 

@@ -140,7 +140,8 @@ def test_done_with_an_sr_and_an_overlay_per_measured_clip(first: Run) -> None:
     outputs = outputs_of(first.node, first.job_id)
     kinds = sorted(o.kind for o in outputs)
     # Doppler gives values without weights; PLAX/A4C report their models as not installed.
-    assert kinds == ["sc", "sc", "sr"]
+    # Beside the SR: the TID 1500 copy for viewers and the PDF report (both on by default).
+    assert kinds == ["pdf", "sc", "sc", "sr", "tid1500"]
     doppler_uids = {truth(first.phantom, n)["sop_instance_uid"] for n in ("tr_cw", "mv_pw")}
     study_uid = truth(first.phantom, "plax")["study_instance_uid"]
     for output in outputs:
@@ -153,6 +154,7 @@ def test_done_with_an_sr_and_an_overlay_per_measured_clip(first: Run) -> None:
             assert ds.SeriesDescription == "Echo Node overlays, run 1"
     steps = {step["step"] for step in first.outcome.steps}
     assert {"decode", "view", "pipeline:doppler", "pipeline:plax", "sr", "sc"} <= steps
+    assert {"tid1500", "pdf"} <= steps
     assert all(step["seconds"] >= 0 for step in first.outcome.steps)
 
 
@@ -179,6 +181,41 @@ def test_sr_values_match_the_phantom_truth(first: Run) -> None:
     # What did not run is said, not left out: the 2D clips' pipelines have no weights here.
     text = dsrdump(output_path(first.node, sr))
     assert PLAX_NOT_MEASURED in text
+
+
+def test_the_tid1500_copy_and_the_pdf_carry_the_srs_values(first: Run) -> None:
+    outputs = {o.kind: o for o in outputs_of(first.node, first.job_id)}
+    sr = pydicom.dcmread(output_path(first.node, outputs["sr"]))
+    copy = pydicom.dcmread(output_path(first.node, outputs["tid1500"]))
+    evidence = {
+        ref.ReferencedSOPInstanceUID
+        for study in copy.CurrentRequestedProcedureEvidenceSequence
+        for series in study.ReferencedSeriesSequence
+        for ref in series.ReferencedSOPSequence
+    }
+    assert sr.SOPInstanceUID in evidence  # tied to the echo SR of the same run
+    echo = dsr_numbers(output_path(first.node, outputs["sr"]))
+    copied = dsr_numbers(output_path(first.node, outputs["tid1500"]))
+    # The copy prints the report model's values, rounded as a cart prints them (1 cm/s), and
+    # its E/A is the ratio of the reported E and A (the pipeline's own is per beat).
+    pairs = (
+        ("Tricuspid regurgitation Vmax", "Peak Blood Velocity", 0.5),
+        ("Mitral valve E-wave Vmax", "Mitral Valve E-Wave Peak Velocity", 0.5),
+        ("Mitral Valve E to A Ratio", "Mitral Valve E to A Ratio", 0.02),
+    )
+    for name, echo_name, resolution in pairs:
+        assert copied[name][1] == echo[echo_name][1]
+        assert copied[name][0] == pytest.approx(echo[echo_name][0], abs=resolution), name
+    pdf = pydicom.dcmread(output_path(first.node, outputs["pdf"]))
+    assert pdf.SOPClassUID == "1.2.840.10008.5.1.4.1.1.104.1"
+    assert pdf.StudyInstanceUID == sr.StudyInstanceUID
+    document = pdf.EncapsulatedDocument[: pdf.EncapsulatedDocumentLength]
+    text = subprocess.run(
+        [require_tool("pdftotext"), "-", "-"], input=document, capture_output=True, check=True
+    ).stdout.decode()
+    tr = copied["Tricuspid regurgitation Vmax"][0]
+    assert f"TR Vmax {tr / 100:.2f} m/s" in text
+    assert "LV ejection fraction not measured; the AI model is not installed." in text
 
 
 def test_clips_findings_and_deliveries_are_recorded(first: Run) -> None:
@@ -275,6 +312,18 @@ def test_reprocess_supersedes_the_earlier_sr(first: Run) -> None:
         jobs = {f.job_id for f in session.scalars(select(FindingRow))}
         assert {first.job_id, job_id} <= jobs
     assert output_path(node, old_sr).is_file()
+    # The TID 1500 copy follows the same rules: the new one names the earlier as predecessor;
+    # the earlier copy and PDF are marked replaced.
+    (old_copy,) = [o for o in outputs_of(node, first.job_id) if o.kind == "tid1500"]
+    (new_copy,) = [o for o in outputs_of(node, job_id) if o.kind == "tid1500"]
+    copy = pydicom.dcmread(output_path(node, new_copy))
+    reference = copy.PredecessorDocumentsSequence[0].ReferencedSeriesSequence[0]
+    assert reference.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == old_copy.sop_instance_uid
+    with node.sessions() as session:
+        for kind in ("tid1500", "pdf"):
+            rows = session.scalars(select(Output).where(Output.kind == kind)).all()
+            by_job = {row.job_id: row.superseded_by_job_id for row in rows}
+            assert by_job == {first.job_id: job_id, job_id: None}, kind
 
 
 def test_a_reprocess_of_one_pipeline_keeps_the_other_pipelines_values(first: Run) -> None:
@@ -293,7 +342,7 @@ def test_a_reprocess_of_one_pipeline_keeps_the_other_pipelines_values(first: Run
     assert dsr_numbers(output_path(node, new_sr)) == dsr_numbers(output_path(node, old_sr))
     assert PLAX_NOT_MEASURED in dsrdump(output_path(node, new_sr))
     # No new overlay: the Doppler clips were not analysed again; their overlays stand.
-    assert [o.kind for o in outputs_of(node, job_id)] == ["sr"]
+    assert sorted(o.kind for o in outputs_of(node, job_id)) == ["pdf", "sr", "tid1500"]
     with node.sessions() as session:
         carried = session.scalars(select(FindingRow).where(FindingRow.job_id == job_id)).all()
         assert {f.name for f in carried} >= {"TR_Vmax", "MV_E", "MV_A", "MV_E_A"}
@@ -313,7 +362,7 @@ def _stored_files(node: Node) -> list[Path]:
     return sorted(p for p in (node.store.root).rglob("*.dcm") if "quarantine" not in p.parts)
 
 
-@pytest.mark.parametrize("fault", ["write_sr", "supersede_reports"])
+@pytest.mark.parametrize("fault", ["write_sr", "write_documents", "supersede_reports"])
 def test_a_failed_job_leaves_no_output_in_the_study(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault: str
 ) -> None:
@@ -344,10 +393,68 @@ def test_a_failed_job_leaves_no_output_in_the_study(
     monkeypatch.undo()
     outcome = run_job(node, job_id, None)
     assert outcome.state == "done", outcome.message
-    assert sorted(o.kind for o in outputs_of(node, job_id)) == ["sc", "sc", "sr"]
-    assert len(_stored_files(node)) == 5
-    assert own_stored() == 3
+    assert sorted(o.kind for o in outputs_of(node, job_id)) == [
+        "pdf",
+        "sc",
+        "sc",
+        "sr",
+        "tid1500",
+    ]
+    assert len(_stored_files(node)) == 7
+    assert own_stored() == 5
     node.engine.dispose()
+
+
+def test_a_fault_in_the_pdf_after_the_tid1500_copy_was_staged_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    node, job_id = _doppler_only_node(tmp_path)
+    sources = _stored_files(node)
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("injected fault in the PDF layout")
+
+    monkeypatch.setattr("echo_node.processing.documents.pdflayout.render", broken)
+    with pytest.raises(RuntimeError, match="injected fault"):
+        run_job(node, job_id, None)
+    assert _stored_files(node) == sources
+    assert list((node.store.root / "tmp").iterdir()) == []
+    node.engine.dispose()
+
+
+def test_a_pdf_over_the_limit_is_not_written_and_said(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    phantom = tmp_path / "phantom"
+    generate_study(phantom, 3, rows=240, columns=320, cycles=1, frame_rate=15.0)
+    node = make_node(tmp_path / "data", ECHO_NODE_PDF_MAX_BYTES="10000")
+    try:
+        assert import_file(node.ingestor, phantom / "tr_cw.dcm").outcome == "stored"
+        job_id = stable_job(node)
+        with caplog.at_level("WARNING", logger="echo_node.processing.documents"):
+            outcome = run_job(node, job_id, None)
+        assert outcome.state == "done", outcome.message
+        assert sorted(o.kind for o in outputs_of(node, job_id)) == ["sc", "sr", "tid1500"]
+        (record,) = [r for r in caplog.records if "pdf_max_bytes" in r.getMessage()]
+        assert record.bytes > 10000 and record.pdf_max_bytes == 10000  # type: ignore[attr-defined]
+        assert list((node.store.root / "tmp").iterdir()) == []  # nothing half-written
+    finally:
+        node.engine.dispose()
+
+
+def test_the_documents_can_be_turned_off(tmp_path: Path) -> None:
+    phantom = tmp_path / "phantom"
+    generate_study(phantom, 4, rows=240, columns=320, cycles=1, frame_rate=15.0)
+    node = make_node(
+        tmp_path / "data", ECHO_NODE_MEASUREMENT_REPORT="false", ECHO_NODE_PDF_REPORT="false"
+    )
+    try:
+        assert import_file(node.ingestor, phantom / "tr_cw.dcm").outcome == "stored"
+        job_id = stable_job(node)
+        assert run_job(node, job_id, None).state == "done"
+        assert sorted(o.kind for o in outputs_of(node, job_id)) == ["sc", "sr"]
+    finally:
+        node.engine.dispose()
 
 
 def test_sr_template_5300_setting_stores_a_tid_5300_sr(tmp_path: Path) -> None:

@@ -52,7 +52,7 @@ _OWN = Peer(ae_title=None, address=OWN_OUTPUT_ADDRESS, transport="node")
 
 @dataclass(frozen=True)
 class StoredOutput:
-    kind: str  # "sr" or "sc"
+    kind: str  # "sr", "sc", or a document of processing/documents.py ("tid1500", "pdf")
     sop_instance_uid: str
     staged: Staged
 
@@ -110,7 +110,7 @@ def write_sr(
         template=node.settings.sr_template,
         overlays=overlays,
     )
-    stored = _store(node, sr, "sr")
+    stored = store(node, sr, "sr")
     steps.append(_step("sr", stored.sop_instance_uid, started))
     return stored
 
@@ -156,7 +156,7 @@ class OverlaySeries:
             instance_number=len(self.written) + 1,
             transfer_syntax=JPEGBaseline8Bit if settings.overlay_jpeg else ExplicitVRLittleEndian,
         )
-        output = _store(self.node, sc, "sc")
+        output = store(self.node, sc, "sc")
         self.written.append(
             Reference(str(sc.SOPClassUID), output.sop_instance_uid, self.series_uid)
         )
@@ -172,7 +172,7 @@ class OverlaySeries:
         return output
 
 
-def _store(node: Node, dataset: Dataset, kind: str) -> StoredOutput:
+def store(node: Node, dataset: Dataset, kind: str) -> StoredOutput:
     temp = node.store.new_temp_path()
     try:
         dataset.save_as(temp, enforce_file_format=True)

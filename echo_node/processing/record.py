@@ -121,3 +121,19 @@ def supersede_reports(session: Session, job_id: int, study_id: int) -> int:
         .values(superseded_by_job_id=job_id)
     )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+def supersede_documents(session: Session, job_id: int, study_id: int) -> int:
+    """Mark the study's earlier TID 1500 documents and PDF reports as replaced by this job's
+    report: a run that writes none (nothing left to draw) still makes theirs out of date."""
+    result = session.execute(
+        update(Output)
+        .where(
+            Output.study_id == study_id,
+            Output.kind.in_(("tid1500", "pdf")),
+            Output.job_id != job_id,
+            Output.superseded_by_job_id.is_(None),
+        )
+        .values(superseded_by_job_id=job_id)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)

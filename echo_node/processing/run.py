@@ -27,6 +27,13 @@ from echo_node.node import Node
 from echo_node.processing.analysis import ClipInput, ClipRun, analyse_clip
 from echo_node.processing.carry import earlier_results, merge
 from echo_node.processing.classifier import view_classifier
+from echo_node.processing.documents import (
+    MEASUREMENT_REPORT,
+    Frames,
+    earlier_document,
+    key_frames,
+    write_documents,
+)
 from echo_node.processing.outputs import (
     OverlaySeries,
     Run,
@@ -38,6 +45,7 @@ from echo_node.processing.outputs import (
 from echo_node.processing.record import (
     record_clips,
     record_outputs,
+    supersede_documents,
     supersede_reports,
 )
 from echo_node.processing.summary import nothing_measured, pipelines_failed
@@ -59,6 +67,8 @@ class _Plan:
     run: int  # this job's run of the study: 1 + the earlier jobs that wrote an SR
     # For a reprocess limited by `only`: each clip's latest earlier result, to carry forward.
     earlier: dict[str, ClipResult]
+    # The study's latest TID 1500 document by an earlier job (superseded by this one's).
+    earlier_measurement_report: Path | None = None
 
 
 def run_job(node: Node, job_id: int, models: Any) -> JobOutcome:
@@ -97,6 +107,7 @@ def _compute_and_write(
     runs: list[ClipRun] = []
     analysed: list[ClipRun] = []  # clips whose pipelines ran now and found something
     steps: list[dict[str, Any]] = []
+    frames: dict[str, Frames] = {}  # the frames the PDF report shows, per clip
     for clip in plan.clips:
         run = analyse_clip(clip, models, classifier, node.settings.min_view_confidence, plan.only)
         if run.frames is not None:
@@ -104,6 +115,7 @@ def _compute_and_write(
         if plan.only is not None:
             run.result = merge(run.result, plan.earlier.get(clip.sop_instance_uid), plan.only)
         steps += run.steps
+        frames[clip.sop_instance_uid] = key_frames(run)
         # The frames are let go: a study's clips are never all held decoded together.
         run.frames = None
         runs.append(run)
@@ -128,11 +140,16 @@ def _compute_and_write(
     overlay_count = len(stored)
     report = write_sr(node, runs, predecessor, steps, overlays.run, overlays.written)
     stored.insert(0, report)
+    documents = write_documents(
+        node, runs, frames, report, plan.earlier_measurement_report, steps, overlays.run
+    )
+    stored.extend(documents)
     _write(node, plan, runs, stored)
     message = (
         f"{len(runs)} clip(s), {len(measured)} measured: SR {report.sop_instance_uid}"
         f" and {overlay_count} overlay(s)"
         + (f", superseding SR {predecessor.SOPInstanceUID}" if predecessor is not None else "")
+        + "".join(f", {item.kind} {item.sop_instance_uid}" for item in documents)
     )
     logger.info("job %s done: study %s, %s", plan.job_id, plan.study_uid, message)
     return JobOutcome("done", message, steps)
@@ -174,7 +191,14 @@ def _read_plan(node: Node, job_id: int) -> _Plan:
             written=int(written or 0),
             run=int(earlier_runs or 0) + 1,
             earlier=earlier_results(session, job.study_id, job_id) if only is not None else {},
+            earlier_measurement_report=_path(
+                node, earlier_document(session, job.study_id, job_id, MEASUREMENT_REPORT)
+            ),
         )
+
+
+def _path(node: Node, stored: str | None) -> Path | None:
+    return node.store.root / stored if stored is not None else None
 
 
 def _predecessor(path: Path | None) -> Dataset | None:
@@ -198,6 +222,7 @@ def _write(node: Node, plan: _Plan, runs: list[ClipRun], stored: list[StoredOutp
                 queue_deliveries(session, output, node.settings.destinations)
             if any(item.kind == "sr" for item in stored):
                 supersede_reports(session, plan.job_id, plan.study_id)
+                supersede_documents(session, plan.job_id, plan.study_id)
     except BaseException as error:
         _unlink_unrecorded(node, stored)
         if isinstance(error, OperationalError):

@@ -245,3 +245,7 @@ AV_PEAK_GRADIENT = Code("79963-5", "LN", "Aortic valve peak instantaneous gradie
 LV_MASS_2D = Code("80019-3", "LN", "Left ventricular mass (dimension method) 2D")
 LV_FS_2D = Code("29434-8", "LN", "Left ventricular fractional shortening (of minor axis) (2D)")
 # MV_E_A_RATIO (18038-0) above is in CID 12300 as well.
+
+# TID 1500 row 4, Procedure Reported (echo_node/results/tid1500.py): the echo procedure code of
+# CID 12001.
+ECHOCARDIOGRAPHY = Code("40701008", "SCT", "Echocardiography")

@@ -2,8 +2,9 @@
 references that tie a run's SR and overlays to each other.
 
 Every run of a study (its first processing, and each reprocess) is a new run with a number:
-its SR series is 900 + 10·run + 1 and its overlay series 900 + 10·run + 2 (911/912, 921/922,
-...), both with the run's date and time as Series Date/Time and a description naming the run
+its SR series is 900 + 10·run + 1, its overlay series 900 + 10·run + 2, its TID 1500
+measurement report 900 + 10·run + 3 and its PDF report 900 + 10·run + 4 (911-914, 921-924,
+...), each with the run's date and time as Series Date/Time and a description naming the run
 ("Echo Node report, run 2, supersedes run 1"), so the latest run sorts last and says so.
 """
 
@@ -20,6 +21,8 @@ from echo_node.results import codes
 
 REPORT = "Echo Node report"
 OVERLAYS = "Echo Node overlays"
+MEASUREMENTS = "Echo Node measurements"
+PDF_REPORT = "Echo Node report (PDF)"
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,14 @@ def report_series(run: int, started: datetime.datetime) -> Series:
 
 def overlay_series(run: int, started: datetime.datetime) -> Series:
     return Series(900 + 10 * run + 2, f"{OVERLAYS}, run {run}", started)
+
+
+def measurements_series(run: int, started: datetime.datetime) -> Series:
+    return Series(900 + 10 * run + 3, f"{MEASUREMENTS}, run {run}", started)
+
+
+def pdf_series(run: int, started: datetime.datetime) -> Series:
+    return Series(900 + 10 * run + 4, f"{PDF_REPORT}, run {run}", started)
 
 
 @dataclass(frozen=True)
