@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.uid import UID
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from echo_node.envelope import dataset_offset_and_syntax
-from echo_node.structure import MalformedDataset, check_lengths
+from echo_node.structure import MalformedDataset, check_lengths, dataset_start
 from storage.db import database_full
 from storage.files import FILE_MODE, FileStore, digest_file, fsync_file, out_of_space
 from storage.index import InstanceHeader, Receipt, add_instance, find_version
@@ -290,7 +290,7 @@ def read_header(path: Path, expected_sop_instance_uid: str | None = None) -> Ins
     (OSError: the file could not be read, which says nothing about the instance)."""
     try:
         with path.open("rb") as handle:
-            offset, syntax = dataset_offset_and_syntax(handle)
+            offset, syntax = dataset_start(handle)
             check_lengths(handle, offset, syntax)
             handle.seek(0)
             dataset = dcmread(handle, defer_size=_DEFER_SIZE)
@@ -314,12 +314,16 @@ def read_header(path: Path, expected_sop_instance_uid: str | None = None) -> Ins
         ) from None
 
 
-# Where an image's pixels may be (PS3.3 C.7.6.3, C.7.6.24): an image without any is cut off.
+# Where an image's pixels may be (PS3.3 C.7.6.3, C.7.6.24).
 _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData", "PixelDataProviderURL")
 
 
 def _header(dataset: Dataset, expected_sop_instance_uid: str | None) -> InstanceHeader:
-    if "Rows" in dataset and not any(keyword in dataset for keyword in _PIXEL_KEYWORDS):
+    sop_class = checked_uid(dataset.get("SOPClassUID"), "SOPClassUID")
+    # Every "... Image Storage" IOD has the Image Pixel module (Pixel Data, type 1): an image
+    # without pixels was cut off between two elements, which no declared length can show.
+    is_image = "Rows" in dataset or "Image Storage" in UID(sop_class).name
+    if is_image and not any(keyword in dataset for keyword in _PIXEL_KEYWORDS):
         raise RejectedInstance("image without Pixel Data (cut off?)")
     sop_uid = checked_uid(dataset.get("SOPInstanceUID"), "SOPInstanceUID")
     if expected_sop_instance_uid is not None and sop_uid != expected_sop_instance_uid:
@@ -333,7 +337,7 @@ def _header(dataset: Dataset, expected_sop_instance_uid: str | None) -> Instance
         study_instance_uid=checked_uid(dataset.get("StudyInstanceUID"), "StudyInstanceUID"),
         series_instance_uid=checked_uid(dataset.get("SeriesInstanceUID"), "SeriesInstanceUID"),
         sop_instance_uid=sop_uid,
-        sop_class_uid=checked_uid(dataset.get("SOPClassUID"), "SOPClassUID"),
+        sop_class_uid=sop_class,
         transfer_syntax_uid=checked_uid(transfer_syntax, "TransferSyntaxUID"),
         modality=_text(dataset, "Modality", 16),
         number_of_frames=int(frames) if frames not in (None, "") else None,

@@ -18,7 +18,7 @@ import zlib
 from typing import BinaryIO
 
 from pydicom.datadict import dictionary_VR
-from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pydicom.valuerep import EXPLICIT_VR_LENGTH_32, STANDARD_VR
 
 _UNDEFINED = 0xFFFFFFFF
@@ -212,6 +212,38 @@ class _Walker:
                 self.dataset(item_end, depth + 1)
         if self.source.position != end:
             raise MalformedDataset("a sequence item runs past the end of its sequence")
+
+
+def dataset_start(handle: BinaryIO) -> tuple[int, UID]:
+    """Where the data set begins after the File Meta Information (PS3.10 §7.1), and its
+    transfer syntax; every meta element's length is checked on the way. A file without the
+    preamble and "DICM" is a bare data set in Implicit VR Little Endian."""
+    handle.seek(0)
+    if handle.read(132)[128:] != b"DICM":
+        return 0, ImplicitVRLittleEndian
+    syntax = ImplicitVRLittleEndian
+    while True:
+        position = handle.tell()
+        head = handle.read(8)
+        if len(head) < 8 or struct.unpack("<H", head[:2])[0] != 0x0002:
+            handle.seek(position)
+            return position, syntax
+        tag = struct.unpack("<L", head[2:4] + head[:2])[0]
+        vr = head[4:6]
+        if vr in _LONG_VRS:
+            extra = handle.read(4)
+            if len(extra) < 4:
+                raise MalformedDataset(f"cut short in the header of {_tag_text(tag)}")
+            length = int(struct.unpack("<L", extra)[0])
+        elif vr in _KNOWN_VRS:
+            length = int(struct.unpack("<H", head[6:8])[0])
+        else:
+            raise MalformedDataset(f"File Meta Information element {_tag_text(tag)} is damaged")
+        value = handle.read(length)
+        if len(value) < length:
+            raise MalformedDataset(f"truncated in the File Meta Information at {_tag_text(tag)}")
+        if tag == 0x00020010:
+            syntax = UID(value.decode("ascii", "replace").rstrip("\x00 "))
 
 
 def check_lengths(handle: BinaryIO, offset: int, syntax: UID) -> None:

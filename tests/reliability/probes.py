@@ -177,10 +177,10 @@ def push_bad_inputs(port: int, http_port: int | None, token: str | None) -> None
     if http_port is None:
         return
     for data in bad_inputs(instance):
-        stow(http_port, token, [_part10(instance, data)])
+        stow(http_port, token, [part10(instance, data)])
 
 
-def _part10(instance: corpus.Instance, dataset: bytes) -> bytes:
+def part10(instance: corpus.Instance, dataset: bytes) -> bytes:
     whole = instance.part10()
     return whole[: len(whole) - len(instance.dataset)] + dataset
 
@@ -204,16 +204,18 @@ def phi_lines(log: str) -> list[str]:
     return [line for line in log.splitlines() if any(marker in line for marker in corpus.PHI)]
 
 
-def aborted_transfers(port: int, count: int = 20, megabytes: int = 2) -> None:
-    """``count`` associations that send half of a ``megabytes`` MB image and then abort."""
-    instance = corpus.image(rows=1024, columns=megabytes * 512)
+def aborted_transfers(port: int, count: int = 20, megabytes: int = 2, abort: bool = True) -> None:
+    """``count`` associations that send half of a ``megabytes`` MB image and then abort (or,
+    ``abort=False``, just drop the connection)."""
+    instance = corpus.image(rows=1024, columns=megabytes * 1024)
     pdus = list(store_pdus(instance.dataset, corpus.US_IMAGE, instance.sop_instance_uid))
     for _ in range(count):
         sock = _retrying(lambda: associate(port, LISTED_AE, contexts=store_contexts()))
         try:
             for data in pdus[: len(pdus) // 2]:
                 sock.sendall(data)
-            sock.sendall(abort_pdu())
+            if abort:
+                sock.sendall(abort_pdu())
         finally:
             sock.close()
 
