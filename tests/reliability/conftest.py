@@ -15,12 +15,15 @@ from echo_node.settings import load_settings
 from echo_node.web.auth import add_token
 from tests.conftest import NodeProcess, free_port
 from tests.reliability.probes import LISTED_AE
+from tests.test_web_support import wait_for_port
 
 ARTIM_S = 2.0
 NETWORK_TIMEOUT_S = 3.0
 
 
-def start_node(data_dir: Path, http: bool = False, **settings: str) -> tuple[NodeProcess, str]:
+def start_node(
+    data_dir: Path, http: bool = False, descriptor_limit: int | None = None, **settings: str
+) -> tuple[NodeProcess, str]:
     """A node (and, with ``http``, a write token); ``settings`` override the test defaults."""
     values = {
         "allowed_peers": f"{LISTED_AE}@127.0.0.1",
@@ -31,13 +34,16 @@ def start_node(data_dir: Path, http: bool = False, **settings: str) -> tuple[Nod
     if http:
         values.update(http_enabled="true", http_port=str(free_port()))
     data_dir.mkdir(parents=True, exist_ok=True)
-    node = NodeProcess(data_dir, free_port(), values)
+    node = NodeProcess(data_dir, free_port(), values, descriptor_limit=descriptor_limit)
     token = ""
     if http:  # in this process: a CLI run would cost a second interpreter start
         prepared = open_node(load_settings(environ=node.env))
         _, token = add_token(prepared.sessions, "write", "reliability tests")
         prepared.engine.dispose()
-    return node.start(), token
+    node.start()
+    if http:
+        wait_for_port(http_port(node))
+    return node, token
 
 
 def http_port(node: NodeProcess) -> int:
