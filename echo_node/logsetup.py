@@ -7,8 +7,9 @@ Libraries do not follow that rule: pydicom's validation warnings quote the offen
 (``Invalid value for VR UI: '<a patient's name>'``), as a log line and as a ``UserWarning``
 printed on stderr, and exception messages quote whatever they like. So the node (1) turns
 pydicom's value validation on reading off (it stores bytes as received and checks what it
-needs itself), (2) routes Python warnings into logging instead of stderr, and (3) removes
-every quoted text from each record's message and traceback before it is written.
+needs itself), (2) routes Python warnings and threads' uncaught exceptions into logging
+instead of stderr, and (3) removes every quoted text from each record's message and
+traceback before it is written.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import json
 import logging
 import re
 import sys
+import threading
 from datetime import UTC, datetime
 from typing import Any
 
@@ -81,12 +83,25 @@ class TextFormatter(logging.Formatter):
         return f"{text} {extra}" if extra else text
 
 
+def _log_thread_exception(args: threading.ExceptHookArgs) -> None:
+    if args.exc_type is SystemExit:
+        return
+    logging.getLogger("threading").error(
+        "uncaught exception in a thread",
+        exc_info=(args.exc_type, args.exc_value, args.exc_traceback),  # type: ignore[arg-type]
+        extra={"thread": args.thread.name if args.thread else None},
+    )
+
+
 def configure_logging(level: str, fmt: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(RedactValues())
     pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
     logging.captureWarnings(True)
+    # A thread's uncaught exception (pynetdicom's reader threads have them) goes through
+    # logging and its filter, not straight to stderr.
+    threading.excepthook = _log_thread_exception
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -1,4 +1,4 @@
-"""The three places where the node changes pynetdicom's (3.0) own behaviour, each a subclass
+"""The places where the node changes pynetdicom's (3.0) own behaviour, each a subclass
 or an event handler installed by server.py, each written up as a patch to offer upstream in
 docs/pynetdicom-patches.md. Nothing in pynetdicom is modified in place.
 
@@ -13,11 +13,15 @@ docs/pynetdicom-patches.md. Nothing in pynetdicom is modified in place.
 3. ``on_connection_closed``: an acceptor waits for the A-ASSOCIATE-RQ for up to the ACSE
    timeout even after the connection has closed, its thread and (in pynetdicom's own count)
    its association slot held. The wait is ended when the connection closes.
+4. ``SpoolingDIMSE._receive``: a message's command set, and any data set but a C-STORE's, is
+   gathered in memory from as many P-DATA-TF PDUs as the peer sends. Over 16 MiB the
+   association is aborted.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
 from pathlib import Path
@@ -32,6 +36,21 @@ if TYPE_CHECKING:
     from pynetdicom.association import Association
 
 logger = logging.getLogger(__name__)
+
+
+# What one message may hold in memory (its command set, or a data set other than C-STORE's,
+# e.g. a storage commitment request listing its instances).
+_MEMORY_LIMIT = 16 * 1024 * 1024
+
+
+def _held_in_memory(message: Any) -> int:
+    # Both are BytesIO written to the end, so the position is the size (getbuffer() would
+    # pin the buffer and make the next write fail).
+    held = message.encoded_command_set.tell()
+    data = message.data_set
+    if isinstance(data, io.BytesIO):
+        held += data.tell()
+    return int(held)
 
 
 class SpoolFile:
@@ -114,11 +133,23 @@ class SpoolingDIMSE(DIMSEServiceProvider):  # type: ignore[misc]
             message = self.message
             if message is None:
                 raise
-            spool = self._wrap(message)
-            spool.fail(exc)
+            self._wrap(message).fail(exc)
             return
-        if self.message is not None:
-            self._wrap(self.message)
+        message = self.message
+        if message is None:
+            return
+        if message._data_set_file is not None:
+            self._wrap(message)
+        elif _held_in_memory(message) > _MEMORY_LIMIT:
+            # Only C-STORE data sets go to a file; anything else (and every command set)
+            # is held in memory, so a peer could grow it for ever. PS3.8 9.3.1 (AA-8):
+            # abort, as pynetdicom does for a message it cannot decode.
+            logger.warning(
+                "DIMSE message over the size held in memory; association aborted",
+                extra={"peer_address": str(self.assoc.requestor.address), "limit": _MEMORY_LIMIT},
+            )
+            self.message = None
+            self.dul.event_queue.put("Evt19")
 
     def _wrap(self, message: Any) -> SpoolFile:
         spool = message._data_set_file

@@ -232,8 +232,10 @@ class DimseServer:
         if not self.in_flight.wait_idle(_DRAIN_TIMEOUT_S):
             logger.error("shutdown: C-STORE handlers still running after the drain timeout")
         # An instance whose data had not fully arrived was never acknowledged: the sender
-        # still holds it and will send it again.
+        # still holds it and will send it again. (An association not yet established has
+        # nothing to abort; pynetdicom's state machine refuses A-ABORT before the request.)
         for association in self._ae.active_associations:
-            association.abort()
+            if association.is_established:
+                association.abort()
         self._servers.clear()
         logger.info("DIMSE service stopped")

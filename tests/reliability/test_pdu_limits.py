@@ -8,7 +8,7 @@ import struct
 import time
 
 from tests.reliability import corpus, probes
-from tests.reliability.conftest import NETWORK_TIMEOUT_S, HostileNode
+from tests.reliability.conftest import ARTIM_S, NETWORK_TIMEOUT_S, HostileNode
 from tests.reliability.peer import (
     ASSOCIATE_RQ,
     P_DATA,
@@ -88,3 +88,22 @@ def test_a_pdu_trickling_in_is_cut_at_the_network_timeout(hostile_node: HostileN
                 break
         assert time.monotonic() - started < NETWORK_TIMEOUT_S + 1.5
         assert closed_by_peer(sock, 0.5)
+
+
+def test_an_endless_command_set_is_aborted(hostile_node: HostileNode) -> None:
+    pid = hostile_node.process.process.pid  # type: ignore[union-attr]
+    idle = probes.rss_kb(pid)
+    # Command fragments (control header 0x01: command, not the last), each a full PDU.
+    fragment = struct.pack(">LBB", MAX_PDU - 4, 1, 0x01) + bytes(MAX_PDU - 6)
+    data = struct.pack(">BBL", P_DATA, 0, MAX_PDU) + fragment
+    with associate(hostile_node.port, probes.LISTED_AE, contexts=store_contexts()) as sock:
+        try:
+            for _ in range(48 * 1024 * 1024 // len(data)):
+                sock.sendall(data)
+        except OSError:
+            pass
+        # An A-ABORT at the 16 MiB a message may hold in memory; what follows is read and
+        # dropped until the connection closes (PS3.8 Sta13, bounded by the ARTIM timer).
+        assert probes.abort_answer(sock) is not None
+        assert closed_by_peer(sock, ARTIM_S + 2)
+    assert probes.rss_kb(pid) - idle < RSS_SLACK_KB + 16 * 1024
