@@ -290,10 +290,11 @@ def read_header(path: Path, expected_sop_instance_uid: str | None = None) -> Ins
     (OSError: the file could not be read, which says nothing about the instance)."""
     try:
         with path.open("rb") as handle:
+            # pydicom first: it tells what is not DICOM at all. It reads leniently (a value
+            # cut short is returned short), so every declared length is then checked.
+            dataset = dcmread(handle, defer_size=_DEFER_SIZE)
             offset, syntax = dataset_start(handle)
             check_lengths(handle, offset, syntax)
-            handle.seek(0)
-            dataset = dcmread(handle, defer_size=_DEFER_SIZE)
     except MalformedDataset as exc:
         raise RejectedInstance(str(exc)) from None
     except InvalidDicomError as exc:
