@@ -67,7 +67,7 @@ ASSOCIATION_REQUEST_LIMIT = 256 * 1024
 @dataclass(frozen=True)
 class Refusal:
     reason: str
-    abort_reason: int | None  # None: close without an A-ABORT (a deadline passed)
+    abort_reason: int  # the A-ABORT's reason/diag. (PS3.8 Table 9-26)
 
 
 class PduGuard:
@@ -217,12 +217,9 @@ class _Guarded:
             "DIMSE connection refused: PDU over the limits",
             extra={"peer_address": self.address, "reason": refusal.reason},
         )
-        if refusal.abort_reason is not None:
-            try:
-                self.settimeout(1.0)  # type: ignore[attr-defined]
-                super().sendall(_abort_pdu(refusal.abort_reason))  # type: ignore[misc]
-            except OSError:
-                pass
+        with contextlib.suppress(OSError):
+            self.settimeout(1.0)  # type: ignore[attr-defined]
+            super().sendall(_abort_pdu(refusal.abort_reason))  # type: ignore[misc]
         self._shut()
         return False
 
