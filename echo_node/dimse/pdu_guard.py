@@ -76,33 +76,35 @@ class PduGuard:
 
     def __init__(self, limits: PduLimits, connected_at: float) -> None:
         self.limits = limits
-        self._connected_at = connected_at
+        # When the PDU being received must be complete (monotonic seconds); None between
+        # PDUs, where a read may wait an idle association's own timeout. The first PDU (the
+        # association request) has the ARTIM deadline, counted from the connect.
+        self.until: float | None = connected_at + limits.artim_s
         self._header = bytearray()
         self._body_left = 0
-        self._started: float | None = None  # when the current PDU's first byte arrived
         self._complete = 0  # PDUs received in full
 
     def deadline(self, now: float) -> float:
-        """When the bytes being waited for must have arrived (monotonic seconds)."""
-        if self._complete == 0:
-            return self._connected_at + self.limits.artim_s
-        if self._started is not None:
-            return self._started + self.limits.pdu_s
-        return now + self.limits.pdu_s  # between PDUs: an idle association's own timeout
+        """When the bytes being waited for must have arrived."""
+        return self.until if self.until is not None else now + self.limits.pdu_s
 
     def feed(self, data: ReadableBuffer, now: float) -> Refusal | None:
         """Account for ``data`` just read; a Refusal if it breaks a limit."""
+        size = len(data)  # type: ignore[arg-type]
+        if size < self._body_left:  # the common case: more of a body, no header in it
+            self._body_left -= size
+            return None
         view = memoryview(data).cast("B")
         offset = 0
-        while offset < len(view):
-            if self._started is None:
-                self._started = now
+        while offset < size:
+            if self.until is None:  # a new PDU starts
+                self.until = now + self.limits.pdu_s
             if self._body_left:
-                taken = min(self._body_left, len(view) - offset)
+                taken = min(self._body_left, size - offset)
                 self._body_left -= taken
                 offset += taken
             else:
-                taken = min(_HEADER - len(self._header), len(view) - offset)
+                taken = min(_HEADER - len(self._header), size - offset)
                 self._header += view[offset : offset + taken]
                 offset += taken
                 if len(self._header) < _HEADER:
@@ -115,7 +117,7 @@ class PduGuard:
                 self._body_left = length
             if not self._body_left and not self._header:
                 self._complete += 1
-                self._started = None
+                self.until = None
         return None
 
     def _check(self, pdu_type: int, length: int) -> Refusal | None:
@@ -153,26 +155,35 @@ class _Guarded:
     _refused = False
 
     def recv(self, bufsize: int = 1024, flags: int = 0) -> bytes:
-        if self.guard is None:
+        guard = self.guard
+        if guard is None:
             return super().recv(bufsize, flags)  # type: ignore[misc,no-any-return]
-        while self._wait():
+        # Kept lean: pynetdicom reads a PDU body 4 KB at a time, so this runs often.
+        while (now := self._ready(guard)) is not None:
             try:
                 data: bytes = super().recv(bufsize, flags)  # type: ignore[misc]
             except TimeoutError:
-                continue  # _wait decides whether the deadline has passed
-            return data if self._accepted(data) else b""
+                continue  # _ready decides whether the deadline has passed
+            refusal = guard.feed(data, now)
+            if refusal is None:
+                return data
+            self._refuse(refusal)
         return b""
 
     def recv_into(self, buffer: WriteableBuffer, nbytes: int | None = None, flags: int = 0) -> int:
         nbytes = nbytes or memoryview(buffer).nbytes  # socket.socket takes no None
-        if self.guard is None:
+        guard = self.guard
+        if guard is None:
             return super().recv_into(buffer, nbytes, flags)  # type: ignore[misc,no-any-return]
-        while self._wait():
+        while (now := self._ready(guard)) is not None:
             try:
                 count: int = super().recv_into(buffer, nbytes, flags)  # type: ignore[misc]
             except TimeoutError:
                 continue
-            return count if self._accepted(memoryview(buffer)[:count]) else 0
+            refusal = guard.feed(memoryview(buffer)[:count], now)
+            if refusal is None:
+                return count
+            self._refuse(refusal)
         return 0
 
     def send(self, data: ReadableBuffer, flags: int = 0) -> int:
@@ -186,14 +197,13 @@ class _Guarded:
         if self.connection is not None:
             self.connection.release()
 
-    def _wait(self) -> bool:
-        """Ready the socket's timeout for the next read; False (connection shut) if the
-        deadline has passed or the peer was refused."""
-        assert self.guard is not None
+    def _ready(self, guard: PduGuard) -> float | None:
+        """Ready the socket's timeout for the next read and return the time; None (the
+        connection shut) once the deadline has passed or the peer was refused."""
         if self._refused:
-            return False
+            return None
         now = time.monotonic()
-        remaining = self.guard.deadline(now) - now
+        remaining = guard.deadline(now) - now
         if remaining <= 0:
             self._refused = True
             logger.warning(
@@ -201,17 +211,13 @@ class _Guarded:
                 extra={"peer_address": self.address},
             )
             self._shut()
-            return False
+            return None
         current = self.gettimeout()  # type: ignore[attr-defined]
         if current is None or current > remaining + 1.0 or current < remaining / 2:
             self.settimeout(remaining)  # type: ignore[attr-defined]
-        return True
+        return now
 
-    def _accepted(self, data: ReadableBuffer) -> bool:
-        assert self.guard is not None
-        refusal = self.guard.feed(data, time.monotonic())
-        if refusal is None:
-            return True
+    def _refuse(self, refusal: Refusal) -> None:
         self._refused = True
         logger.warning(
             "DIMSE connection refused: PDU over the limits",
@@ -221,7 +227,6 @@ class _Guarded:
             self.settimeout(1.0)  # type: ignore[attr-defined]
             super().sendall(_abort_pdu(refusal.abort_reason))  # type: ignore[misc]
         self._shut()
-        return False
 
     def _shut(self) -> None:
         with contextlib.suppress(OSError):
