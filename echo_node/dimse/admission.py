@@ -137,10 +137,6 @@ class Admission:
             self._refuse(address, reason, time.monotonic())
             return reason
 
-    def slots_in_use(self) -> int:
-        with self._lock:
-            return sum(1 for _, assoc in self._admitted if _holds_slot(assoc))
-
     def _is_pending(self, connection: Connection, now: float) -> bool:
         expiry = connection.accepted_at + self.limits.pending_for_s + _PENDING_GRACE_S
         return not connection.done and now < expiry
