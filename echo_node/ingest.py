@@ -7,6 +7,7 @@ quarantine with the reason, never dropped.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import time
@@ -18,10 +19,13 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.uid import UID
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from storage.files import FILE_MODE, FileStore, digest_file, fsync_file
+from echo_node.structure import MalformedDataset, check_lengths, dataset_start
+from storage.db import database_full
+from storage.files import FILE_MODE, FileStore, digest_file, fsync_file, out_of_space
 from storage.index import InstanceHeader, Receipt, add_instance, find_version
 from storage.uids import InvalidUID, checked_uid
 
@@ -64,6 +68,7 @@ class IngestResult:
     study_instance_uid: str | None = None
     version: int | None = None
     path: Path | None = None
+    out_of_space: bool = False  # failed because a disk (files or database) is full
 
     @property
     def acknowledged(self) -> bool:
@@ -81,7 +86,16 @@ class Staged:
 
 
 class RejectedInstance(ValueError):
-    """The bytes are not an instance the node can keep under its UIDs; says why."""
+    """The bytes are not an instance the node can keep under its UIDs; says why.
+
+    The message goes to logs and to the sender, so it names attributes, tags and sizes,
+    never a value; ``detail`` (a library's own message, which may quote values) goes only to
+    the quarantine sidecar, beside the refused bytes themselves.
+    """
+
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail
 
 
 @dataclass(frozen=True)
@@ -111,23 +125,30 @@ class Ingestor:
         try:
             header = read_header(temp, expected_sop_instance_uid)
         except RejectedInstance as exc:
-            return self._quarantine(temp, peer, str(exc), expected_sop_instance_uid)
-
-        staged = self.stage(temp, header, peer)
+            return self._quarantine(temp, peer, exc, expected_sop_instance_uid)
+        except OSError as exc:
+            return self._not_stored(temp, peer, exc, expected_sop_instance_uid)
+        try:
+            staged = self.stage(temp, header, peer)
+            created = self.store.commit_instance(staged.temp, staged.target)
+        except OSError as exc:
+            return self._not_stored(temp, peer, exc, header.sop_instance_uid)
         try:
             return self._index(staged)
         except (SQLAlchemyError, OSError) as exc:
-            logger.error(
-                "indexing failed, instance kept in quarantine",
-                extra={"sop_instance_uid": header.sop_instance_uid, "error": type(exc).__name__},
-            )
-            if temp.exists():
-                self._quarantine(temp, peer, f"indexing failed: {type(exc).__name__}", None)
-            return IngestResult(
-                "failed",
-                f"storage error: {type(exc).__name__}",
-                sop_instance_uid=header.sop_instance_uid,
-            )
+            # The file is already under its final name; ours to remove only if we put it there.
+            linked = staged.target if created else None
+            return self._not_stored(linked, peer, exc, header.sop_instance_uid)
+
+    def not_received(self, peer: Peer, sop_instance_uid: str | None) -> IngestResult:
+        """An instance whose data could not even be written as it arrived (disk full)."""
+        self.metrics.ingested(peer.transport, "failed", 0, None)
+        return IngestResult(
+            "failed",
+            "the node could not write the data (out of space?); send it again later",
+            sop_instance_uid=sop_instance_uid,
+            out_of_space=True,
+        )
 
     def stage(self, temp: Path, header: InstanceHeader, peer: Peer) -> Staged:
         """Hash and fsync the checked file in tmp/: ready for its final name and its row."""
@@ -154,12 +175,14 @@ class Ingestor:
         return Staged(temp, target, header, receipt)
 
     def _index(self, staged: Staged) -> IngestResult:
-        temp, target, header, receipt = staged.temp, staged.target, staged.header, staged.receipt
-        # The file takes its final, content-derived name before the transaction, so the lock
-        # other writers (threads, ingest processes) wait for covers only the rows. A crash in
-        # between leaves a file without a row: never acknowledged, and the same bytes sent
-        # again land on that very name.
-        self.store.commit_instance(temp, target)
+        """The row of a file already linked under its final name (store.commit_instance).
+
+        The file takes its final, content-derived name before the transaction, so the lock
+        other writers (threads, ingest processes) wait for covers only the rows. A crash in
+        between leaves a file without a row: never acknowledged, and the same bytes sent
+        again land on that very name.
+        """
+        target, header, receipt = staged.target, staged.header, staged.receipt
         for attempt in range(1, _INDEX_ATTEMPTS + 1):
             try:
                 with self.sessions.begin() as session:
@@ -200,43 +223,109 @@ class Ingestor:
         )
 
     def _quarantine(
-        self, temp: Path, peer: Peer, reason: str, sop_instance_uid: str | None
+        self, temp: Path, peer: Peer, refusal: RejectedInstance, sop_instance_uid: str | None
     ) -> IngestResult:
-        sidecar = self.store.quarantine(
-            temp, reason, {**peer.describe(), "sop_instance_uid_in_command": sop_instance_uid}
-        )
-        logger.warning(
-            "instance refused and quarantined",
-            extra={"reason": reason, "quarantine": sidecar.name, **peer.describe()},
-        )
+        reason = str(refusal)
+        details = {**peer.describe(), "sop_instance_uid_in_command": sop_instance_uid}
+        if refusal.detail:
+            details["detail"] = refusal.detail
+        try:
+            sidecar = self.store.quarantine(temp, reason, details)
+        except OSError as exc:
+            temp.unlink(missing_ok=True)
+            logger.error(
+                "instance refused; it could not be kept in quarantine and was removed",
+                extra={"reason": reason, "error": _error_name(exc), **peer.describe()},
+            )
+        else:
+            logger.warning(
+                "instance refused and quarantined",
+                extra={"reason": reason, "quarantine": sidecar.name, **peer.describe()},
+            )
         return IngestResult("quarantined", reason, sop_instance_uid=sop_instance_uid)
+
+    def _not_stored(
+        self, path: Path | None, peer: Peer, exc: Exception, sop_instance_uid: str | None
+    ) -> IngestResult:
+        """Writing or indexing failed: the instance is not acknowledged, so the sender keeps
+        it. Out of space, nothing is kept (it would only hold the disk full); otherwise the
+        bytes go to quarantine when they can. The log says which happened."""
+        full = out_of_space(exc) or database_full(exc)
+        kept = None
+        if path is not None and path.exists():
+            if not full:
+                try:
+                    kept = self.store.quarantine(
+                        path, f"not stored: {_error_name(exc)}", peer.describe()
+                    ).name
+                except OSError:
+                    kept = None
+            if kept is None:
+                path.unlink(missing_ok=True)
+        logger.error(
+            "instance not stored: "
+            + ("kept in quarantine" if kept else "nothing kept, the sender still has it"),
+            extra={
+                "sop_instance_uid": sop_instance_uid,
+                "error": _error_name(exc),
+                "out_of_space": full,
+                "quarantine": kept,
+                **peer.describe(),
+            },
+        )
+        reason = "out of space" if full else f"storage error: {_error_name(exc)}"
+        return IngestResult("failed", reason, sop_instance_uid=sop_instance_uid, out_of_space=full)
+
+
+def _error_name(exc: BaseException) -> str:
+    """The kind of an error, never its message: a database error's message quotes the
+    statement's parameters (patient names among them)."""
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return f"{type(exc).__name__} {errno.errorcode.get(exc.errno, exc.errno)}"
+    return type(exc).__name__
 
 
 def read_header(path: Path, expected_sop_instance_uid: str | None = None) -> InstanceHeader:
-    """Parse and check the header of a Part 10 file; raise RejectedInstance with the reason."""
+    """Parse and check the header of a Part 10 file; raise RejectedInstance with the reason
+    (OSError: the file could not be read, which says nothing about the instance)."""
     try:
         with path.open("rb") as handle:
+            # pydicom first: it tells what is not DICOM at all. It reads leniently (a value
+            # cut short is returned short), so every declared length is then checked.
             dataset = dcmread(handle, defer_size=_DEFER_SIZE)
-            # Deferred values are skipped by seeking; a position past the end means the file
-            # was cut short inside one of them (usually Pixel Data).
-            end, size = handle.tell(), os.fstat(handle.fileno()).st_size
+            offset, syntax = dataset_start(handle)
+            check_lengths(handle, offset, syntax)
+    except MalformedDataset as exc:
+        raise RejectedInstance(str(exc)) from None
     except InvalidDicomError as exc:
-        raise RejectedInstance(f"not DICOM: {exc}") from None
+        raise RejectedInstance("not DICOM: no Part 10 header", str(exc)) from None
+    except OSError:
+        raise
     except Exception as exc:  # pydicom raises many kinds on damaged input; all mean the same
-        raise RejectedInstance(f"cannot parse dataset: {type(exc).__name__}: {exc}") from None
-    if end > size:
-        raise RejectedInstance(f"truncated: {size} bytes on file, {end} declared")
+        raise RejectedInstance(f"cannot parse dataset: {type(exc).__name__}", str(exc)) from None
     if len(dataset) == 0:
-        # pydicom returns no elements at all when the data end inside one (its EOFError is
-        # turned into a warning), so an empty dataset here is nearly always a cut-off one.
-        raise RejectedInstance(f"truncated or empty dataset ({size} bytes on file)")
+        raise RejectedInstance("empty dataset")
     try:
         return _header(dataset, expected_sop_instance_uid)
-    except InvalidUID as exc:
+    except (InvalidUID, RejectedInstance) as exc:
         raise RejectedInstance(str(exc)) from None
+    except Exception as exc:  # a value pydicom cannot convert, e.g. of an unknown VR
+        raise RejectedInstance(
+            f"cannot read the attributes: {type(exc).__name__}", str(exc)
+        ) from None
+
+
+# Where an image's pixels may be (PS3.3 C.7.6.3, C.7.6.24).
+_PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData", "PixelDataProviderURL")
 
 
 def _header(dataset: Dataset, expected_sop_instance_uid: str | None) -> InstanceHeader:
+    sop_class = checked_uid(dataset.get("SOPClassUID"), "SOPClassUID")
+    # Every "... Image Storage" IOD has the Image Pixel module (Pixel Data, type 1): an image
+    # without pixels was cut off between two elements, which no declared length can show.
+    is_image = "Rows" in dataset or "Image Storage" in UID(sop_class).name
+    if is_image and not any(keyword in dataset for keyword in _PIXEL_KEYWORDS):
+        raise RejectedInstance("image without Pixel Data (cut off?)")
     sop_uid = checked_uid(dataset.get("SOPInstanceUID"), "SOPInstanceUID")
     if expected_sop_instance_uid is not None and sop_uid != expected_sop_instance_uid:
         raise RejectedInstance(
@@ -249,7 +338,7 @@ def _header(dataset: Dataset, expected_sop_instance_uid: str | None) -> Instance
         study_instance_uid=checked_uid(dataset.get("StudyInstanceUID"), "StudyInstanceUID"),
         series_instance_uid=checked_uid(dataset.get("SeriesInstanceUID"), "SeriesInstanceUID"),
         sop_instance_uid=sop_uid,
-        sop_class_uid=checked_uid(dataset.get("SOPClassUID"), "SOPClassUID"),
+        sop_class_uid=sop_class,
         transfer_syntax_uid=checked_uid(transfer_syntax, "TransferSyntaxUID"),
         modality=_text(dataset, "Modality", 16),
         number_of_frames=int(frames) if frames not in (None, "") else None,

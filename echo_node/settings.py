@@ -181,8 +181,15 @@ class Settings(BaseModel):
     database_url: str
     allowed_peers: tuple[PeerRule, ...]
     max_associations: int = Field(ge=1)
-    max_pdu_size: int = Field(ge=0)
+    max_associations_per_address: int = Field(ge=1)
+    max_pending_per_address: int = Field(ge=1)
+    # What a peer may send in one PDU is bounded by it, so it bounds memory per connection.
+    max_pdu_size: int = Field(ge=4096, le=16 * 1024 * 1024)
     network_timeout_s: float = Field(gt=0)
+    artim_timeout_s: float = Field(gt=0)
+    http_header_timeout_s: float = Field(gt=0)
+    http_body_timeout_s: float = Field(gt=0)
+    http_max_connections: int = Field(ge=1)
     stable_after_s: float = Field(ge=0)
     ingest_processes: int = Field(ge=1)
     log_format: Literal["text", "json"]

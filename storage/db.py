@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
+import os
+import sqlite3
+import stat
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 # Long enough to ride out another process's commit (fsync included) under load.
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+# The database holds patient names and IDs: readable by the node's group, never by others.
+# SQLite gives its -wal and -shm files the database file's mode.
+DATABASE_FILE_MODE = 0o640
+# PostgreSQL's SQLSTATE for "disk full" (Appendix A, class 53 insufficient resources).
+_PG_DISK_FULL = "53100"
 
 
 def make_engine(url: str) -> Engine:
@@ -23,7 +35,36 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
+def database_full(exc: BaseException) -> bool:
+    """Whether a database error means its disk is full (SQLite or PostgreSQL)."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    original = exc.orig
+    if isinstance(original, sqlite3.Error):
+        return getattr(original, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+    return getattr(original, "sqlstate", None) == _PG_DISK_FULL
+
+
+def _create_private(path: Path) -> None:
+    """Create an empty database file 0640 unless there is one; tighten an existing one that
+    others could read. SQLite would otherwise create it under the process's umask."""
+    if str(path) in ("", ":memory:"):
+        return
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, DATABASE_FILE_MODE)
+    except FileExistsError:
+        mode = path.stat().st_mode
+        if mode & 0o007:
+            os.chmod(path, stat.S_IMODE(mode) & ~0o007)
+        return
+    os.close(fd)
+    os.chmod(path, DATABASE_FILE_MODE)  # whatever the umask took away from 0640
+
+
 def _sqlite_engine(url: str) -> Engine:
+    database = make_url(url).database
+    if database:
+        _create_private(Path(database))
     # pysqlite's own transaction handling is turned off so that every transaction starts with
     # BEGIN IMMEDIATE: writers queue on the busy timeout instead of failing with "database is
     # locked" when two readers try to upgrade at once.

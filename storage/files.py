@@ -10,6 +10,7 @@ overwrite each other: the same bytes land on the same name, other bytes on anoth
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -41,6 +42,14 @@ def digest_file(path: Path) -> FileDigest:
             sha.update(chunk)
             size += len(chunk)
     return FileDigest(sha.hexdigest(), size)
+
+
+_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def out_of_space(exc: BaseException) -> bool:
+    """Whether an error means the filesystem (or the user's quota) is full."""
+    return isinstance(exc, OSError) and exc.errno in _SPACE_ERRNOS
 
 
 def fsync_file(path: Path) -> None:
@@ -119,8 +128,10 @@ class FileStore:
         os.replace(temp, target)
         fsync_dir(target.parent)
 
-    def commit_instance(self, temp: Path, target: Path) -> None:
+    def commit_instance(self, temp: Path, target: Path) -> bool:
         """Like commit, for an already fsynced instance file; never replaces an existing one.
+        True if this call put the file there; on an error nothing new is left at ``target``
+        and ``temp`` is still in place.
 
         An existing file of that name holds the same bytes (the name is the content's hash):
         left by an earlier crash between rename and index, or a concurrent identical store.
@@ -129,31 +140,47 @@ class FileStore:
         try:
             os.link(temp, target)
         except FileExistsError:
-            pass
-        else:
+            temp.unlink(missing_ok=True)
+            return False
+        try:
             fsync_dir(target.parent)
+        except OSError:
+            target.unlink(missing_ok=True)
+            raise
         temp.unlink(missing_ok=True)
+        return True
 
     def quarantine(self, temp: Path | None, reason: str, details: dict[str, Any]) -> Path:
-        """Keep refused bytes with a sidecar saying why; returns the sidecar path."""
+        """Keep refused bytes with a sidecar saying why; returns the sidecar path.
+
+        All or nothing: on an OSError (disk full) no piece is left in quarantine/ and ``temp``
+        is back where it was, for the caller to deal with.
+        """
         stamp = datetime.now(UTC)
         name = f"{stamp:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:12]}"
         data_path = self.quarantine_dir / f"{name}.dcm"
-        size = 0
-        if temp is not None and temp.exists():
-            size = temp.stat().st_size
-            self.commit(temp, data_path)
         sidecar = self.quarantine_dir / f"{name}.json"
+        has_data = temp is not None and temp.exists()
         record = {
             "reason": reason,
             "received_at": stamp.isoformat(),
-            "bytes_received": size,
-            "file": data_path.name if data_path.exists() else None,
+            "bytes_received": temp.stat().st_size if temp is not None and has_data else 0,
+            "file": data_path.name if has_data else None,
             **details,
         }
+        # The sidecar is written first: it is the part that needs free space.
         tmp_sidecar = self.tmp / f"{name}.json.part"
-        tmp_sidecar.write_text(json.dumps(record, indent=2, sort_keys=True), encoding="utf-8")
-        self.commit(tmp_sidecar, sidecar)
+        try:
+            tmp_sidecar.write_text(json.dumps(record, indent=2, sort_keys=True), encoding="utf-8")
+            fsync_file(tmp_sidecar)
+            if temp is not None and has_data:
+                self.commit(temp, data_path)
+            self.commit(tmp_sidecar, sidecar)
+        except OSError:
+            tmp_sidecar.unlink(missing_ok=True)
+            if temp is not None and data_path.exists():
+                os.replace(data_path, temp)
+            raise
         return sidecar
 
     def disk_usage(self) -> int:

@@ -27,5 +27,9 @@ def checked_uid(value: object, attribute: str) -> str:
     if len(text) > MAX_UID_LENGTH:
         raise InvalidUID(f"{attribute} is {len(text)} characters long (at most 64)")
     if not _UID.fullmatch(text):
-        raise InvalidUID(f"{attribute} {text[:80]!r} is not a valid DICOM UID")
+        # Not the value itself: a damaged length can make it the bytes of the next elements
+        # (the patient's name among them), and this message is logged.
+        bad = next((i for i, c in enumerate(text) if c not in "0123456789."), None)
+        where = "misplaced dots or zeros" if bad is None else f"not a digit or dot at {bad + 1}"
+        raise InvalidUID(f"{attribute} is not a valid DICOM UID ({where})")
     return text

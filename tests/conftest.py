@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -87,6 +88,8 @@ class NodeProcess:
     extra_env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    # RLIMIT_NOFILE (soft and hard) to run the node under, e.g. systemd's default of 1024.
+    descriptor_limit: int | None = None
 
     @property
     def env(self) -> dict[str, str]:
@@ -95,8 +98,17 @@ class NodeProcess:
     def start(self, *args: str) -> NodeProcess:
         self.log_path = self.data_dir.parent / f"node-{self.port}-{time.monotonic_ns()}.log"
         log = self.log_path.open("wb")
+        limit = self.descriptor_limit
         self.process = subprocess.Popen(
-            [str(ECHO_NODE), "serve", *args], env=self.env, stdout=log, stderr=log
+            [str(ECHO_NODE), "serve", *args],
+            env=self.env,
+            stdout=log,
+            stderr=log,
+            preexec_fn=(
+                (lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit)))
+                if limit
+                else None
+            ),
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

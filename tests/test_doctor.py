@@ -93,12 +93,14 @@ def test_healthy_then_faults_named_then_fixed(tmp_path: Path) -> None:
     old = time.time() - 5400
     os.utime(stale, (old, old))
 
-    # Within doctor_in_flight_s (1 h) the new orphan may still be a commit in progress;
-    # the size check does not see the changed byte.
+    # Within doctor_in_flight_s (1 h) the new orphan may still be a commit in progress, but
+    # it is not called OK (a failed commit leaves just such a file); the size check does not
+    # see the changed byte.
     code, checks, _ = doctor(data)
     by_name = rows(checks)
-    assert by_name["orphan files"]["status"] == "OK"
+    assert by_name["orphan files"]["status"] == "WARN"
     assert "1 newer" in by_name["orphan files"]["detail"]
+    assert by_name["orphan files"]["items"] == [orphan_relative]
     assert by_name["damaged files"]["status"] == "OK"
     assert by_name["missing files"]["status"] == "FAIL" and code == 1
     assert by_name["stale tmp files"]["status"] == "WARN"
@@ -123,7 +125,8 @@ def test_healthy_then_faults_named_then_fixed(tmp_path: Path) -> None:
     assert code == 1  # a missing file is not something doctor can repair
     assert by_name["stale tmp files"]["items"] == ["tmp/aborted.part"]
     assert not stale.exists() and arriving.exists()  # the young one may be in transfer
-    assert orphan.exists()  # also too young here: left alone
+    assert orphan.exists()  # also too young here: left alone, and still reported
+    assert by_name["orphan files"]["status"] == "WARN"
     code, checks, _ = doctor(data, "--fix", doctor_in_flight_s="0")
     by_name = rows(checks)
     assert by_name["orphan files"]["status"] == "OK"

@@ -62,11 +62,13 @@ def handle_store(event: events.Event, ingestor: Ingestor, in_flight: InFlight) -
         )
         request = event.request
         assert isinstance(request, C_STORE)
-        result = ingestor.ingest(
-            Path(event.dataset_path),
-            peer,
-            expected_sop_instance_uid=str(request.AffectedSOPInstanceUID),
-        )
+        sop_instance_uid = str(request.AffectedSOPInstanceUID)
+        path = Path(event.dataset_path)
+        if not path.is_file():
+            # The data set could not be written as it arrived (disk full); the reader has
+            # logged why and dropped the rest (pynetdicom_patches.SpoolingDIMSE).
+            return store_status(ingestor.not_received(peer, sop_instance_uid))
+        result = ingestor.ingest(path, peer, expected_sop_instance_uid=sop_instance_uid)
         return store_status(result)
 
 

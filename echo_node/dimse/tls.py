@@ -13,6 +13,7 @@ import socket
 import ssl
 from typing import cast
 
+from echo_node.dimse.pdu_guard import GuardedSSLSocket
 from echo_node.settings import ConfigError, Destination, Settings
 
 logger = logging.getLogger(__name__)
@@ -28,6 +29,8 @@ def server_context(settings: Settings) -> ssl.SSLContext | None:
     _check_readable(cert_key, cert)
     _check_readable(key_key, key)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    # Accepted connections become sockets whose reads pdu_guard checks, like clear ones.
+    context.sslsocket_class = GuardedSSLSocket
     # BCP 195 (which PS3.15 B.1's current profiles follow): nothing older than TLS 1.2.
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
@@ -87,7 +90,7 @@ def handshake(
 
     pynetdicom handshakes in its accept loop, where one peer that connects and sends nothing
     would stall every other; here it runs in the connection's thread, bounded by
-    ``timeout_s`` (network_timeout_s).
+    ``timeout_s`` (artim_timeout_s: the association request's deadline covers it too).
     """
     connection.settimeout(timeout_s)
     try:

@@ -4,7 +4,7 @@ An orphan is a file linked into instances/ whose row never committed (a crash be
 ingest.py): never acknowledged, so the sender still has it. ``--fix`` moves orphans to
 quarantine (reason "orphan") instead of deleting them, and removes old files from tmp/, which
 hold only data never acknowledged. Files younger than ``doctor_in_flight_s`` are left alone:
-they may belong to a transfer or commit still under way.
+they may belong to a transfer or commit still under way; an unindexed one is still reported.
 """
 
 from __future__ import annotations
@@ -71,34 +71,42 @@ def check_orphans(
     in_flight_s: float,
     fix: bool,
 ) -> Check:
+    """A file younger than ``in_flight_s`` may be a commit still under way, so ``--fix``
+    leaves it; but it is never reported OK: a commit takes milliseconds, and a failed one
+    (disk full) or a crash leaves just such a fresh orphan."""
     known = {item.path for item in indexed}
-    orphans, recent = [], 0
+    orphans: list[str] = []
+    recent: list[str] = []
     for path in _files(store.instances):
         relative = store.relative(path)
         if relative in known:
             continue
         try:
-            if _age_s(path, linked=True) < in_flight_s:
-                recent += 1
-                continue
+            young = _age_s(path, linked=True) < in_flight_s
         except FileNotFoundError:
             continue
-        orphans.append(relative)
-    note = f" ({recent} newer ones may be in flight)" if recent else ""
-    if not orphans:
-        return Check("orphan files", "OK", f"every file in instances/ is indexed{note}")
-    if not fix:
+        (recent if young else orphans).append(relative)
+    note = (
+        f"; {len(recent)} newer than doctor_in_flight_s, left alone (a commit may be under "
+        "way; run doctor again)"
+        if recent
+        else ""
+    )
+    if not orphans and not recent:
+        return Check("orphan files", "OK", "every file in instances/ is indexed")
+    if not fix or not orphans:
         return Check(
             "orphan files",
             "WARN",
-            f"{len(orphans)} file(s) in instances/ with no index row, never acknowledged "
-            f"(`doctor --fix` moves them to quarantine){note}",
-            tuple(orphans),
+            f"{len(orphans) + len(recent)} file(s) in instances/ with no index row, never "
+            f"acknowledged (`doctor --fix` moves those older than doctor_in_flight_s to "
+            f"quarantine){note}",
+            tuple(orphans + recent),
         )
     moved = [relative for relative in orphans if _quarantine_orphan(store, sessions, relative)]
     return Check(
         "orphan files",
-        "OK" if len(moved) == len(orphans) else "WARN",
+        "OK" if len(moved) == len(orphans) and not recent else "WARN",
         f"moved {len(moved)} of {len(orphans)} unindexed file(s) to quarantine (reason "
         f"{ORPHAN_REASON}){note}",
         tuple(moved),

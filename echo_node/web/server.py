@@ -10,6 +10,7 @@ import uvicorn
 from echo_node.node import Node
 from echo_node.settings import ConfigError
 from echo_node.web.app import create_app
+from echo_node.web.connections import HttpLimits, connection_cap, protocol_class
 
 logger = logging.getLogger(__name__)
 
@@ -20,6 +21,11 @@ def uvicorn_config(node: Node, port: int | None = None) -> uvicorn.Config:
     certificate, key = settings.tls_certificate, settings.tls_private_key
     if bool(certificate) != bool(key):
         raise ConfigError("tls_certificate and tls_private_key must be set together")
+    limits = HttpLimits(
+        header_timeout_s=settings.http_header_timeout_s,
+        body_timeout_s=settings.http_body_timeout_s,
+        max_connections=connection_cap(settings.http_max_connections, settings.max_associations),
+    )
     return uvicorn.Config(
         create_app(node),
         host=settings.bind,
@@ -30,6 +36,7 @@ def uvicorn_config(node: Node, port: int | None = None) -> uvicorn.Config:
         access_log=False,
         log_config=None,
         server_header=False,
+        http=protocol_class(limits),
     )
 
 

@@ -30,14 +30,19 @@ from echo_node.web.multipart import (
     TruncatedPart,
     content_type_parameters,
 )
-from storage.files import FileStore
+from storage.files import FileStore, out_of_space
 
 logger = logging.getLogger(__name__)
 
 # Failure reasons (PS3.18 §10.5.3.3 refers to the C-STORE statuses of PS3.4 Annex B).
 PROCESSING_FAILURE = 0x0110
+OUT_OF_RESOURCES = 0xA700
 DOES_NOT_MATCH = 0xA900  # used for an instance of another study than the one in the URL
 CANNOT_UNDERSTAND = 0xC000
+# A request any of whose instances failed for lack of space is answered 507 Insufficient
+# Storage (RFC 4918 §11.5), with the same Store Instances Response body: the client retries
+# it later, and what was stored meanwhile comes back as duplicates (success).
+INSUFFICIENT_STORAGE = 507
 # ErrorComment is LO: at most 64 characters.
 _COMMENT_LIMIT = 64
 
@@ -53,6 +58,7 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "every instance stored", "content": {DICOM_JSON: {}}},
     202: {"description": "some instances stored, some failed", "content": {DICOM_JSON: {}}},
     409: {"description": "no instance stored", "content": {DICOM_JSON: {}}},
+    507: {"description": "the node is out of space", "content": {DICOM_JSON: {}}},
 }
 
 
@@ -107,6 +113,7 @@ class PartOutcome:
     study_instance_uid: str | None
     failure_reason: int = 0
     comment: str = ""
+    out_of_space: bool = False
 
 
 def make_router(node: Node, write: Any) -> APIRouter:
@@ -190,21 +197,22 @@ async def _ingest_done(
 
 
 def _ingest_part(node: Node, part: ReceivedPart, peer: Peer, study: str | None) -> PartOutcome:
-    store = node.store
     if not part.complete:
         reason = "body ended inside this part"
-        size = part.path.stat().st_size if part.path.exists() else 0
-        store.quarantine(part.path, reason, peer.describe())
-        node.metrics.ingested("stowrs", "quarantined", size, None)
+        _refuse(node, part.path, reason, peer)
         return PartOutcome(False, None, None, None, None, CANNOT_UNDERSTAND, reason)
     media_type, _ = content_type_parameters(part.headers.get("content-type", "application/dicom"))
     if media_type != "application/dicom":
         part.path.unlink(missing_ok=True)
         reason = f"part type {media_type} is not application/dicom"
         return PartOutcome(False, None, None, None, None, CANNOT_UNDERSTAND, reason)
-    wrapped = store.new_temp_path(".dcm")
+    wrapped = node.store.new_temp_path(".dcm")
     try:
         rewrap(part.path, wrapped)
+    except OSError as exc:  # writing the copy failed (disk full): nothing is kept
+        wrapped.unlink(missing_ok=True)
+        part.path.unlink(missing_ok=True)
+        return _not_written(node, exc)
     except Exception:  # not readable DICOM: ingest quarantines the original bytes with why
         wrapped.unlink(missing_ok=True)
         return _outcome(node, node.ingestor.ingest(part.path, peer))
@@ -212,11 +220,36 @@ def _ingest_part(node: Node, part: ReceivedPart, peer: Peer, study: str | None) 
     if study is not None:
         mismatch = _other_study(wrapped, study)
         if mismatch is not None:
-            size = wrapped.stat().st_size
-            store.quarantine(wrapped, "instance of another study than the request's", {})
-            node.metrics.ingested("stowrs", "quarantined", size, None)
+            _refuse(node, wrapped, "instance of another study than the request's", peer)
             return mismatch
     return _outcome(node, node.ingestor.ingest(wrapped, peer))
+
+
+def _refuse(node: Node, path: Path, reason: str, peer: Peer) -> None:
+    """Quarantine a refused part; on a full disk it is removed instead (the log says so)."""
+    size = path.stat().st_size if path.exists() else 0
+    try:
+        node.store.quarantine(path, reason, peer.describe())
+    except OSError as exc:
+        path.unlink(missing_ok=True)
+        logger.error(
+            "STOW-RS part refused; it could not be kept in quarantine and was removed",
+            extra={"reason": reason, "error": type(exc).__name__},
+        )
+    node.metrics.ingested("stowrs", "quarantined", size, None)
+
+
+def _not_written(node: Node, exc: OSError) -> PartOutcome:
+    full = out_of_space(exc)
+    logger.error(
+        "STOW-RS part not stored: it could not be written; nothing kept",
+        extra={"error": type(exc).__name__, "out_of_space": full},
+    )
+    node.metrics.ingested("stowrs", "failed", 0, None)
+    code, comment = (OUT_OF_RESOURCES, "out of space") if full else (PROCESSING_FAILURE, "")
+    return PartOutcome(
+        False, None, None, None, None, code, comment or "storage error", out_of_space=full
+    )
 
 
 def _other_study(path: Path, study: str) -> PartOutcome | None:
@@ -239,8 +272,22 @@ def _other_study(path: Path, study: str) -> PartOutcome | None:
 
 def _outcome(node: Node, result: IngestResult) -> PartOutcome:
     if not result.acknowledged:
-        code = PROCESSING_FAILURE if result.outcome == "failed" else CANNOT_UNDERSTAND
-        return PartOutcome(False, None, result.sop_instance_uid, None, None, code, result.reason)
+        if result.out_of_space:
+            code = OUT_OF_RESOURCES
+        elif result.outcome == "failed":
+            code = PROCESSING_FAILURE
+        else:
+            code = CANNOT_UNDERSTAND
+        return PartOutcome(
+            False,
+            None,
+            result.sop_instance_uid,
+            None,
+            None,
+            code,
+            result.reason,
+            out_of_space=result.out_of_space,
+        )
     assert result.sop_instance_uid is not None and result.version is not None
     with node.sessions() as session:
         series, sop_class = series_and_class(session, result.sop_instance_uid, result.version)
@@ -273,6 +320,8 @@ def _response(request: Request, outcomes: list[PartOutcome], study: str | None) 
     if failed:
         response.FailedSOPSequence = failed
     status = 200 if not failed else (202 if referenced else 409)
+    if any(outcome.out_of_space for outcome in outcomes):
+        status = INSUFFICIENT_STORAGE
     logger.info(
         "STOW-RS request done",
         extra={"stored": len(referenced), "failed": len(failed), "status": status},

@@ -226,12 +226,17 @@ def make_router(node: Node, read: Any) -> APIRouter:
 
 
 def _frame_numbers(text: str) -> list[int]:
+    """The frame list of a Retrieve Frames URL. PS3.18 makes it a list of non-duplicate
+    frame numbers; repeats are refused, so one URL can ask for each frame at most once
+    (else a few KB of URL streams an instance many times over)."""
     try:
         numbers = [int(item) for item in text.split(",")]
     except ValueError:
         raise WebError(400, "frames must be a comma-separated list of numbers from 1") from None
     if not numbers or len(numbers) > 10_000 or min(numbers) < 1:
         raise WebError(400, "frames must be a comma-separated list of numbers from 1")
+    if len(set(numbers)) != len(numbers):
+        raise WebError(400, "frames must not repeat a frame number")
     return numbers
 
 

@@ -1,0 +1,195 @@
+"""The places where the node changes pynetdicom's (3.0) own behaviour, each a subclass
+or an event handler installed by server.py, each written up as a patch to offer upstream in
+docs/pynetdicom-patches.md. Nothing in pynetdicom is modified in place.
+
+1. ``SpoolingDIMSE``: with ``STORE_RECV_CHUNKED_DATASET`` pynetdicom writes a received data
+   set to a temp file from its reader thread (``DIMSEMessage.decode_msg``). A failed write
+   (disk full) raises there, the state machine kills the reader and the sender gets an
+   A-ABORT. Here the file fails softly: the rest of the data set is read and dropped, the file
+   is removed at once, and the C-STORE handler (which finds no file) answers 0xA700.
+2. ``SpoolingDIMSE.discard_partial`` + ``on_connection_closed``: an association that ends in
+   the middle of a data set (abort, closed connection) leaves its partial temp file behind
+   until the next start. The file is removed when the connection closes.
+3. ``on_connection_closed``: an acceptor waits for the A-ASSOCIATE-RQ for up to the ACSE
+   timeout even after the connection has closed, its thread and (in pynetdicom's own count)
+   its association slot held. The wait is ended when the connection closes.
+4. ``SpoolingDIMSE._receive``: a message's command set, and any data set but a C-STORE's, is
+   gathered in memory from as many P-DATA-TF PDUs as the peer sends. Over 16 MiB the
+   association is aborted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pynetdicom import events
+from pynetdicom.dimse import DIMSEServiceProvider
+from pynetdicom.pdu_primitives import P_DATA
+from pynetdicom.transport import RequestHandler
+
+if TYPE_CHECKING:
+    from pynetdicom.association import Association
+
+logger = logging.getLogger(__name__)
+
+
+# What one message may hold in memory (its command set, or a data set other than C-STORE's,
+# e.g. a storage commitment request listing its instances).
+_MEMORY_LIMIT = 16 * 1024 * 1024
+
+
+def _held_in_memory(message: Any) -> int:
+    # Both are BytesIO written to the end, so the position is the size (getbuffer() would
+    # pin the buffer and make the next write fail).
+    held = message.encoded_command_set.tell()
+    data = message.data_set
+    if isinstance(data, io.BytesIO):
+        held += data.tell()
+    return int(held)
+
+
+class SpoolFile:
+    """Stands in for the NamedTemporaryFile pynetdicom writes a received data set into: the
+    first failed write removes the file and turns every later write into a no-op."""
+
+    def __init__(self, target: Any, address: str, sop_instance_uid: str) -> None:
+        self._target = target  # the NamedTemporaryFile (None: it could not even be made)
+        self.name = str(getattr(target, "name", ""))
+        self._address = address
+        self._sop_instance_uid = sop_instance_uid
+        self.failure: OSError | None = None
+
+    @property
+    def file(self) -> SpoolFile:  # decode_msg calls ``.file.flush()``
+        return self
+
+    def write(self, data: bytes) -> int:
+        if self._target is not None:
+            try:
+                return int(self._target.write(data))
+            except (OSError, ValueError) as exc:  # ValueError: closed under us by discard()
+                self.fail(exc)
+        return len(data)
+
+    def flush(self) -> None:
+        if self._target is not None:
+            try:
+                self._target.flush()
+            except (OSError, ValueError) as exc:
+                self.fail(exc)
+
+    def close(self) -> None:
+        target, self._target = self._target, None
+        if target is not None:
+            # An error here is the buffered tail not written: the file is incomplete anyway.
+            with contextlib.suppress(OSError):
+                target.close()
+
+    def fail(self, exc: BaseException) -> None:
+        if self.failure is None:
+            self.failure = exc if isinstance(exc, OSError) else OSError(str(exc))
+            logger.error(
+                "received data set could not be written; the rest of it is dropped and the "
+                "sender gets 0xA700",
+                extra={
+                    "peer_address": self._address,
+                    "sop_instance_uid": self._sop_instance_uid,
+                    "error": self.failure.strerror or type(exc).__name__,
+                },
+            )
+        self.discard()
+
+    def discard(self) -> None:
+        self.close()
+        if self.name:
+            with contextlib.suppress(OSError):
+                os.unlink(self.name)
+
+
+class SpoolingDIMSE(DIMSEServiceProvider):  # type: ignore[misc]
+    """pynetdicom's DIMSE provider, with the received data set's file wrapped in SpoolFile."""
+
+    def receive_primitive(self, primitive: P_DATA) -> None:
+        values = primitive.presentation_data_value_list
+        if len(values) == 1:
+            self._receive(primitive)
+            return
+        # One presentation data value at a time, so the file made for a command can be
+        # wrapped before the data that follows it in the same PDU is written.
+        for value in values:
+            single = P_DATA()
+            single.presentation_data_value_list = [value]
+            self._receive(single)
+
+    def _receive(self, primitive: P_DATA) -> None:
+        try:
+            super().receive_primitive(primitive)
+        except OSError as exc:  # making the file, or writing its meta, failed
+            message = self.message
+            if message is None:
+                raise
+            self._wrap(message).fail(exc)
+            return
+        message = self.message
+        if message is None:
+            return
+        if message._data_set_file is not None:
+            self._wrap(message)
+        elif _held_in_memory(message) > _MEMORY_LIMIT:
+            # Only C-STORE data sets go to a file; anything else (and every command set)
+            # is held in memory, so a peer could grow it for ever. PS3.8 9.3.1 (AA-8):
+            # abort, as pynetdicom does for a message it cannot decode.
+            logger.warning(
+                "DIMSE message over the size held in memory; association aborted",
+                extra={"peer_address": str(self.assoc.requestor.address), "limit": _MEMORY_LIMIT},
+            )
+            self.message = None
+            self.dul.event_queue.put("Evt19")
+
+    def _wrap(self, message: Any) -> SpoolFile:
+        spool = message._data_set_file
+        if isinstance(spool, SpoolFile):
+            return spool
+        command = message.command_set
+        uid = str(command.get("AffectedSOPInstanceUID", "")) if command is not None else ""
+        address = str(self.assoc.requestor.address)
+        spool = SpoolFile(spool, address, uid)
+        message._data_set_file = spool
+        if message._data_set_path is None:
+            # No file could be made: the handler is given a path that does not exist.
+            message._data_set_path = Path(os.devnull + ".missing")
+        return spool
+
+    def discard_partial(self) -> None:
+        """Remove the file of a data set still being received (the association has ended)."""
+        message = self.message
+        spool = getattr(message, "_data_set_file", None) if message is not None else None
+        if isinstance(spool, SpoolFile):
+            spool.discard()
+
+
+class AcceptorHandler(RequestHandler):  # type: ignore[misc]
+    """pynetdicom's request handler, giving each association a SpoolingDIMSE."""
+
+    def _create_association(self) -> Association:
+        association = super()._create_association()
+        # Nothing has used the provider yet: the association's thread starts after this.
+        association.dimse = SpoolingDIMSE(association)
+        return association
+
+
+def on_connection_closed(event: events.Event) -> None:
+    """EVT_CONN_CLOSE (from the reader thread, as the connection closes)."""
+    association = event.assoc
+    dimse = association.dimse
+    if isinstance(dimse, SpoolingDIMSE):
+        dimse.discard_partial()
+    if association.is_acceptor and association.requestor.primitive is None:
+        # The acceptor's thread waits in dul.receive_pdu() for the A-ASSOCIATE-RQ; None is
+        # what that wait returns on its timeout, and the thread then ends.
+        association.dul.to_user_queue.put(None)
