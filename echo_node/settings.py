@@ -170,6 +170,8 @@ class Settings(BaseModel):
     metrics_enabled: bool
     metrics_require_token: bool
     doctor_disk_free_warn_gb: float = Field(ge=0)
+    disk_min_free_percent: float = Field(ge=0, lt=100)
+    disk_min_free_gb: float = Field(ge=0)
     doctor_in_flight_s: float = Field(ge=0)
     process_enabled: bool
     sweep_interval_s: float = Field(gt=0)

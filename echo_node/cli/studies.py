@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from echo_node.cli.context import state
 from echo_node.export.backlog import destination_backlog
 from echo_node.jobs.queue import STATES
+from echo_node.watermark import disk_space
 from storage.commitments import FAILED, PENDING, SENT
 from storage.models import Commitment, Instance, Job, Series, Study
 
@@ -127,10 +128,18 @@ def status(
             session.execute(select(Commitment.state, func.count()).group_by(Commitment.state)).all()
         )
     quarantined = len(list(node.store.quarantine_dir.glob("*.json")))
+    space = disk_space(node.store.root, node.settings)
     report: dict[str, Any] = {
         **counts,
         "quarantined": quarantined,
         "disk_bytes": node.store.disk_usage(),
+        # Below the watermark the node refuses new associations and STOW-RS (disk_min_free_*).
+        "disk_free": {
+            "free_bytes": space.free,
+            "total_bytes": space.total,
+            "watermark_bytes": space.required,
+            "accepting": space.ok,
+        },
         "last_received_at": last.isoformat() if last else None,
         "data_dir": str(node.store.root),
         "jobs": {state_: int(jobs.get(state_, 0)) for state_ in STATES},
@@ -165,6 +174,11 @@ def status(
             shown = _human_size(value)
         elif key in ("jobs", "commitment_reports"):
             shown = ", ".join(f"{count} {name}" for name, count in value.items())
+        elif key == "disk_free":
+            shown = (
+                f"{_human_size(value['free_bytes'])} free of {_human_size(value['total_bytes'])}"
+                f" (watermark {_human_size(value['watermark_bytes'])}): "
+            ) + ("accepting new data" if value["accepting"] else "REFUSING new data")
         elif key == "last_job":
             shown = f"#{value['id']} {value['state']} {value['finished_at']}" if value else "-"
         elif key == "destinations":

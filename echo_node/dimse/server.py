@@ -23,10 +23,12 @@ from echo_node.dimse.commitment import handle_action
 from echo_node.dimse.commitment_report import Reporter
 from echo_node.dimse.contexts import supported_contexts
 from echo_node.dimse.peers import handle_requested
+from echo_node.dimse.space import refuse_when_disk_low
 from echo_node.dimse.store import InFlight, handle_store
 from echo_node.dimse.tls import handshake
 from echo_node.ingest import Ingestor
 from echo_node.settings import Settings
+from echo_node.watermark import Watermark
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +93,11 @@ class DimseServer:
         active = ActiveAssociations(self.ingestor.metrics.associations_active)
         handlers: list[evt.EventHandlerType] = [
             (evt.EVT_REQUESTED, handle_requested, [self.settings.allowed_peers]),
+            (
+                evt.EVT_REQUESTED,
+                refuse_when_disk_low,
+                [Watermark(self.ingestor.store.root, self.settings)],
+            ),
             (evt.EVT_C_STORE, handle_store, [self.ingestor, self.in_flight]),
             (evt.EVT_N_ACTION, handle_action, [self.reporter]),
             (evt.EVT_ESTABLISHED, active.established),

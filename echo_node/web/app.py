@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from echo_node import __version__
 from echo_node.node import Node
-from echo_node.web import metrics, qido, stow, wado
+from echo_node.web import health, metrics, qido, stow, wado
 from echo_node.web.auth import require
 from echo_node.web.errors import install_error_handlers
 
@@ -31,6 +31,7 @@ def create_app(node: Node) -> FastAPI:
     app.include_router(stow.make_router(node, write), prefix=PREFIX)
     app.include_router(qido.make_router(node, read), prefix=PREFIX)
     app.include_router(wado.make_router(node, read), prefix=PREFIX)
+    app.include_router(health.make_router(node))
     if node.settings.metrics_enabled:
         # Open by default, like a health check: counts and timings only (config/default.toml).
         guard = (
