@@ -192,6 +192,9 @@ class Settings(BaseModel):
     delivery_max_attempts: int = Field(ge=1)
     commitment_peers: tuple[CommitmentPeer, ...]
     commitment_report_attempts: int = Field(ge=1)
+    retention_days: int = Field(ge=0)
+    retention_results_days: int = Field(ge=0)
+    retention_sweep_interval_s: float = Field(gt=0)
 
     @field_validator("ae_title")
     @classmethod
@@ -273,6 +276,17 @@ class Settings(BaseModel):
         names = [destination.name for destination in self.destinations]
         if len(names) != len(set(names)):
             raise ValueError("destination names must be unique")
+        return self
+
+    @model_validator(mode="after")
+    def _retention(self) -> Settings:
+        results = self.retention_results_days
+        if results and not self.retention_days:
+            raise ValueError(
+                "retention_results_days needs retention_days: results go after the images"
+            )
+        if results and results < self.retention_days:
+            raise ValueError("retention_results_days must be 0 (for ever) or >= retention_days")
         return self
 
     @field_validator("commitment_peers", mode="before")

@@ -76,9 +76,7 @@ def held(tmp_path: Path) -> Iterator[tuple[sessionmaker[Session], FileStore, lis
     engine.dispose()
 
 
-def _reporter(
-    sessions: sessionmaker[Session], store: FileStore, **settings: str
-) -> Reporter:
+def _reporter(sessions: sessionmaker[Session], store: FileStore, **settings: str) -> Reporter:
     environ = {
         "ECHO_NODE_DATA_DIR": str(store.root),
         "ECHO_NODE_RETRY_BACKOFF_S": "0",

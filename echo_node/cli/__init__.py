@@ -9,6 +9,7 @@ import typer
 
 from echo_node.cli import (
     analyze,
+    cleanup,
     doctor,
     importer,
     jobs,
@@ -57,6 +58,7 @@ app.command("reprocess")(reprocess.reprocess)
 app.command("worker")(worker.worker)
 app.command("send")(send.send)
 app.command("doctor")(doctor.doctor)
+app.command("cleanup")(cleanup.cleanup)
 
 
 def main() -> None:

@@ -58,3 +58,32 @@ def start_commitment_sweep(node: Node) -> BackgroundScheduler:
     )
     scheduler.start()
     return scheduler
+
+
+def start_retention_sweep(node: Node) -> BackgroundScheduler:
+    """The retention policy (echo_node.retention) every ``retention_sweep_interval_s``.
+
+    Several processes or hosts sweeping is safe: each study is assessed again inside the
+    transaction that deletes it.
+    """
+    from echo_node.retention.sweep import sweep as retention_sweep
+
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    scheduler = BackgroundScheduler(timezone="UTC")
+    scheduler.add_job(
+        lambda: retention_sweep(
+            node.sessions,
+            node.store,
+            node.settings,
+            queue.now_utc(),
+            node.metrics.retention_deleted,
+        ),
+        "interval",
+        seconds=node.settings.retention_sweep_interval_s,
+        id="retention-sweep",
+        max_instances=1,
+        coalesce=True,
+        next_run_time=queue.now_utc(),
+    )
+    scheduler.start()
+    return scheduler
