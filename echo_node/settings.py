@@ -183,6 +183,8 @@ class Settings(BaseModel):
     job_max_attempts: int = Field(ge=1)
     retry_backoff_s: float = Field(ge=0)
     models_dir: str
+    models_mirror: str
+    models_fetch_max_gb: float = Field(gt=0)
     torch_threads: int = Field(ge=0)
     inference_device: Literal["cpu", "cuda", "auto"]
     min_view_confidence: float = Field(ge=0, le=1)
@@ -236,6 +238,13 @@ class Settings(BaseModel):
                 "DICOM TLS needs a certificate and private key: set dimse_tls_certificate and "
                 "dimse_tls_private_key (or tls_certificate and tls_private_key, shared with HTTPS)"
             )
+        return value
+
+    @field_validator("models_mirror")
+    @classmethod
+    def _mirror(cls, value: str) -> str:
+        if value and not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http(s) URL, or empty")
         return value
 
     @field_validator("device_uid")

@@ -46,6 +46,12 @@ class ModelSpec:
     # Where mean/std come from: "training" (the model's own), "stand-in" (not the training
     # set's: its values are flagged), "site" (computed here, ai.models.normalisation).
     normalisation: str = "training"
+    # The file as the publisher serves it for `echo-node models fetch` ("" = not published),
+    # the sha256 of what that URL serves where the publisher states it ("" = unknown), and,
+    # for an archive, the member to install.
+    download_url: str = ""
+    download_sha256: str = ""
+    archive_member: str = ""
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -53,7 +59,10 @@ class ModelSpec:
         return (self.input_height, self.input_width)
 
     def install_command(self) -> str:
-        return f"echo-node models import PATH --name {self.name}"
+        imported = f"echo-node models import PATH --name {self.name}"
+        if self.download_url:
+            return f"echo-node models fetch {self.name} (or: {imported})"
+        return imported
 
 
 @dataclass(frozen=True)
@@ -131,6 +140,15 @@ def _spec(entry: Mapping[str, Any]) -> ModelSpec:
     normalisation = entry.get("normalisation", "training")
     if normalisation not in NORMALISATIONS:
         raise RegistryError(f"model {name!r}: normalisation must be one of {NORMALISATIONS}")
+    download_url, download_sha256, member = (
+        str(entry.get(key, "")) for key in ("download_url", "download_sha256", "archive_member")
+    )
+    if download_url and not download_url.startswith(("https://", "http://")):
+        raise RegistryError(f"model {name!r}: download_url must be an http(s) URL")
+    if download_sha256 and not _is_sha256(download_sha256):
+        raise RegistryError(f"model {name!r}: download_sha256 must be 64 hex digits")
+    if member and not download_url:
+        raise RegistryError(f"model {name!r}: archive_member needs a download_url")
     labels = tuple(str(label) for label in entry.get("labels", ()))
     if labels and len(labels) != entry["output_channels"]:
         raise RegistryError(f"model {name!r}: {len(labels)} labels for {entry['output_channels']}")
@@ -156,7 +174,14 @@ def _spec(entry: Mapping[str, Any]) -> ModelSpec:
         labels=labels,
         notes=str(entry.get("notes", "")),
         normalisation=normalisation,
+        download_url=download_url,
+        download_sha256=download_sha256.lower(),
+        archive_member=member,
     )
+
+
+def _is_sha256(text: str) -> bool:
+    return len(text) == 64 and all(c in "0123456789abcdefABCDEF" for c in text)
 
 
 def parse_registry(text: str) -> Registry:
