@@ -10,6 +10,7 @@ import typer
 from echo_node.cli import (
     analyze,
     cleanup,
+    conformance,
     doctor,
     importer,
     jobs,
@@ -59,6 +60,7 @@ app.command("worker")(worker.worker)
 app.command("send")(send.send)
 app.command("doctor")(doctor.doctor)
 app.command("cleanup")(cleanup.cleanup)
+app.command("conformance")(conformance.conformance)
 
 
 def main() -> None:

@@ -53,6 +53,8 @@ logger = logging.getLogger(__name__)
 
 ALL_COMMITTED = 1  # PS3.4 Table J.3-2 Event Type IDs
 SOME_FAILED = 2
+# Proposed for the report's association (the node takes the SCP role by role selection).
+REPORT_TRANSFER_SYNTAXES = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
 # Requests handled per sweep pass.
 BATCH = 16
 
@@ -186,9 +188,7 @@ class Reporter:
         ae = AE(ae_title=settings.ae_title)
         timeout = settings.network_timeout_s
         ae.connection_timeout = ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
-        ae.add_requested_context(
-            StorageCommitmentPushModel, [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
-        )
+        ae.add_requested_context(StorageCommitmentPushModel, list(REPORT_TRANSFER_SYNTAXES))
         connected = threading.Event()  # pynetdicom reports a refused connection as an abort
         association = ae.associate(
             address,

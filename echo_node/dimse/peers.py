@@ -11,7 +11,7 @@ from echo_node.settings import PeerRule
 logger = logging.getLogger(__name__)
 
 # PS3.8 Table 9-21: rejected-permanent, source service-user, calling AE title not recognised.
-_REJECT_UNKNOWN_CALLING_AE = (0x01, 0x01, 0x03)
+REJECT_UNKNOWN_CALLING_AE = (0x01, 0x01, 0x03)
 
 
 def peer_allowed(rules: tuple[PeerRule, ...], ae_title: str, address: str) -> bool:
@@ -31,6 +31,6 @@ def handle_requested(event: events.Event, rules: tuple[PeerRule, ...]) -> None:
         "association rejected: peer not in allowed_peers",
         extra={"peer_ae": ae_title, "peer_address": address},
     )
-    event.assoc.acse.send_reject(*_REJECT_UNKNOWN_CALLING_AE)
+    event.assoc.acse.send_reject(*REJECT_UNKNOWN_CALLING_AE)
     event.assoc.is_rejected = True
     event.assoc.kill()
