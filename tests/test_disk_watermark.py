@@ -136,6 +136,9 @@ def test_fill_until_refused_then_take_data_again_when_space_returns(
         "disk": False,
     }
     assert httpx.get(f"http://127.0.0.1:{http_port}/healthz", timeout=10).status_code == 200
+    probe = node.cli("health", "--ready")  # what Docker's HEALTHCHECK and compose run
+    assert probe.returncode == 1 and '"disk","ok":false' in probe.stderr
+    assert node.cli("health").returncode == 0  # alive all the same
     metrics = httpx.get(f"http://127.0.0.1:{http_port}/metrics", timeout=10).text
     assert "\necho_node_refusing_new_data 1.0\n" in metrics
 
@@ -162,4 +165,5 @@ def test_fill_until_refused_then_take_data_again_when_space_returns(
     assert json.loads(node.cli("status", "--json").stdout)["disk_free"]["accepting"] is True
     assert _stow(http_port, token, files[-1]).status_code == 200
     assert httpx.get(f"http://127.0.0.1:{http_port}/readyz", timeout=10).status_code == 200
+    assert node.cli("health", "--ready").returncode == 0
     assert node.stop() == 0

@@ -12,6 +12,7 @@ from echo_node.cli import (
     cleanup,
     conformance,
     doctor,
+    health,
     importer,
     jobs,
     models,
@@ -61,6 +62,7 @@ app.command("send")(send.send)
 app.command("doctor")(doctor.doctor)
 app.command("cleanup")(cleanup.cleanup)
 app.command("conformance")(conformance.conformance)
+app.command("health")(health.health)
 
 
 def main() -> None:
