@@ -72,11 +72,12 @@ def _settings(data_dir: Path, **values: str) -> Settings:
     return load_settings(environ=environ)
 
 
-def make_study(data_dir: Path, sources: Path, *, delivered: bool = True) -> Held:
-    """Ingest the study, then write the rows a done job with one delivered SR leaves."""
+def make_study(data_dir: Path, sources: Path, *, delivered: bool = True, url: str = "") -> Held:
+    """Ingest the study, then write the rows a done job with one delivered SR leaves
+    (database: the data directory's SQLite file unless ``url`` names another)."""
     store = FileStore(data_dir)
     store.prepare()
-    engine = make_engine(f"sqlite:///{data_dir / 'echo-node.db'}")
+    engine = make_engine(url or f"sqlite:///{data_dir / 'echo-node.db'}")
     migrate(engine)
     sessions = session_factory(engine)
     metrics = create_metrics()
@@ -162,6 +163,15 @@ def held(tmp_path: Path) -> Iterator[Held]:
     study.engine.dispose()
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def held_anywhere(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Held]:
+    """The study on SQLite and on a real PostgreSQL (the deletes use subqueries and NOT EXISTS)."""
+    url = request.getfixturevalue("postgres_url") if request.param == "postgresql" else ""
+    study = make_study(tmp_path / "data", tmp_path / "sources", url=url)
+    yield study
+    study.engine.dispose()
+
+
 def _due(study: Held, settings: Settings, now: datetime) -> list[tuple[str, str]]:
     with study.sessions() as session:
         return [
@@ -177,8 +187,9 @@ def _received_reference(study: Held) -> Reference:
 
 
 def test_received_go_after_delivery_and_commitment_results_later_never_before(
-    held: Held, caplog: pytest.LogCaptureFixture
+    held_anywhere: Held, caplog: pytest.LogCaptureFixture
 ) -> None:
+    held = held_anywhere
     settings = _settings(held.store.root)
     delivered = held.base + DAY
     # A modality asked the node to commit one of the received instances; not answered yet.
