@@ -162,3 +162,27 @@ def test_a_retry_hashes_only_the_files_that_changed_since_the_last_attempt(
     finally:
         requester.close()
     assert _row(sessions).failed_count == 1
+
+
+def test_a_name_is_checked_by_each_address_it_resolves_to(
+    held: tuple[sessionmaker[Session], FileStore, list[Reference]],
+) -> None:
+    """ "localhost" may resolve to ::1 before 127.0.0.1: only an address a rule admits is used."""
+    sessions, store, references = held
+    requester = Requester("127.0.0.1")
+    try:
+        _request(sessions, references)
+        target = f"MODALITY1@localhost:{requester.port}"
+        refused = _reporter(
+            sessions, store, allowed_peers="MODALITY1@10.0.0.0/8", commitment_peers=target
+        )
+        (outcome,) = refused.report_due()
+        assert outcome.state == PENDING and outcome.error.endswith("is not in allowed_peers")
+        admitted = _reporter(
+            sessions, store, allowed_peers="MODALITY1@127.0.0.1", commitment_peers=target
+        )
+        (outcome,) = admitted.report_due()
+        assert (outcome.state, outcome.error) == (SENT, "")
+        assert requester.arrived.wait(5)
+    finally:
+        requester.close()

@@ -168,39 +168,28 @@ class Reporter:
         assert target.host and target.port  # by CommitmentPeer and Destination
         host, port = target.host, target.port
         where = f"{called_ae}@{host}:{port}"
-        # allowed_peers holds for the associations the node opens too: the address checked is
-        # the one connected to, so a name cannot resolve to one address here and another there.
+        # allowed_peers holds for the associations the node opens too. Each address is checked
+        # and connected to as such, so a name cannot pass the check with one and connect to
+        # another.
         try:
-            address = _resolve(host, port)
+            addresses = _resolve(host, port)
         except OSError as exc:
             return f"{where}: cannot resolve {host}: {exc.strerror or exc}"
-        if not peer_allowed(settings.allowed_peers, called_ae, address):
+        allowed = [a for a in addresses if peer_allowed(settings.allowed_peers, called_ae, a)]
+        if not allowed:
             logger.error(
                 "storage commitment report not sent: its destination is not in allowed_peers",
-                extra={"peer_ae": called_ae, "peer_address": address},
+                extra={"peer_ae": called_ae, "peer_address": addresses[0]},
             )
-            return f"{called_ae}@{address} is not in allowed_peers"
+            return f"{called_ae}@{addresses[0]} is not in allowed_peers"
         tls = target if isinstance(target, Destination) and target.tls else None
         try:
             tls_args = (client_context(tls), host) if tls is not None else None
         except (OSError, ssl.SSLError) as exc:
             return f"{where}: TLS certificate files unusable: {exc}"
-        ae = AE(ae_title=settings.ae_title)
-        timeout = settings.network_timeout_s
-        ae.connection_timeout = ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
-        ae.add_requested_context(StorageCommitmentPushModel, list(REPORT_TRANSFER_SYNTAXES))
-        connected = threading.Event()  # pynetdicom reports a refused connection as an abort
-        association = ae.associate(
-            address,
-            port,
-            ae_title=called_ae,
-            max_pdu=settings.max_pdu_size,
-            ext_neg=[build_role(StorageCommitmentPushModel, scp_role=True)],
-            tls_args=tls_args,
-            evt_handlers=[(evt.EVT_CONN_OPEN, lambda _event: connected.set())],
-        )
+        association, connected = _associate(settings, called_ae, allowed, port, tls_args)
         if not association.is_established:
-            if not connected.is_set():
+            if not connected:
                 return f"{where} could not be reached" + (" over TLS" if tls is not None else "")
             return f"{where} {'rejected' if association.is_rejected else 'aborted'} the association"
         try:
@@ -210,10 +199,39 @@ class Reporter:
                 association.release()
 
 
-def _resolve(host: str, port: int) -> str:
-    """The first address of ``host`` (a name or a literal), as the connection would use."""
-    sockaddr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][4]
-    return str(sockaddr[0])
+def _associate(
+    settings: Settings,
+    called_ae: str,
+    addresses: list[str],
+    port: int,
+    tls_args: tuple[ssl.SSLContext, str] | None,
+) -> tuple[Association, bool]:
+    """An association for the report, to the first address that takes the connection (as a
+    connection by name would); whether any connection was made at all."""
+    ae = AE(ae_title=settings.ae_title)
+    timeout = settings.network_timeout_s
+    ae.connection_timeout = ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
+    ae.add_requested_context(StorageCommitmentPushModel, list(REPORT_TRANSFER_SYNTAXES))
+    for address in addresses:
+        connected = threading.Event()  # pynetdicom reports a refused connection as an abort
+        association = ae.associate(
+            address,
+            port,
+            ae_title=called_ae,
+            max_pdu=settings.max_pdu_size,
+            ext_neg=[build_role(StorageCommitmentPushModel, scp_role=True)],
+            tls_args=tls_args,
+            evt_handlers=[(evt.EVT_CONN_OPEN, lambda _event, c=connected: c.set())],
+        )
+        if connected.is_set():
+            return association, True
+    return association, False
+
+
+def _resolve(host: str, port: int) -> list[str]:
+    """The addresses of ``host`` (a name or a literal) in the order a connection tries them."""
+    found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(sockaddr[0]) for *_, sockaddr in found))
 
 
 def event_information(

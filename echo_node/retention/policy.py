@@ -89,12 +89,21 @@ def commitment_states(session: Session) -> list[CommitmentState]:
 
 def candidate_study_ids(session: Session, settings: Settings, now: datetime) -> list[int]:
     """Studies that may be due: a job of theirs finished at least retention_days ago (the clock
-    cannot start before that). Everything else is certainly held."""
+    cannot start before that), with something left to delete. Everything else is held."""
     cutoff = now - timedelta(days=settings.retention_days)
     finished = exists().where(
         Job.study_id == Study.id, Job.finished_at.is_not(None), Job.finished_at <= cutoff
     )
-    return list(session.scalars(select(Study.id).where(finished).order_by(Study.id)))
+    query = select(Study.id).where(finished).order_by(Study.id)
+    if not settings.retention_results_days:
+        # Results kept for ever: a study left with results only has nothing more to go.
+        received = exists().where(
+            Series.study_id == Study.id,
+            Instance.series_id == Series.id,
+            Instance.id.not_in(select(Output.instance_id)),
+        )
+        query = query.where(received)
+    return list(session.scalars(query))
 
 
 def review(
