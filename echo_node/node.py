@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
@@ -12,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from echo_node.dimse.commitment_report import Reporter
 from echo_node.ingest import Ingestor
 from echo_node.settings import Settings
+from echo_node.watermark import Watermark
 from storage.db import make_engine, migrate, session_factory
 from storage.files import FileStore
 
@@ -36,6 +38,11 @@ class Node:
     @property
     def reporter(self) -> Reporter:
         return Reporter(self.settings, self.sessions, self.store)
+
+    @cached_property
+    def watermark(self) -> Watermark:
+        """This process's free-space check (one, so its log says once when refusing starts)."""
+        return Watermark(self.store.root, self.settings)
 
 
 def open_node(settings: Settings) -> Node:

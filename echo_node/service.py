@@ -16,7 +16,11 @@ from types import FrameType
 from echo_node.dimse.server import DimseServer
 from echo_node.dimse.tls import server_context
 from echo_node.export.deliver import deliver_due
-from echo_node.jobs.scheduler import start_commitment_sweep, start_scheduler
+from echo_node.jobs.scheduler import (
+    start_commitment_sweep,
+    start_retention_sweep,
+    start_scheduler,
+)
 from echo_node.jobs.worker import Worker
 from echo_node.logsetup import configure_logging
 from echo_node.metrics.multiprocess import enter_multiprocess_mode, leave_multiprocess_mode
@@ -114,9 +118,12 @@ def serve(settings: Settings, config_file: Path | None, stop: threading.Event) -
     if settings.http_enabled:
         http.start()
     processing = Processing(node) if settings.process_enabled else None
+    retention = start_retention_sweep(node) if settings.retention_days else None
     try:
         wait(stop)
     finally:
+        if retention is not None:
+            retention.shutdown(wait=True)
         if processing is not None:
             processing.stop()
         if commitment_sweep is not None:

@@ -197,6 +197,8 @@ class Settings(BaseModel):
     metrics_enabled: bool
     metrics_require_token: bool
     doctor_disk_free_warn_gb: float = Field(ge=0)
+    disk_min_free_percent: float = Field(ge=0, lt=100)
+    disk_min_free_gb: float = Field(ge=0)
     doctor_in_flight_s: float = Field(ge=0)
     process_enabled: bool
     sweep_interval_s: float = Field(gt=0)
@@ -208,6 +210,8 @@ class Settings(BaseModel):
     job_max_attempts: int = Field(ge=1)
     retry_backoff_s: float = Field(ge=0)
     models_dir: str
+    models_mirror: str
+    models_fetch_max_gb: float = Field(gt=0)
     torch_threads: int = Field(ge=0)
     inference_device: Literal["cpu", "cuda", "auto"]
     min_view_confidence: float = Field(ge=0, le=1)
@@ -220,6 +224,9 @@ class Settings(BaseModel):
     delivery_max_attempts: int = Field(ge=1)
     commitment_peers: tuple[CommitmentPeer, ...]
     commitment_report_attempts: int = Field(ge=1)
+    retention_days: int = Field(ge=0)
+    retention_results_days: int = Field(ge=0)
+    retention_sweep_interval_s: float = Field(gt=0)
 
     @field_validator("ae_title")
     @classmethod
@@ -268,6 +275,13 @@ class Settings(BaseModel):
     def _cors_origins(cls, value: Any) -> Any:
         return _parsed_items(value, _check_origin)
 
+    @field_validator("models_mirror")
+    @classmethod
+    def _mirror(cls, value: str) -> str:
+        if value and not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http(s) URL, or empty")
+        return value
+
     @field_validator("device_uid")
     @classmethod
     def _device_uid(cls, value: str) -> str:
@@ -306,6 +320,17 @@ class Settings(BaseModel):
         names = [destination.name for destination in self.destinations]
         if len(names) != len(set(names)):
             raise ValueError("destination names must be unique")
+        return self
+
+    @model_validator(mode="after")
+    def _retention(self) -> Settings:
+        results = self.retention_results_days
+        if results and not self.retention_days:
+            raise ValueError(
+                "retention_results_days needs retention_days: results go after the images"
+            )
+        if results and results < self.retention_days:
+            raise ValueError("retention_results_days must be 0 (for ever) or >= retention_days")
         return self
 
     @field_validator("commitment_peers", mode="before")

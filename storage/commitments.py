@@ -11,10 +11,11 @@ Helpers here never commit: the transaction is the caller's.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from sqlalchemy import and_, select, update
@@ -66,6 +67,8 @@ class CommitmentClaim:
     references: tuple[Reference, ...]
     attempts: int  # including this one
     lease_until: datetime
+    # What earlier attempts hashed (HashMemo.to_json): unchanged files are not hashed again.
+    file_hashes: Mapping[str, Any] | None = None
 
 
 def utc_now() -> datetime:
@@ -95,23 +98,99 @@ def indexed_files(session: Session, uids: set[str]) -> dict[str, IndexedFile]:
     return found
 
 
+@dataclass(frozen=True)
+class FileStamp:
+    """What identifies one state of a file without reading it. Any write changes the ctime,
+    which no user call can set back, so an equal stamp means the bytes hashed are still there."""
+
+    device: int
+    inode: int
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+
+    @classmethod
+    def of(cls, status: os.stat_result) -> FileStamp:
+        return cls(
+            status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns
+        )
+
+
+class HashMemo:
+    """sha256 of files (by path in the data directory) with the stamp each had when hashed.
+
+    A storage commitment report is retried for hours when its requester is away; hashing
+    every referenced clip again each time would read gigabytes for nothing. The memo is kept
+    on the request's row, so a retry in another process or after a restart uses it too.
+    """
+
+    def __init__(self, known: Mapping[str, Any] | None = None) -> None:
+        self._known: dict[str, tuple[FileStamp, str]] = {}
+        for path, entry in (known or {}).items():
+            try:
+                *stamp, sha256 = entry
+                self._known[path] = (FileStamp(*(int(v) for v in stamp)), str(sha256))
+            except (TypeError, ValueError):
+                continue  # a malformed entry only costs a hash
+        self.hashed = 0
+        self.reused = 0
+
+    def sha256(self, root: Path, relative: str) -> str:
+        """The file's sha256; raises OSError (FileNotFoundError) as reading it would."""
+        path = root / relative
+        before = FileStamp.of(os.stat(path))
+        known = self._known.get(relative)
+        if known is not None and known[0] == before:
+            self.reused += 1
+            return known[1]
+        digest = digest_file(path).sha256
+        self.hashed += 1
+        # Remembered only when nothing changed while it was read.
+        if FileStamp.of(os.stat(path)) == before:
+            self._known[relative] = (before, digest)
+        else:
+            self._known.pop(relative, None)
+        return digest
+
+    def to_json(self) -> dict[str, list[Any]]:
+        return {
+            path: [
+                stamp.device,
+                stamp.inode,
+                stamp.size,
+                stamp.mtime_ns,
+                stamp.ctime_ns,
+                digest,
+            ]
+            for path, (stamp, digest) in sorted(self._known.items())
+        }
+
+
 def check_instances(
-    store: FileStore, references: Sequence[Reference], indexed: dict[str, IndexedFile]
+    store: FileStore,
+    references: Sequence[Reference],
+    indexed: dict[str, IndexedFile],
+    memo: HashMemo | None = None,
 ) -> list[Verdict]:
-    """One verdict per reference, in order. Hashes every referenced file, so call it outside
-    any transaction (on SQLite a transaction holds the write lock)."""
+    """One verdict per reference, in order. Hashes every referenced file the memo does not
+    know unchanged, so call it outside any transaction (on SQLite a transaction holds the
+    write lock)."""
+    memo = memo if memo is not None else HashMemo()
     return [
-        Verdict(ref, _failure(store, ref, indexed.get(ref.sop_instance_uid))) for ref in references
+        Verdict(ref, _failure(store, ref, indexed.get(ref.sop_instance_uid), memo))
+        for ref in references
     ]
 
 
-def _failure(store: FileStore, reference: Reference, row: IndexedFile | None) -> int | None:
+def _failure(
+    store: FileStore, reference: Reference, row: IndexedFile | None, memo: HashMemo
+) -> int | None:
     if row is None:
         return NO_SUCH_OBJECT_INSTANCE
     if row.sop_class_uid != reference.sop_class_uid:
         return CLASS_INSTANCE_CONFLICT
     try:
-        actual = digest_file(store.root / row.path).sha256
+        actual = memo.sha256(store.root, row.path)
     except FileNotFoundError:
         return NO_SUCH_OBJECT_INSTANCE
     except OSError:
@@ -192,6 +271,7 @@ def claim_due(
             references=tuple(Reference(cls, inst) for cls, inst in row.references),
             attempts=row.attempts,
             lease_until=lease_until,
+            file_hashes=row.file_hashes,
         )
         for row in rows
     ]
@@ -215,7 +295,13 @@ def _update(session: Session, claim: CommitmentClaim, **values: Any) -> bool:
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-def mark_sent(session: Session, claim: CommitmentClaim, event_type: int, failed_count: int) -> bool:
+def mark_sent(
+    session: Session,
+    claim: CommitmentClaim,
+    event_type: int,
+    failed_count: int,
+    memo: HashMemo | None = None,
+) -> bool:
     """The requester acknowledged the report; False if the claim was no longer ours."""
     return _update(
         session,
@@ -225,11 +311,18 @@ def mark_sent(session: Session, claim: CommitmentClaim, event_type: int, failed_
         last_error=None,
         event_type=event_type,
         failed_count=failed_count,
+        **_memo_values(memo),
     )
 
 
 def mark_retry(
-    session: Session, claim: CommitmentClaim, error: str, *, backoff_s: float, max_attempts: int
+    session: Session,
+    claim: CommitmentClaim,
+    error: str,
+    *,
+    backoff_s: float,
+    max_attempts: int,
+    memo: HashMemo | None = None,
 ) -> str:
     """Pending again after ``backoff_s`` doubling per attempt, or failed after the last one.
 
@@ -237,12 +330,18 @@ def mark_retry(
     """
     if claim.attempts >= max_attempts:
         message = f"gave up after {claim.attempts} attempts: {error}"[:_ERROR_LIMIT]
-        return FAILED if _update(session, claim, state=FAILED, last_error=message) else ""
+        recorded = _update(session, claim, state=FAILED, last_error=message, **_memo_values(memo))
+        return FAILED if recorded else ""
     delay = backoff_s * 2.0 ** max(claim.attempts - 1, 0)
     recorded = _update(
         session,
         claim,
         next_attempt_at=utc_now() + timedelta(seconds=delay),
         last_error=error[:_ERROR_LIMIT],
+        **_memo_values(memo),
     )
     return PENDING if recorded else ""
+
+
+def _memo_values(memo: HashMemo | None) -> dict[str, Any]:
+    return {} if memo is None else {"file_hashes": memo.to_json()}

@@ -165,7 +165,8 @@ class JobClip(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), index=True)
-    instance_id: Mapped[int] = mapped_column(ForeignKey("instances.id"))
+    # None once retention has deleted the instance; the decision stays for `jobs show`.
+    instance_id: Mapped[int | None] = mapped_column(ForeignKey("instances.id"))
     sop_instance_uid: Mapped[str] = mapped_column(UID)
     view: Mapped[str] = mapped_column(String(16))
     decided_by: Mapped[str] = mapped_column(String(64))
@@ -263,3 +264,27 @@ class Commitment(Base):
     # What the report that went out said: 1 all committed, 2 some failed (PS3.4 J.3.3).
     event_type: Mapped[int | None] = mapped_column(Integer)
     failed_count: Mapped[int | None] = mapped_column(Integer)
+    # The sha256 of each referenced file with the stat it had when hashed
+    # (storage.commitments.HashMemo), so a retry does not read unchanged files again.
+    file_hashes: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class RetentionDeletion(Base):
+    """What the retention policy deleted from one study (echo_node.retention), and when.
+
+    The row is written in the transaction that deletes the index rows and lists the files;
+    the files are removed after the commit and ``files_removed_at`` set, so a crash in
+    between leaves a list the next sweep finishes rather than unindexed files.
+    """
+
+    __tablename__ = "retention_deletions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_instance_uid: Mapped[str] = mapped_column(UID, index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # "received" or "results"
+    reason: Mapped[str] = mapped_column(Text)
+    instances: Mapped[int] = mapped_column(Integer)
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    files: Mapped[list[str]] = mapped_column(JSON)  # relative to the data directory
+    deleted_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    files_removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)

@@ -36,7 +36,6 @@ from echo_node.results import build_overlay_sc, build_sr, plan_for, render_for
 from echo_node.results.draw import Rendering, text_patch, text_size
 from echo_node.results.overlay import DISCLAIMER, NOTE, PALETTE, TEXT, TITLE, shorten
 from echo_node.results.report import Report, SourceClip, build_report
-from echo_node.results.srcontent import SourceClip as SrSource
 from tests.conftest import DCMTK_ENV, require_tool
 from tests.orthanc import orthanc_factory  # noqa: F401
 from tests.phantom_findings import a4c_result, doppler_result, plax_result, truth
@@ -349,7 +348,7 @@ def test_printed_values_are_the_reports_display_strings(study: Study, name: str)
 
 def test_printed_values_are_the_srs(study: Study) -> None:
     """Each printed measurement is a NUM of the SR built from the same results."""
-    sr = build_sr([SrSource(c.header, c.result) for c in study.clips.values()], node=NODE)
+    sr = build_sr([SourceClip(c.header, c.result) for c in study.clips.values()], node=NODE)
     numbers = [
         (
             float(item.MeasuredValueSequence[0].NumericValue),

@@ -84,6 +84,13 @@ def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
         ) from None
     except (OSError, RuntimeError, EOFError, ValueError) as exc:
         raise CheckpointError(f"cannot read checkpoint {path.name}: {exc}") from exc
+    except (IndexError, KeyError, TypeError, AttributeError) as exc:
+        # The restricted unpickler trips over bytes that are no pickle at all (an HTML error
+        # page saved under the checkpoint's name) with whatever its stack machine hits first.
+        raise CheckpointError(
+            f"cannot read checkpoint {path.name}: not a torch checkpoint "
+            f"({type(exc).__name__} while unpickling)"
+        ) from None
     return extract_state_dict(content, path.name)
 
 

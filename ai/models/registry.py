@@ -50,12 +50,22 @@ class ModelSpec:
     # a loaded file is reported as published or not, never refused for a mismatch (`sha256`
     # is the pin that refuses).
     published_sha256: tuple[str, ...] = ()
+    # The file as the publisher serves it for `echo-node models fetch` ("" = not published),
+    # the sha256 of what that URL serves where the publisher states it ("" = unknown), and,
+    # for an archive, the member to install.
+    download_url: str = ""
+    download_sha256: str = ""
+    archive_member: str = ""
 
     def is_published(self, digest: str) -> bool | None:
-        """Whether `digest` is a published one; None when no published digest is known."""
-        if not self.published_sha256:
+        """Whether `digest` is a published one; None when no published digest is known. The
+        digest of a download that is the checkpoint itself (not an archive) is one."""
+        known = set(self.published_sha256)
+        if self.download_sha256 and not self.archive_member:
+            known.add(self.download_sha256)
+        if not known:
             return None
-        return digest.lower() in self.published_sha256
+        return digest.lower() in known
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -63,7 +73,10 @@ class ModelSpec:
         return (self.input_height, self.input_width)
 
     def install_command(self) -> str:
-        return f"echo-node models import PATH --name {self.name}"
+        imported = f"echo-node models import PATH --name {self.name}"
+        if self.download_url:
+            return f"echo-node models fetch {self.name} (or: {imported})"
+        return imported
 
 
 @dataclass(frozen=True)
@@ -141,6 +154,15 @@ def _spec(entry: Mapping[str, Any]) -> ModelSpec:
     normalisation = entry.get("normalisation", "training")
     if normalisation not in NORMALISATIONS:
         raise RegistryError(f"model {name!r}: normalisation must be one of {NORMALISATIONS}")
+    download_url, download_sha256, member = (
+        str(entry.get(key, "")) for key in ("download_url", "download_sha256", "archive_member")
+    )
+    if download_url and not download_url.startswith(("https://", "http://")):
+        raise RegistryError(f"model {name!r}: download_url must be an http(s) URL")
+    if download_sha256 and not _is_sha256(download_sha256):
+        raise RegistryError(f"model {name!r}: download_sha256 must be 64 hex digits")
+    if member and not download_url:
+        raise RegistryError(f"model {name!r}: archive_member needs a download_url")
     labels = tuple(str(label) for label in entry.get("labels", ()))
     published = entry.get("published_sha256", [])
     if not isinstance(published, list) or not all(_is_sha256(d) for d in published):
@@ -170,6 +192,9 @@ def _spec(entry: Mapping[str, Any]) -> ModelSpec:
         notes=str(entry.get("notes", "")),
         normalisation=normalisation,
         published_sha256=tuple(d.lower() for d in published),
+        download_url=download_url,
+        download_sha256=download_sha256.lower(),
+        archive_member=member,
     )
 
 

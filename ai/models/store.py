@@ -2,19 +2,26 @@
 
 It answers with a LoadedModel or a NotInstalled that carries the command installing the file,
 so a pipeline never raises for a missing model. Loaded models are kept for reuse.
+``install_checkpoint`` is the one way a file enters the directory (`echo-node models import`
+and `models fetch`): checked, then copied and renamed so no reader sees half a checkpoint.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
+import os
+import shutil
+import tempfile
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from ai.models.loader import LoadedModel, load_model, select_device
+from ai.models.loader import CheckpointError, LoadedModel, load_model, select_device, sha256_file
 from ai.models.normalisation import with_site_statistics
 from ai.models.registry import ModelSpec, Registry, default_registry
 
@@ -50,6 +57,77 @@ def recorded_sha256(path: Path) -> str | None:
         return None
     value = data.get("sha256") if isinstance(data, dict) else None
     return value if isinstance(value, str) else None
+
+
+class InstallError(ValueError):
+    """A checkpoint was refused; nothing was installed. The message says why."""
+
+
+@dataclass(frozen=True)
+class Installed:
+    spec: ModelSpec
+    path: Path
+    sha256: str
+    origin: str  # "matches the registry" or "recorded" (the registry has no digest)
+
+
+def install_checkpoint(
+    source: Path,
+    spec: ModelSpec,
+    model_dir: Path,
+    *,
+    force: bool = False,
+    provenance: Mapping[str, str] | None = None,
+) -> Installed:
+    """Check ``source`` and install it as ``spec``'s file in ``model_dir``.
+
+    Refused (InstallError, nothing changed) when its sha256 differs from the registry's, when
+    it does not load strictly into the registry's architecture, or when another file is
+    installed under that name and ``force`` is not given. Without a registry digest, the file's
+    is recorded beside it with ``provenance`` (where it came from), so verify can later tell
+    whether it changed.
+    """
+    digest = sha256_file(source)
+    if spec.sha256 and digest != spec.sha256:
+        raise InstallError(
+            f"{source.name} is not the published {spec.name}: sha256 {digest}, "
+            f"registry {spec.sha256}"
+        )
+    try:
+        load_model(source, spec)
+    except CheckpointError as exc:
+        raise InstallError(f"refused: {exc}") from None
+    model_dir.mkdir(parents=True, exist_ok=True)
+    target = model_dir / spec.file
+    if target.is_file() and not force and sha256_file(target) != digest:
+        raise InstallError(f"{target} holds another file; pass --force to replace it")
+    handle, temporary = tempfile.mkstemp(dir=model_dir, prefix=".install-")
+    os.close(handle)
+    try:
+        shutil.copyfile(source, temporary)
+        _fsync(Path(temporary))
+        os.replace(temporary, target)
+    finally:
+        Path(temporary).unlink(missing_ok=True)
+    if not spec.sha256:
+        record = {
+            "name": spec.name,
+            "sha256": digest,
+            **(provenance or {}),
+            "installed_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        }
+        sidecar_path(target).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    _fsync(model_dir)
+    origin = "matches the registry" if spec.sha256 else "recorded"
+    return Installed(spec, target, digest, origin)
+
+
+def _fsync(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 class ModelStore:

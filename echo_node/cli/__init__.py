@@ -9,7 +9,10 @@ import typer
 
 from echo_node.cli import (
     analyze,
+    cleanup,
+    conformance,
     doctor,
+    health,
     importer,
     jobs,
     models,
@@ -57,6 +60,9 @@ app.command("reprocess")(reprocess.reprocess)
 app.command("worker")(worker.worker)
 app.command("send")(send.send)
 app.command("doctor")(doctor.doctor)
+app.command("cleanup")(cleanup.cleanup)
+app.command("conformance")(conformance.conformance)
+app.command("health")(health.health)
 
 
 def main() -> None:

@@ -1,20 +1,17 @@
-"""`echo-node models list|verify|import|normalise`: the checkpoints the node may load.
+"""`echo-node models list|fetch|import|verify|normalise`: the checkpoints the node may load.
 
-No weights ship with Echo Node (academic-only licences); a site imports files it is entitled
-to use. Import checks the file before copying it: its sha256 against the registry when the
+No weights ship with Echo Node (academic-only licences); a site entitled to use them fetches
+the published ones from their publishers (echo_node.fetch) or imports a copy it holds. Both
+install through ai.models.store.install_checkpoint: its sha256 against the registry when the
 registry knows it (otherwise the digest is recorded in NAME.json beside the file, so verify can
-later tell whether it changed), and that it loads strictly into the registry's architecture.
+later tell whether it changed), and a strict load into the registry's architecture.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -23,7 +20,7 @@ from rich.table import Table
 from echo_node.cli.context import state
 
 app = typer.Typer(
-    help="Model checkpoints: list, verify, import (no weights ship with Echo Node).",
+    help="Model checkpoints: list, fetch, import, verify (no weights ship with Echo Node).",
     no_args_is_help=True,
 )
 
@@ -73,7 +70,10 @@ def list_models(
         table.add_row(*(str(cell) for cell in cells))
     Console(width=160).print(table)
     if not all(row["installed"] or row["optional"] for row in rows):
-        typer.echo("install a model with: echo-node models import PATH --name NAME")
+        typer.echo(
+            "install the published models with: echo-node models fetch --all; "
+            "others with: echo-node models import PATH --name NAME"
+        )
 
 
 @app.command("verify")
@@ -120,12 +120,11 @@ def import_model(
     ] = False,
 ) -> None:
     """Check a checkpoint and copy it into the model directory."""
-    from ai.models.loader import CheckpointError, load_model, sha256_file
+    from ai.models.loader import sha256_file
     from ai.models.registry import default_registry
-    from ai.models.store import sidecar_path
+    from ai.models.store import InstallError, install_checkpoint
 
     registry = default_registry()
-    digest = sha256_file(path)
     if name is not None and name not in registry:
         known = ", ".join(spec.name for spec in registry)
         typer.echo(f"no model named {name!r}; known: {known}", err=True)
@@ -133,47 +132,112 @@ def import_model(
     spec = (
         registry.get(name)
         if name is not None
-        else registry.by_sha256(digest) or registry.by_file(path.name)
+        else registry.by_sha256(sha256_file(path)) or registry.by_file(path.name)
     )
     if spec is None:
         typer.echo(f"cannot tell which model {path.name} is: pass --name NAME", err=True)
         raise typer.Exit(2)
-    if spec.sha256 and digest != spec.sha256:
-        typer.echo(
-            f"{path.name} is not the published {spec.name}: sha256 {digest}, "
-            f"registry {spec.sha256}",
-            err=True,
+    try:
+        installed = install_checkpoint(
+            path, spec, _models_dir(ctx), force=force, provenance={"source_file": path.name}
         )
-        raise typer.Exit(1)
-    try:
-        load_model(path, spec)
-    except CheckpointError as exc:
-        typer.echo(f"refused: {exc}", err=True)
+    except InstallError as exc:
+        typer.echo(str(exc), err=True)
         raise typer.Exit(1) from None
+    typer.echo(
+        f"installed {spec.name} at {installed.path} (sha256 {installed.sha256}, {installed.origin})"
+    )
+
+
+@app.command("fetch")
+def fetch(
+    ctx: typer.Context,
+    names: Annotated[
+        list[str] | None, typer.Argument(help="Registry names (see `models list`).")
+    ] = None,
+    every: Annotated[
+        bool, typer.Option("--all", help="Every model whose publisher gives a download.")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Download again and replace installed files.")
+    ] = False,
+    accept_changed: Annotated[
+        bool,
+        typer.Option(
+            "--accept-changed",
+            help="Take a file whose sha256 differs from the one recorded at its first fetch.",
+        ),
+    ] = False,
+) -> None:
+    """Download the publishers' files (config/models.toml), check them and install them."""
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    from ai.models.registry import default_registry
+    from echo_node.fetch.download import client
+    from echo_node.fetch.models import FetchError, fetch_model
+
+    settings = state(ctx).settings()
+    registry = default_registry()
+    unknown = [name for name in names or () if name not in registry]
+    if unknown or bool(names) == every:
+        known = ", ".join(spec.name for spec in registry)
+        problem = f"no model named {', '.join(unknown)}" if unknown else "name models or --all"
+        typer.echo(f"{problem}; known: {known}", err=True)
+        raise typer.Exit(2)
+    specs = (
+        [spec for spec in registry if spec.download_url]
+        if every
+        else [registry.get(name) for name in names or ()]
+    )
+    if every:
+        unpublished = [spec.name for spec in registry if not spec.download_url]
+        typer.echo("not published, install a copy with `models import`: " + ", ".join(unpublished))
     directory = _models_dir(ctx)
-    directory.mkdir(parents=True, exist_ok=True)
-    target = directory / spec.file
-    if target.is_file() and not force and sha256_file(target) != digest:
-        typer.echo(f"{target} holds another file; pass --force to replace it", err=True)
-        raise typer.Exit(1)
-    # Copy then rename: a reader never sees half a checkpoint.
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".import-")
-    os.close(handle)
-    try:
-        shutil.copyfile(path, temporary)
-        os.replace(temporary, target)
-    finally:
-        Path(temporary).unlink(missing_ok=True)
-    if not spec.sha256:
-        record = {
-            "name": spec.name,
-            "sha256": digest,
-            "source_file": path.name,
-            "imported_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        }
-        sidecar_path(target).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    origin = "matches the registry" if spec.sha256 else "recorded"
-    typer.echo(f"installed {spec.name} at {target} (sha256 {digest}, {origin})")
+    max_bytes = int(settings.models_fetch_max_gb * 1e9)
+    failed = 0
+    console = Console(stderr=True)
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    )
+    with client() as http, Progress(*columns, console=console, transient=True) as progress:
+        for spec in specs:
+            task = progress.add_task(spec.name, total=None)
+
+            def advance(done: int, total: int | None, task: Any = task) -> None:
+                progress.update(task, completed=done, total=total)
+
+            try:
+                fetched = fetch_model(
+                    spec,
+                    directory,
+                    http,
+                    max_bytes=max_bytes,
+                    mirror=settings.models_mirror,
+                    force=force,
+                    accept_changed=accept_changed,
+                    progress=advance,
+                )
+            except FetchError as exc:
+                failed += 1
+                progress.console.print(f"{spec.name}: NOT INSTALLED: {exc}", soft_wrap=True)
+            else:
+                progress.console.print(f"{spec.name}: {fetched.message}", soft_wrap=True)
+            finally:
+                progress.remove_task(task)
+    if failed:
+        typer.echo(f"{failed} of {len(specs)} models not installed", err=True)
+    raise typer.Exit(1 if failed else 0)
 
 
 @app.command("normalise")

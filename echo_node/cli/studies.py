@@ -15,8 +15,9 @@ from sqlalchemy.orm import Session
 from echo_node.cli.context import state
 from echo_node.export.backlog import destination_backlog
 from echo_node.jobs.queue import STATES
+from echo_node.watermark import disk_space
 from storage.commitments import FAILED, PENDING, SENT
-from storage.models import Commitment, Instance, Job, Series, Study
+from storage.models import Commitment, Instance, Job, RetentionDeletion, Series, Study
 
 
 @dataclass(frozen=True)
@@ -126,11 +127,24 @@ def status(
         commitments = dict(
             session.execute(select(Commitment.state, func.count()).group_by(Commitment.state)).all()
         )
+        deletions = dict(
+            session.execute(
+                select(RetentionDeletion.kind, func.count()).group_by(RetentionDeletion.kind)
+            ).all()
+        )
     quarantined = len(list(node.store.quarantine_dir.glob("*.json")))
+    space = disk_space(node.store.root, node.settings)
     report: dict[str, Any] = {
         **counts,
         "quarantined": quarantined,
         "disk_bytes": node.store.disk_usage(),
+        # Below the watermark the node refuses new associations and STOW-RS (disk_min_free_*).
+        "disk_free": {
+            "free_bytes": space.free,
+            "total_bytes": space.total,
+            "watermark_bytes": space.required,
+            "accepting": space.ok,
+        },
         "last_received_at": last.isoformat() if last else None,
         "data_dir": str(node.store.root),
         "jobs": {state_: int(jobs.get(state_, 0)) for state_ in STATES},
@@ -155,6 +169,14 @@ def status(
         "commitment_reports": {
             state_: int(commitments.get(state_, 0)) for state_ in (PENDING, SENT, FAILED)
         },
+        # The retention policy (0 days = kept for ever) and the studies it has deleted from.
+        "retention": {
+            "retention_days": node.settings.retention_days,
+            "retention_results_days": node.settings.retention_results_days,
+            "studies_deleted": {
+                kind: int(deletions.get(kind, 0)) for kind in ("received", "results")
+            },
+        },
     }
     if as_json:
         typer.echo(json.dumps(report, indent=2))
@@ -165,6 +187,21 @@ def status(
             shown = _human_size(value)
         elif key in ("jobs", "commitment_reports"):
             shown = ", ".join(f"{count} {name}" for name, count in value.items())
+        elif key == "disk_free":
+            shown = (
+                f"{_human_size(value['free_bytes'])} free of {_human_size(value['total_bytes'])}"
+                f" (watermark {_human_size(value['watermark_bytes'])}): "
+            ) + ("accepting new data" if value["accepting"] else "REFUSING new data")
+        elif key == "retention":
+            days, results = value["retention_days"], value["retention_results_days"]
+            shown = (
+                "off: nothing is deleted"
+                if not days
+                else f"received kept {days} d after delivery, results "
+                + (f"{results} d" if results else "for ever")
+                + f"; deleted so far: {value['studies_deleted']['received']} studies' images, "
+                f"{value['studies_deleted']['results']} studies' results"
+            )
         elif key == "last_job":
             shown = f"#{value['id']} {value['state']} {value['finished_at']}" if value else "-"
         elif key == "destinations":

@@ -15,6 +15,7 @@ node holds when it is sent.
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 import threading
 from collections.abc import Sequence
@@ -31,12 +32,14 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 from pynetdicom.status import code_to_category
 from sqlalchemy.orm import Session, sessionmaker
 
+from echo_node.dimse.peers import peer_allowed
 from echo_node.dimse.tls import client_context
 from echo_node.settings import CommitmentPeer, Destination, Settings
 from storage.commitments import (
     FAILED,
     SENT,
     CommitmentClaim,
+    HashMemo,
     Verdict,
     check_instances,
     claim_due,
@@ -50,6 +53,8 @@ logger = logging.getLogger(__name__)
 
 ALL_COMMITTED = 1  # PS3.4 Table J.3-2 Event Type IDs
 SOME_FAILED = 2
+# Proposed for the report's association (the node takes the SCP role by role selection).
+REPORT_TRANSFER_SYNTAXES = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
 # Requests handled per sweep pass.
 BATCH = 16
 
@@ -65,6 +70,8 @@ class ReportOutcome:
     event_type: int
     failed: int
     error: str
+    files_hashed: int = 0  # referenced files read and hashed for this attempt
+    files_unchanged: int = 0  # known unchanged since an earlier attempt hashed them
 
 
 @dataclass(frozen=True)
@@ -91,10 +98,11 @@ class Reporter:
 
     def _report(self, claim: CommitmentClaim, association: Association | None) -> ReportOutcome:
         event_type, failed, error = ALL_COMMITTED, 0, ""
+        memo = HashMemo(claim.file_hashes)
         try:
             with self.sessions.begin() as session:
                 indexed = indexed_files(session, {r.sop_instance_uid for r in claim.references})
-            verdicts = check_instances(self.store, claim.references, indexed)
+            verdicts = check_instances(self.store, claim.references, indexed, memo)
             failed = sum(1 for verdict in verdicts if not verdict.committed)
             event_type = SOME_FAILED if failed else ALL_COMMITTED
             information = event_information(claim.transaction_uid, self.settings.ae_title, verdicts)
@@ -107,7 +115,7 @@ class Reporter:
             error = f"unexpected {type(exc).__name__}"
         with self.sessions.begin() as session:
             if not error:
-                state = SENT if mark_sent(session, claim, event_type, failed) else ""
+                state = SENT if mark_sent(session, claim, event_type, failed, memo) else ""
             else:
                 state = mark_retry(
                     session,
@@ -115,8 +123,9 @@ class Reporter:
                     error,
                     backoff_s=self.settings.retry_backoff_s,
                     max_attempts=self.settings.commitment_report_attempts,
+                    memo=memo,
                 )
-        _log(claim, state, event_type, failed, error)
+        _log(claim, state, event_type, failed, error, memo)
         return ReportOutcome(
             claim.commitment_id,
             claim.transaction_uid,
@@ -125,6 +134,8 @@ class Reporter:
             event_type,
             failed,
             error,
+            memo.hashed,
+            memo.reused,
         )
 
     def _send(
@@ -157,29 +168,28 @@ class Reporter:
         assert target.host and target.port  # by CommitmentPeer and Destination
         host, port = target.host, target.port
         where = f"{called_ae}@{host}:{port}"
+        # allowed_peers holds for the associations the node opens too. Each address is checked
+        # and connected to as such, so a name cannot pass the check with one and connect to
+        # another.
+        try:
+            addresses = _resolve(host, port)
+        except OSError as exc:
+            return f"{where}: cannot resolve {host}: {exc.strerror or exc}"
+        allowed = [a for a in addresses if peer_allowed(settings.allowed_peers, called_ae, a)]
+        if not allowed:
+            logger.error(
+                "storage commitment report not sent: its destination is not in allowed_peers",
+                extra={"peer_ae": called_ae, "peer_address": addresses[0]},
+            )
+            return f"{called_ae}@{addresses[0]} is not in allowed_peers"
         tls = target if isinstance(target, Destination) and target.tls else None
         try:
             tls_args = (client_context(tls), host) if tls is not None else None
         except (OSError, ssl.SSLError) as exc:
             return f"{where}: TLS certificate files unusable: {exc}"
-        ae = AE(ae_title=settings.ae_title)
-        timeout = settings.network_timeout_s
-        ae.connection_timeout = ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
-        ae.add_requested_context(
-            StorageCommitmentPushModel, [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
-        )
-        connected = threading.Event()  # pynetdicom reports a refused connection as an abort
-        association = ae.associate(
-            host,
-            port,
-            ae_title=called_ae,
-            max_pdu=settings.max_pdu_size,
-            ext_neg=[build_role(StorageCommitmentPushModel, scp_role=True)],
-            tls_args=tls_args,
-            evt_handlers=[(evt.EVT_CONN_OPEN, lambda _event: connected.set())],
-        )
+        association, connected = _associate(settings, called_ae, allowed, port, tls_args)
         if not association.is_established:
-            if not connected.is_set():
+            if not connected:
                 return f"{where} could not be reached" + (" over TLS" if tls is not None else "")
             return f"{where} {'rejected' if association.is_rejected else 'aborted'} the association"
         try:
@@ -187,6 +197,41 @@ class Reporter:
         finally:
             if association.is_established:
                 association.release()
+
+
+def _associate(
+    settings: Settings,
+    called_ae: str,
+    addresses: list[str],
+    port: int,
+    tls_args: tuple[ssl.SSLContext, str] | None,
+) -> tuple[Association, bool]:
+    """An association for the report, to the first address that takes the connection (as a
+    connection by name would); whether any connection was made at all."""
+    ae = AE(ae_title=settings.ae_title)
+    timeout = settings.network_timeout_s
+    ae.connection_timeout = ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
+    ae.add_requested_context(StorageCommitmentPushModel, list(REPORT_TRANSFER_SYNTAXES))
+    for address in addresses:
+        connected = threading.Event()  # pynetdicom reports a refused connection as an abort
+        association = ae.associate(
+            address,
+            port,
+            ae_title=called_ae,
+            max_pdu=settings.max_pdu_size,
+            ext_neg=[build_role(StorageCommitmentPushModel, scp_role=True)],
+            tls_args=tls_args,
+            evt_handlers=[(evt.EVT_CONN_OPEN, lambda _event, c=connected: c.set())],
+        )
+        if connected.is_set():
+            return association, True
+    return association, False
+
+
+def _resolve(host: str, port: int) -> list[str]:
+    """The addresses of ``host`` (a name or a literal) in the order a connection tries them."""
+    found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(sockaddr[0]) for *_, sockaddr in found))
 
 
 def event_information(
@@ -230,11 +275,21 @@ def _send_event_report(association: Association, information: Dataset, event_typ
     return f"N-EVENT-REPORT status 0x{code:04X}"
 
 
-def _log(claim: CommitmentClaim, state: str, event_type: int, failed: int, error: str) -> None:
+def _log(
+    claim: CommitmentClaim,
+    state: str,
+    event_type: int,
+    failed: int,
+    error: str,
+    memo: HashMemo,
+) -> None:
     extra = {
         "transaction_uid": claim.transaction_uid,
         "peer_ae": claim.calling_ae,
         "attempt": claim.attempts,
+        # Files read this attempt, and those known unchanged since an earlier one.
+        "files_hashed": memo.hashed,
+        "files_unchanged": memo.reused,
     }
     if state == SENT:
         logger.info(

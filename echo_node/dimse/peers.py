@@ -10,14 +10,16 @@ from pynetdicom.association import Association
 
 from echo_node.dimse.admission import Admission
 from echo_node.dimse.pdu_guard import GuardedSocket, GuardedSSLSocket
+from echo_node.dimse.space import REJECT_DISK_LOW, disk_low
 from echo_node.settings import PeerRule
+from echo_node.watermark import Watermark
 
 logger = logging.getLogger(__name__)
 
 # PS3.8 Table 9-21: rejected-permanent, source service-user, calling AE title not recognised.
-_REJECT_UNKNOWN_CALLING_AE = (0x01, 0x01, 0x03)
+REJECT_UNKNOWN_CALLING_AE = (0x01, 0x01, 0x03)
 # Rejected-transient, source service-provider (presentation), local-limit-exceeded.
-_REJECT_LOCAL_LIMIT = (0x02, 0x03, 0x02)
+REJECT_LOCAL_LIMIT = (0x02, 0x03, 0x02)
 
 
 def peer_allowed(rules: tuple[PeerRule, ...], ae_title: str, address: str) -> bool:
@@ -25,10 +27,11 @@ def peer_allowed(rules: tuple[PeerRule, ...], ae_title: str, address: str) -> bo
 
 
 def handle_requested(
-    event: events.Event, rules: tuple[PeerRule, ...], admission: Admission
+    event: events.Event, rules: tuple[PeerRule, ...], admission: Admission, watermark: Watermark
 ) -> None:
-    """EVT_REQUESTED: reject a peer that no allowed_peers entry matches, then one for which
-    no association slot is free; an association let through holds a slot from here on."""
+    """EVT_REQUESTED: reject a peer that no allowed_peers entry matches, then any while free
+    disk space is below the watermark (space.py), then one for which no association slot is
+    free; an association let through holds a slot from here on."""
     association = event.assoc
     requestor = association.requestor
     request = requestor.primitive  # requestor.ae_title is filled in only after this event
@@ -41,10 +44,13 @@ def handle_requested(
             "association rejected: peer not in allowed_peers",
             extra={"peer_ae": ae_title, "peer_address": address},
         )
-        _reject(association, _REJECT_UNKNOWN_CALLING_AE)
+        _reject(association, REJECT_UNKNOWN_CALLING_AE)
+        return
+    if disk_low(association, watermark):
+        _reject(association, REJECT_DISK_LOW)
         return
     if admission.admit(association, address) is not None:  # logged by admission
-        _reject(association, _REJECT_LOCAL_LIMIT)
+        _reject(association, REJECT_LOCAL_LIMIT)
 
 
 def _request_decided(association: Association) -> None:

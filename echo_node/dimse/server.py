@@ -42,6 +42,7 @@ from echo_node.dimse.store import InFlight, handle_store
 from echo_node.dimse.tls import handshake
 from echo_node.ingest import Ingestor
 from echo_node.settings import Settings
+from echo_node.watermark import Watermark
 
 logger = logging.getLogger(__name__)
 
@@ -185,7 +186,15 @@ class DimseServer:
         )
         active = ActiveAssociations(self.ingestor.metrics.associations_active)
         handlers: list[evt.EventHandlerType] = [
-            (evt.EVT_REQUESTED, handle_requested, [settings.allowed_peers, self._admission]),
+            (
+                evt.EVT_REQUESTED,
+                handle_requested,
+                [
+                    settings.allowed_peers,
+                    self._admission,
+                    Watermark(self.ingestor.store.root, settings),
+                ],
+            ),
             (evt.EVT_C_STORE, handle_store, [self.ingestor, self.in_flight]),
             (evt.EVT_N_ACTION, handle_action, [self.reporter]),
             (evt.EVT_ESTABLISHED, active.established),

@@ -7,12 +7,12 @@ The node runs no external program; what it needs from outside Python are native 
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
 from echo_node.doctor.report import Check
 from echo_node.settings import Settings
+from echo_node.watermark import disk_space
 from storage.files import FileStore
 
 _GB = 1e9
@@ -40,16 +40,28 @@ def check_data_dir(store: FileStore, settings: Settings) -> list[Check]:
             os.fsync(probe.fileno())
     except OSError as exc:
         return [Check("data directory", "FAIL", f"{store.tmp} is not writable: {exc.strerror}")]
-    usage = shutil.disk_usage(store.root)
-    disk = (
-        f"{usage.free / _GB:.1f} GB free of {usage.total / _GB:.1f} GB "
-        f"(warning under doctor_disk_free_warn_gb = {settings.doctor_disk_free_warn_gb:g})"
+    return [Check("data directory", "OK", f"{store.root} is writable"), check_disk(store, settings)]
+
+
+def check_disk(store: FileStore, settings: Settings) -> Check:
+    """FAIL below the watermark (the node is refusing new data), WARN below the doctor's own
+    earlier threshold."""
+    space = disk_space(store.root, settings)
+    if not space.ok:
+        return Check(
+            "disk space",
+            "FAIL",
+            f"{space.describe()} (disk_min_free_percent = {settings.disk_min_free_percent:g}, "
+            f"disk_min_free_gb = {settings.disk_min_free_gb:g}): the node refuses new "
+            "associations and STOW-RS until space is freed",
+        )
+    low = space.free < settings.doctor_disk_free_warn_gb * _GB
+    return Check(
+        "disk space",
+        "WARN" if low else "OK",
+        f"{space.describe()} (warning under doctor_disk_free_warn_gb = "
+        f"{settings.doctor_disk_free_warn_gb:g})",
     )
-    low = usage.free < settings.doctor_disk_free_warn_gb * _GB
-    return [
-        Check("data directory", "OK", f"{store.root} is writable"),
-        Check("disk space", "WARN" if low else "OK", disk),
-    ]
 
 
 def check_models(settings: Settings) -> Check:

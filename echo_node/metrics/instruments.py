@@ -38,6 +38,8 @@ class Metrics:
     job_seconds: Histogram
     job_step_seconds: Histogram
     deliveries: Counter
+    retention_instances: Counter
+    retention_bytes: Counter
 
     def ingested(self, transport: str, outcome: str, size: int, seconds: float | None) -> None:
         """One received instance's outcome; ``seconds`` from bytes on disk to the answer."""
@@ -61,6 +63,11 @@ class Metrics:
 
     def delivered(self, destination: str, outcome: str) -> None:
         self.deliveries.labels(destination, outcome).inc()
+
+    def retention_deleted(self, kind: str, instances: int, size: int) -> None:
+        """One study's instances deleted by the retention policy ("received" or "results")."""
+        self.retention_instances.labels(kind).inc(instances)
+        self.retention_bytes.labels(kind).inc(size)
 
 
 def create_metrics() -> Metrics:
@@ -121,8 +128,23 @@ def create_metrics() -> Metrics:
             ["destination", "outcome"],
             registry=registry,
         ),
+        retention_instances=Counter(
+            "echo_node_retention_deleted_instances",
+            "Instances deleted by the retention policy, by kind (received, results).",
+            ["kind"],
+            registry=registry,
+        ),
+        retention_bytes=Counter(
+            "echo_node_retention_deleted_bytes",
+            "Bytes of files deleted by the retention policy, by kind (received, results).",
+            ["kind"],
+            registry=registry,
+        ),
     )
     # Every known series from the start, at zero: a rate() needs a first sample to begin with.
+    for kind in ("received", "results"):
+        metrics.retention_instances.labels(kind)
+        metrics.retention_bytes.labels(kind)
     for transport in TRANSPORTS:
         metrics.bytes_received.labels(transport)
         for outcome in OUTCOMES:

@@ -8,7 +8,6 @@ cover every process and host sharing them, with no bookkeeping to drift.
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -22,6 +21,7 @@ from echo_node.export.backlog import destination_backlog
 from echo_node.jobs.queue import STATES
 from echo_node.metrics import MULTIPROCESS_ENV
 from echo_node.node import Node
+from echo_node.watermark import disk_space
 from storage.models import Job
 
 
@@ -74,10 +74,22 @@ class NodeStateCollector(Collector):
             "Refused instances kept in quarantine/ (each with a JSON sidecar).",
             value=float(quarantined),
         )
+        space = disk_space(node.store.root, node.settings)
         yield GaugeMetricFamily(
             "echo_node_data_disk_free_bytes",
             "Free space on the data directory's filesystem.",
-            value=float(shutil.disk_usage(node.store.root).free),
+            value=float(space.free),
+        )
+        yield GaugeMetricFamily(
+            "echo_node_data_disk_watermark_bytes",
+            "Free space below which the node refuses new data (disk_min_free_percent/_gb).",
+            value=float(space.required),
+        )
+        yield GaugeMetricFamily(
+            "echo_node_refusing_new_data",
+            "1 while free space is below the watermark and new associations and STOW-RS "
+            "requests are refused, else 0.",
+            value=0.0 if space.ok else 1.0,
         )
 
 

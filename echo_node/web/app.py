@@ -7,7 +7,7 @@ from fastapi import FastAPI
 
 from echo_node import __version__
 from echo_node.node import Node
-from echo_node.web import metrics, qido, stow, thumbnails, viewer, wado
+from echo_node.web import health, metrics, qido, stow, thumbnails, viewer, wado
 from echo_node.web.auth import require
 from echo_node.web.cors import PrefixCORS
 from echo_node.web.errors import install_error_handlers
@@ -39,6 +39,7 @@ def create_app(node: Node) -> FastAPI:
         app.include_router(viewer.make_router(node, read))
     if node.settings.cors_origins:
         app.add_middleware(PrefixCORS, prefix=PREFIX, origins=node.settings.cors_origins)
+    app.include_router(health.make_router(node))
     if node.settings.metrics_enabled:
         # Open by default, like a health check: counts and timings only (config/default.toml).
         guard = (

@@ -23,6 +23,7 @@ from echo_node.ingest import IngestResult, Peer, RejectedInstance, read_header
 from echo_node.node import Node
 from echo_node.web.dicomjson import DICOM_JSON
 from echo_node.web.errors import WebError
+from echo_node.web.health import refuse_when_disk_low
 from echo_node.web.lookup import series_and_class
 from echo_node.web.multipart import (
     MultipartError,
@@ -140,6 +141,7 @@ def make_router(node: Node, write: Any) -> APIRouter:
 
 
 async def _store(node: Node, request: Request, study: str | None) -> JSONResponse:
+    refuse_when_disk_low(node)
     boundary = _boundary(request.headers.get("content-type", ""))
     sink = _TempSink(node.store)
     parser = MultipartParser(boundary, sink)
