@@ -37,6 +37,9 @@ class Provenance:
     version: str
     sha256: str | None = None  # None for the classical engine
     device: str = "cpu"
+    # The runtime that ran the network on that device: "torch" (the reference) or "openvino"
+    # (the same weights converted, within 1e-4 of torch; ai.models.backends).
+    backend: str = "torch"
 
 
 CLASSICAL = "classical"

@@ -28,6 +28,7 @@ from torch import nn
 
 from ai.findings import Provenance
 from ai.models.architectures import build
+from ai.models.backends import TORCH, Runner, main_output
 from ai.models.registry import ModelSpec
 
 logger = logging.getLogger(__name__)
@@ -156,9 +157,18 @@ def select_device(preference: str = "cpu") -> torch.device:
 @dataclass(frozen=True)
 class LoadedModel:
     spec: ModelSpec
-    module: nn.Module
+    module: nn.Module  # the torch network: the reference, and what a converted runner mirrors
     sha256: str
     device: torch.device
+    backend: str = TORCH
+    runner: Runner | None = None  # the converted network (ai.models.backends); None: torch
+
+    def run(self, batch: torch.Tensor) -> torch.Tensor:
+        """The network's main output for a batch (deeplabv3's "out", a classifier's logits) on
+        the model's backend, as a tensor on the model's device. Call under inference_mode."""
+        if self.runner is not None:
+            return self.runner(batch)
+        return main_output(self.module, self.input(batch))
 
     def input(self, batch: torch.Tensor) -> torch.Tensor:
         """batch on the model's device; images channels-last (measured 1.2-1.4x faster for
@@ -175,6 +185,7 @@ class LoadedModel:
             version=self.spec.version,
             sha256=self.sha256,
             device=str(self.device),
+            backend=self.backend,
         )
 
 

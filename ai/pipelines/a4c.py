@@ -94,7 +94,7 @@ def clip_tensor(video: torch.Tensor, start: int, frames: int, period: int) -> to
 def predict_segmentation(model: LoadedModel, batch: torch.Tensor) -> npt.NDArray[np.float32]:
     """(N, 3, H, W) → (N, H, W) LV logits."""
     with torch.inference_mode():
-        logits = model.module(model.input(batch))["out"][:, 0]
+        logits = model.run(batch)[:, 0]
         result: npt.NDArray[np.float32] = logits.float().cpu().numpy()
     return result
 
@@ -102,7 +102,7 @@ def predict_segmentation(model: LoadedModel, batch: torch.Tensor) -> npt.NDArray
 def predict_clips(model: LoadedModel, clips: torch.Tensor) -> FloatArray:
     """(B, 3, T, H, W) → (B,) first output of a video model."""
     with torch.inference_mode():
-        out = model.module(model.input(clips))
+        out = model.run(clips)
         return np.asarray(out[:, 0].float().cpu().numpy(), dtype=np.float64)
 
 

@@ -174,6 +174,28 @@ def import_model(
         sidecar_path(target).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     origin = "matches the registry" if spec.sha256 else "recorded"
     typer.echo(f"installed {spec.name} at {target} (sha256 {digest}, {origin})")
+    _convert(ctx, spec.name)
+
+
+def _convert(ctx: typer.Context, name: str) -> None:
+    """Convert for the configured backend now, so the first study does not wait for it."""
+    from ai.models.store import ModelStore
+
+    settings = state(ctx).settings()
+    store = ModelStore(
+        settings.resolved_models_dir,
+        device=settings.inference_device,
+        threads=settings.torch_threads or None,
+        backend=settings.inference_backend,
+    )
+    if store.backend == "torch":
+        return
+    loaded = store.get(name)
+    backend = getattr(loaded, "backend", "torch")
+    if backend == store.backend:
+        typer.echo(f"{name} converted for {backend} (cached under {settings.resolved_models_dir})")
+    else:
+        typer.echo(f"{name} stays on torch: conversion for {store.backend} failed (see the log)")
 
 
 @app.command("normalise")
