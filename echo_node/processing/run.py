@@ -28,6 +28,7 @@ from echo_node.processing.analysis import ClipInput, ClipRun, analyse_clip
 from echo_node.processing.carry import earlier_results, merge
 from echo_node.processing.classifier import view_classifier
 from echo_node.processing.outputs import OverlaySeries, StoredOutput, discard, write_sr
+from echo_node.processing.progress import Progress
 from echo_node.processing.record import (
     record_clips,
     record_outputs,
@@ -89,13 +90,24 @@ def _compute_and_write(
     overlays = OverlaySeries(node)
     runs: list[ClipRun] = []
     steps: list[dict[str, Any]] = []
+    progress = Progress(node, plan.job_id, len(plan.clips))
     for clip in plan.clips:
-        run = analyse_clip(clip, models, classifier, node.settings.min_view_confidence, plan.only)
+        progress.next_clip()
+        run = analyse_clip(
+            clip,
+            models,
+            classifier,
+            node.settings.min_view_confidence,
+            plan.only,
+            on_step=progress.step,
+        )
         if plan.only is not None:
             run.result = merge(run.result, plan.earlier.get(clip.sop_instance_uid), plan.only)
         steps += run.steps
         # The overlay is written at once and the frames let go: a study's clips are never
         # all held decoded together.
+        if run.frames is not None:
+            progress.step("overlay")
         overlay = overlays.write(run, steps)
         if overlay is not None:
             stored.append(overlay)
@@ -111,6 +123,7 @@ def _compute_and_write(
         logger.info("job %s skipped: study %s, %s", plan.job_id, plan.study_uid, reason)
         return JobOutcome("skipped", reason, steps)
 
+    progress.step("sr")
     predecessor = _predecessor(plan.predecessor)
     overlay_count = len(stored)
     report = write_sr(node, runs, predecessor, steps)
