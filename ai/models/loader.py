@@ -157,7 +157,9 @@ def select_device(preference: str = "cpu") -> torch.device:
 @dataclass(frozen=True)
 class LoadedModel:
     spec: ModelSpec
-    module: nn.Module  # the torch network: the reference, and what a converted runner mirrors
+    # The torch network. With a converted runner it is kept on the meta device (its shape,
+    # no weights): the runner holds the weights.
+    module: nn.Module
     sha256: str
     device: torch.device
     backend: str = TORCH

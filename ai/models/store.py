@@ -129,4 +129,7 @@ class ModelStore:
         except backends.ConversionError as error:
             logger.warning("model %s runs on torch: %s", loaded.spec.name, error)
             return loaded
-        return dataclasses.replace(loaded, backend=self.backend, runner=runner)
+        # The converted network holds its own weights: torch's copy is released (a node with
+        # every model installed would otherwise hold each network twice).
+        module = loaded.module.to("meta")
+        return dataclasses.replace(loaded, module=module, backend=self.backend, runner=runner)
