@@ -55,3 +55,23 @@ def test_every_clip_is_routed_by_the_view_rules_and_is_its_own_acquisition(
         assert len(frames) >= 2 and not np.array_equal(frames[0], frames[1]), kind
     again = generate_exam(tmp_path / "again", seed=4, clips=12, **SMALL)  # type: ignore[arg-type]
     assert all(a.read_bytes() == b.read_bytes() for a, b in zip(paths, again, strict=True))
+
+
+def test_the_phantom_command_writes_an_exam(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from echo_node.cli import app
+
+    args = ["phantom", "--out", str(tmp_path), "--seed", "5", "--exam", "6", "--rows", "160"]
+    args += ["--columns", "200", "--cycles", "1", "--frame-rate", "10"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    written = sorted(path.name for path in (tmp_path / "exam-5").glob("*.dcm"))
+    assert written == [
+        "001_plax.dcm",
+        "002_other.dcm",
+        "003_a4c.dcm",
+        "004_other.dcm",
+        "005_mv_pw.dcm",
+        "006_tr_cw.dcm",
+    ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -42,37 +42,25 @@ def phantom(
     ] = 0,
 ) -> None:
     """Write phantom studies (PLAX, A4C, TR CW, mitral PW), each file with NAME.json truth."""
+    # What every study and exam is rendered with (ai.phantom keyword arguments).
+    render: dict[str, Any] = {
+        "heart_rate_bpm": heart_rate,
+        "compressed": compressed,
+        "rows": rows,
+        "columns": columns,
+        "uid_root": uid_root,
+        "cycles": cycles,
+        "frame_rate": frame_rate,
+    }
     for k in range(studies):
         study_seed = seed + k
         if exam:
             folder = out / f"exam-{study_seed}"
-            paths = generate_exam(
-                folder,
-                study_seed,
-                exam,
-                compressed=compressed,
-                rows=rows,
-                columns=columns,
-                uid_root=uid_root,
-                cycles=cycles,
-                frame_rate=frame_rate,
-                heart_rate_bpm=heart_rate,
-            )
+            paths = generate_exam(folder, study_seed, exam, **render)
             typer.echo(f"{folder}: {len(paths)} clips ({paths[0].name} … {paths[-1].name})")
             continue
         folder = out / f"phantom-{study_seed}"
-        paths = generate_study(
-            folder,
-            study_seed,
-            heart_rate_bpm=heart_rate,
-            compressed=compressed,
-            rows=rows,
-            columns=columns,
-            uid_root=uid_root,
-            view_codes=view_codes,
-            cycles=cycles,
-            frame_rate=frame_rate,
-        )
+        paths = generate_study(folder, study_seed, view_codes=view_codes, **render)
         if png:
             for path in paths:
                 write_preview(path, path.with_suffix(".png"))
