@@ -6,7 +6,9 @@ OpenVINO compiles that file for the CPU in 32-bit float (INFERENCE_PRECISION_HIN
 with bf16 units OpenVINO would otherwise lower the precision by itself). Measured on a 2-core
 AVX2 EPYC: deeplabv3_resnet50 within 1e-6 of torch (relative to the output's range), 10–25 %
 less CPU time; OpenVINO's own torch converter was 2e-4 off on the same network, outside the
-tolerance, so it is not used (benchmarks/ and README "Speed").
+tolerance, so it is not used (benchmarks/ and README "Speed"), nor is anything else of its
+conversion tools (the only part of the package that carries usage telemetry): the node only
+compiles and runs.
 
 Every conversion is checked before it is used: torch and OpenVINO run the same probe input and
 the largest difference, relative to the range of torch's output, must stay within TOLERANCE,
