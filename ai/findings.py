@@ -40,6 +40,9 @@ class Provenance:
     # Whether the checkpoint's sha256 is one its publisher released (config/models.toml
     # published_sha256): True / False; None when no published digest is known (or classical).
     published: bool | None = None
+    # The runtime that ran the network on that device: "torch" (the reference) or "openvino"
+    # (the same weights converted, within 1e-4 of torch; ai.models.backends).
+    backend: str = "torch"
 
 
 CLASSICAL = "classical"

@@ -1,6 +1,8 @@
 """Study turnaround on CPU: the phantom study pushed with storescu into `echo-node serve`, until
 its SR is stored in Orthanc (the PACS, on loopback), split by step (issue 6's benchmark).
-TURNAROUND_MODELS_DIR=DIR runs the neural pipelines with the checkpoints in DIR.
+TURNAROUND_MODELS_DIR=DIR runs the neural pipelines with the checkpoints in DIR (e.g.
+benchmarks/work/models, which benchmarks/study.py fills with every model), on the backend
+TURNAROUND_BACKEND names (torch, openvino or auto, the default).
 
 Times come from the node's own records, one clock: the last instance's received_at, the job's
 created/started/finished times and per-step seconds, and the SR delivery's sent_at (the moment
@@ -46,6 +48,7 @@ TIMEOUT_S = 600.0
 # Checkpoints for the neural pipelines (`echo-node models import` layout); none by default, so
 # PLAX/A4C report model_not_installed at once and only the Doppler engine measures.
 MODELS_DIR = os.environ.get("TURNAROUND_MODELS_DIR", "")
+BACKEND = os.environ.get("TURNAROUND_BACKEND", "auto")
 
 
 def node_env(data: Path, port: int, orthanc_port: int) -> dict[str, str]:
@@ -67,6 +70,7 @@ def node_env(data: Path, port: int, orthanc_port: int) -> dict[str, str]:
         ECHO_NODE_DESTINATIONS=json.dumps([destination]),
         ECHO_NODE_LOG_FORMAT="json",
         ECHO_NODE_MODELS_DIR=MODELS_DIR,
+        ECHO_NODE_INFERENCE_BACKEND=BACKEND,
     )
     return env
 
@@ -201,6 +205,7 @@ def main() -> dict[str, Any]:
         # With no weights the neural pipelines report model_not_installed at once; with
         # TURNAROUND_MODELS_DIR set, their time shows in the pipeline steps.
         "models_dir": MODELS_DIR or None,
+        "backend": BACKEND,
         "quiet_period_s": QUIET_S,
         "sweep_interval_s": SWEEP_S,
         "runs": runs,

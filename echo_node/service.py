@@ -62,6 +62,7 @@ class Processing:
         models = ModelStore(
             node.settings.resolved_models_dir,
             device=node.settings.inference_device,
+            backend=node.settings.inference_backend,
             threads=threads,
         )
         self.worker = Worker(node, run_job, deliver_due, models)

@@ -214,6 +214,7 @@ class Settings(BaseModel):
     models_fetch_max_gb: float = Field(gt=0)
     torch_threads: int = Field(ge=0)
     inference_device: Literal["cpu", "cuda", "auto"]
+    inference_backend: Literal["torch", "openvino", "auto"]
     min_view_confidence: float = Field(ge=0, le=1)
     overlay_jpeg: bool
     sr_template: Literal["5200", "5300"]
@@ -314,6 +315,14 @@ class Settings(BaseModel):
         if isinstance(value, str):  # from the environment: a JSON list
             return json.loads(value) if value.strip() else []
         return value
+
+    @model_validator(mode="after")
+    def _backend_on_device(self) -> Settings:
+        if self.inference_backend == "openvino" and self.inference_device == "cuda":
+            raise ValueError(
+                'inference_backend "openvino" runs on the CPU: use "torch" or "auto" with cuda'
+            )
+        return self
 
     @model_validator(mode="after")
     def _unique_destinations(self) -> Settings:

@@ -135,7 +135,10 @@ class Job(Base):
     """
 
     __tablename__ = "jobs"
-    __table_args__ = (UniqueConstraint("study_id", "content_key", name="uq_jobs_study_content"),)
+    __table_args__ = (
+        UniqueConstraint("study_id", "content_key", name="uq_jobs_study_content"),
+        Index("ix_jobs_claim_order", "state", "priority", "not_before", "id"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
@@ -143,6 +146,8 @@ class Job(Base):
     reason: Mapped[str] = mapped_column(String(32))  # "stable", "reprocess"
     pipelines: Mapped[str | None] = mapped_column(String(200))  # comma list; None = all
     state: Mapped[str] = mapped_column(String(16), index=True)
+    # Claimed highest first: a study that just arrived (live) before a reprocessing backlog.
+    priority: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     not_before: Mapped[datetime] = mapped_column(UTCDateTime())
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -154,6 +159,8 @@ class Job(Base):
     message: Mapped[str | None] = mapped_column(Text)
     error: Mapped[str | None] = mapped_column(Text)
     steps: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    # Where a running job is: clip i of n, the step, seconds so far (echo_node.processing).
+    progress: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     study: Mapped[Study] = relationship()
 

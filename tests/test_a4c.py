@@ -132,7 +132,7 @@ def test_segmentation_areas_phases_and_beat_by_beat_ef() -> None:
     spec = small_spec(SEGMENTATION_MODEL)
     seg = stand_in(SEGMENTATION_MODEL, BrightIsLV(spec.mean[0], spec.std[0]))
     ef = stand_in(EF_MODEL, FrameBrightness(), frames=8, period=2)
-    result = analyse(clip, seg, ef, A4cOptions(), batch_size=16)
+    result = analyse(clip, seg, ef, A4cOptions(per_start_series=True), batch_size=16)
     assert result.status is PipelineStatus.OK
     assert result.series["ED_frames"] == (30.0, 60.0, 90.0)
     assert result.series["ES_frames"] == (15.0, 45.0, 75.0)
@@ -150,6 +150,10 @@ def test_segmentation_areas_phases_and_beat_by_beat_ef() -> None:
     assert lvef.spread == pytest.approx((min(beats), max(beats)))
     assert lvef.unit == "%" and lvef.provenance.name == EF_MODEL
     assert not {"short_clip_padded", "window_from_tissue_region"} & set(lvef.flags)
+    # By default only the beats' clips run: the same finding, without the every-start curve.
+    quick = analyse(clip, seg, ef, A4cOptions(), batch_size=16)
+    assert quick.findings == result.findings
+    assert quick.series["LVEF_per_start"] == () and quick.series["LVEF_per_beat"] == tuple(beats)
 
 
 def test_beats_start_half_a_clip_before_each_end_systole() -> None:

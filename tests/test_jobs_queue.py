@@ -12,7 +12,9 @@ import pytest
 from pydicom import dcmread
 from pydicom.uid import generate_uid
 from sqlalchemy import select
+from typer.testing import CliRunner
 
+from echo_node.cli import app
 from echo_node.cli.importer import import_file
 from echo_node.ingest import OWN_OUTPUT_ADDRESS, Peer
 from echo_node.jobs import queue
@@ -188,3 +190,48 @@ def test_sop_class_and_sender_filters_decide_what_is_processed(tmp_path: Path) -
         assert study is not None
         assert processable_instances(session, study.id, by_sender) == []  # imported: no AE
     node.engine.dispose()
+
+
+def test_a_study_that_just_arrived_goes_before_a_thousand_reprocessing_jobs(
+    node: Node, tmp_path: Path
+) -> None:
+    """`reprocess --since` of 1000 studies, then a live study: the live one is claimed first,
+    and `--urgent` puts a reprocess beside live studies."""
+    long_ago = queue.now_utc() - timedelta(days=30)
+    with node.sessions.begin() as session:
+        session.add_all(
+            Study(
+                study_instance_uid=f"1.2.826.0.1.3680043.8.498.{index + 1}",
+                first_received_at=long_ago,
+                last_received_at=long_ago,
+            )
+            for index in range(1000)
+        )
+    environ = {"ECHO_NODE_DATA_DIR": str(node.settings.data_dir)}
+    environ["ECHO_NODE_DATABASE_URL"] = node.settings.resolved_database_url
+    since = (long_ago - timedelta(days=1)).strftime("%Y-%m-%d")
+    result = CliRunner().invoke(app, ["reprocess", "--since", since], env=environ)
+    assert result.exit_code == 0, result.output
+    assert "queued 1000 job(s)" in result.output
+
+    (path,) = reuid_copies(us_file("examples_ybr_color.dcm"), tmp_path / "live", 1)
+    assert import_file(node.ingestor, path).outcome == "stored"
+    sweep(node, wait_s=1.1)  # the 1000 hold no instance: their stable jobs are skipped at once
+    with node.sessions() as session:
+        (live,) = session.scalars(
+            select(Job.id).where(Job.reason == "stable", Job.state == queue.QUEUED)
+        ).all()
+    with node.sessions.begin() as session:
+        first = queue.claim_job(session, "w", node.settings, queue.now_utc())
+        assert first is not None and first.id == live and first.reason == "stable"
+    with node.sessions.begin() as session:
+        second = queue.claim_job(session, "w", node.settings, queue.now_utc())
+        assert second is not None and second.reason == "reprocess" and second.id < live
+
+    uid = "1.2.826.0.1.3680043.8.498.7"
+    result = CliRunner().invoke(app, ["reprocess", uid, "--urgent"], env=environ)
+    assert result.exit_code == 0, result.output
+    with node.sessions.begin() as session:
+        urgent = queue.claim_job(session, "w", node.settings, queue.now_utc())
+        assert urgent is not None and urgent.reason == "reprocess"
+        assert urgent.study.study_instance_uid == uid

@@ -41,6 +41,11 @@ def test_list_import_verify(tmp_path: Path) -> None:
     checkpoint = save_checkpoint(tmp_path / "downloaded.pt", random_state(spec), "model.")
     code, output = run(data, "models", "import", str(checkpoint), "--name", NAME)
     assert code == 0, output
+    # Converted at import for the default backend (auto: OpenVINO on the CPU), so the first
+    # study does not wait for it; the check against torch is recorded beside it.
+    assert f"{NAME} converted for openvino" in output
+    (record,) = (data / "models" / ".converted").glob("*.json")
+    assert json.loads(record.read_text())["relative_difference"] <= 1e-4
     installed = data / "models" / spec.file
     digest = sha256_file(checkpoint)
     assert sha256_file(installed) == digest

@@ -1,13 +1,16 @@
 """The model store: the model directory plus the registry, answering "give me model X".
 
 It answers with a LoadedModel or a NotInstalled that carries the command installing the file,
-so a pipeline never raises for a missing model. Loaded models are kept for reuse.
-``install_checkpoint`` is the one way a file enters the directory (`echo-node models import`
-and `models fetch`): checked, then copied and renamed so no reader sees half a checkpoint.
+so a pipeline never raises for a missing model. Loaded models are kept for reuse, each on the
+configured backend (ai.models.backends): converted for OpenVINO when that is asked for and the
+conversion matches torch, else on torch, the reason logged. ``install_checkpoint`` is the one
+way a file enters the directory (`echo-node models import` and `models fetch`): checked, then
+copied and renamed so no reader sees half a checkpoint.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -21,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from ai.models import backends
 from ai.models.loader import CheckpointError, LoadedModel, load_model, select_device, sha256_file
 from ai.models.normalisation import with_site_statistics
 from ai.models.registry import ModelSpec, Registry, default_registry
@@ -131,7 +135,9 @@ def _fsync(path: Path) -> None:
 
 
 class ModelStore:
-    """Model directory (<data_dir>/models for the node) + registry + device and threads."""
+    """Model directory (<data_dir>/models for the node) + registry + device, backend and
+    threads. backend: "torch" (the reference), "openvino" or "auto" (OpenVINO on the CPU when
+    it is installed, torch otherwise)."""
 
     def __init__(
         self,
@@ -140,10 +146,13 @@ class ModelStore:
         device: str = "cpu",
         threads: int | None = None,
         batch_size: int = 16,
+        backend: str = backends.TORCH,
     ) -> None:
         self.model_dir = Path(model_dir)
         self.registry = registry or default_registry()
         self.device = select_device(device)
+        self.backend = backends.resolve(backend, self.device)
+        self.threads = threads
         self.batch_size = batch_size
         if threads is not None:
             # Process-wide in torch; the node runs inference in its own worker processes.
@@ -175,7 +184,7 @@ class ModelStore:
             path = self.model_dir / spec.file
             if not path.is_file():
                 return NotInstalled(name, spec.file, spec.install_command(), spec.optional)
-            loaded = load_model(path, spec, self.device)
+            loaded = self._on_backend(load_model(path, spec, self.device))
             recorded = recorded_sha256(path)
             if recorded is not None and recorded != loaded.sha256:
                 logger.warning(
@@ -187,3 +196,18 @@ class ModelStore:
                 )
             self._loaded[name] = loaded
             return loaded
+
+    def _on_backend(self, loaded: LoadedModel) -> LoadedModel:
+        if self.backend == backends.TORCH:
+            return loaded
+        try:
+            runner, _ = backends.convert(
+                loaded.module, loaded.spec, loaded.sha256, self.model_dir, self.threads
+            )
+        except backends.ConversionError as error:
+            logger.warning("model %s runs on torch: %s", loaded.spec.name, error)
+            return loaded
+        # The converted network holds its own weights: torch's copy is released (a node with
+        # every model installed would otherwise hold each network twice).
+        module = loaded.module.to("meta")
+        return dataclasses.replace(loaded, module=module, backend=self.backend, runner=runner)

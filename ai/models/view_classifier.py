@@ -49,7 +49,7 @@ def preprocess(frame: npt.NDArray[np.uint8], mask: Mask | None, spec: ModelSpec)
 def predict(model: LoadedModel, batch: torch.Tensor) -> npt.NDArray[np.float64]:
     """Class probabilities (N, classes)."""
     with torch.inference_mode():
-        logits = model.module(model.input(batch))
+        logits = model.run(batch)
         return np.asarray(torch.softmax(logits.float(), dim=1).cpu().numpy(), dtype=np.float64)
 
 

@@ -48,7 +48,7 @@ def generate_study(
     """
     if not uid_root.endswith("."):
         uid_root += "."
-    header = _header(seed, uid_root)
+    header = study_header(seed, uid_root)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for number, name in enumerate(CLIP_NAMES, start=1):
@@ -61,7 +61,6 @@ def generate_study(
             cycles=cycles,
             frame_rate=frame_rate,
         )
-        frames, truth = clip.frames, clip.truth
         spec = InstanceSpec(
             sop_instance_uid=str(generate_uid(uid_root, [str(seed), name])),
             instance_number=number,
@@ -72,30 +71,43 @@ def generate_study(
             heart_rate_bpm=clip.patient.heart_rate_bpm,
             view=name if view_codes and clip.frame_time_ms is not None else None,
         )
-        path = out_dir / f"{name}.dcm"
-        write_instance(path, frames, header, spec, compressed)
-        document = {
-            "schema": SCHEMA,
-            "clip": name,
-            "file": path.name,
-            "seed": seed,
-            "sop_instance_uid": spec.sop_instance_uid,
-            "study_instance_uid": header.study_instance_uid,
-            "series_instance_uid": header.series_instance_uid,
-            "rows": rows,
-            "columns": columns,
-            "number_of_frames": int(frames.shape[0]),
-            "frame_time_ms": clip.frame_time_ms,
-            "heart_rate_bpm": clip.patient.heart_rate_bpm,
-            "compressed": compressed,
-            "regions": [dataclasses.asdict(r) for r in clip.regions],
-            **truth,
-            "expected": _expected(name, clip.patient, truth),
-        }
-        path.with_suffix(".json").write_text(json.dumps(document, indent=1))
-        logger.info("phantom %s written: SOPInstanceUID %s", name, spec.sop_instance_uid)
-        paths.append(path)
+        paths.append(write_clip(out_dir / f"{name}.dcm", clip, header, spec, seed, compressed))
     return paths
+
+
+def write_clip(
+    path: Path,
+    clip: RenderedClip,
+    header: StudyHeader,
+    spec: InstanceSpec,
+    seed: int,
+    compressed: bool,
+) -> Path:
+    """One rendered clip as path (DICOM) and its truth beside it (path with .json)."""
+    frames, truth = clip.frames, clip.truth
+    write_instance(path, frames, header, spec, compressed)
+    document = {
+        "schema": SCHEMA,
+        "clip": clip.name,
+        "file": path.name,
+        "seed": seed,
+        "sop_instance_uid": spec.sop_instance_uid,
+        "study_instance_uid": header.study_instance_uid,
+        "series_instance_uid": header.series_instance_uid,
+        "series_description": spec.series_description,
+        "rows": int(frames.shape[1]),
+        "columns": int(frames.shape[2]),
+        "number_of_frames": int(frames.shape[0]),
+        "frame_time_ms": clip.frame_time_ms,
+        "heart_rate_bpm": clip.patient.heart_rate_bpm,
+        "compressed": compressed,
+        "regions": [dataclasses.asdict(r) for r in clip.regions],
+        **truth,
+        "expected": _expected(clip.name, clip.patient, truth),
+    }
+    path.with_suffix(".json").write_text(json.dumps(document, indent=1))
+    logger.info("phantom %s written: SOPInstanceUID %s", clip.name, spec.sop_instance_uid)
+    return path
 
 
 @dataclass(frozen=True)
@@ -138,8 +150,12 @@ def make_clip(
     columns: int = 800,
     cycles: int = 2,
     frame_rate: float = 50.0,
+    variant: int = 0,
 ) -> RenderedClip:
-    """Render one of CLIP_NAMES exactly as generate_study does for the same arguments."""
+    """Render one of CLIP_NAMES exactly as generate_study does for the same arguments.
+
+    variant > 0 draws another acquisition of the same patient (its own speckle and noise), as
+    the several clips of one view in an exam (ai.phantom.exam)."""
     if name not in CLIP_NAMES:
         raise ValueError(f"name must be one of {CLIP_NAMES}, got {name!r}")
     if rows < 120 or columns < 160:
@@ -147,7 +163,8 @@ def make_clip(
     patient = sample_patient(np.random.default_rng(seed), heart_rate_bpm)
     timing = cine_timing(patient.heart_rate_bpm, frame_rate, cycles)
     # Each clip has its own stream, so one clip's draws never shift another's.
-    rng = np.random.default_rng([seed, CLIP_NAMES.index(name) + 1])
+    stream = [seed, CLIP_NAMES.index(name) + 1] + ([variant] if variant else [])
+    rng = np.random.default_rng(stream)
     if name in ("plax", "a4c"):
         cine = (make_plax if name == "plax" else make_a4c)(patient, timing, rows, columns, rng)
         truth = {
@@ -226,7 +243,7 @@ def _patient_values(patient: Patient) -> dict[str, dict[str, Any]]:
     }
 
 
-def _header(seed: int, uid_root: str) -> StudyHeader:
+def study_header(seed: int, uid_root: str) -> StudyHeader:
     day = dt.date(2025, 1, 1) + dt.timedelta(days=seed % 365)
     seconds = 8 * 3600 + (seed * 7919) % (9 * 3600)
     return StudyHeader(

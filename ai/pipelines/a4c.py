@@ -19,7 +19,9 @@ Reference behaviour (echonet/dynamic; docs/METHODS.md, "A4C"):
   at 0 when that is before the first frame, kept where such a start exists; the reported LVEF is
   the mean over those beats, else over every clip start.
 Cost: every start of a 32×2 clip is one r2plus1d_18 pass (~1.5 s on two CPU cores), so a
-120-frame clip is ~58 passes; A4cOptions.clip_stride > 1 takes every n-th start instead.
+120-frame clip is ~58 passes. Where beats are found only the beats' clips run (the value is the
+same; A4cOptions(per_start_series=True) runs every start too, for the LVEF_per_start curve);
+without beats every start runs, and A4cOptions.clip_stride > 1 takes every n-th one instead.
 
 EchoNet-LVH A4C classifiers (optional, r3d_18, one logit): the first 96 frames, crop to a
 square, 112×112, BGR /255; a shorter clip is reported as too short, never padded.
@@ -59,6 +61,9 @@ FloatArray = npt.NDArray[np.float64]
 @dataclass(frozen=True)
 class A4cOptions:
     clip_stride: int = 1  # 1 = every clip start (reference)
+    # Where beats decide the LVEF only their clips are needed (the same value); True also runs
+    # every other clip start for the LVEF_per_start curve (one r2plus1d_18 pass each).
+    per_start_series: bool = False
     beat_distance: int = 20  # frames between two systoles (reference)
     zoom: float = 0.1  # border trimmed on each side (reference conversion)
 
@@ -94,7 +99,7 @@ def clip_tensor(video: torch.Tensor, start: int, frames: int, period: int) -> to
 def predict_segmentation(model: LoadedModel, batch: torch.Tensor) -> npt.NDArray[np.float32]:
     """(N, 3, H, W) → (N, H, W) LV logits."""
     with torch.inference_mode():
-        logits = model.module(model.input(batch))["out"][:, 0]
+        logits = model.run(batch)[:, 0]
         result: npt.NDArray[np.float32] = logits.float().cpu().numpy()
     return result
 
@@ -102,7 +107,7 @@ def predict_segmentation(model: LoadedModel, batch: torch.Tensor) -> npt.NDArray
 def predict_clips(model: LoadedModel, clips: torch.Tensor) -> FloatArray:
     """(B, 3, T, H, W) → (B,) first output of a video model."""
     with torch.inference_mode():
-        out = model.module(model.input(clips))
+        out = model.run(clips)
         return np.asarray(out[:, 0].float().cpu().numpy(), dtype=np.float64)
 
 
@@ -195,8 +200,10 @@ def ejection_fraction(
     spec = model.spec
     video, window = prepared
     span = (spec.frames - 1) * spec.period + 1
-    starts = clip_starts(len(video), spec.frames, spec.period, options.clip_stride)
     beats = beat_starts(es_frames, len(video), spec.frames, spec.period)
+    starts = clip_starts(len(video), spec.frames, spec.period, options.clip_stride)
+    if beats and not options.per_start_series:
+        starts = []  # the beats decide the value: the other starts would only draw a curve
     wanted = sorted(set(starts) | set(beats))
     clips_per_batch = max(1, batch_size // 4)
     predictions: dict[int, float] = {}

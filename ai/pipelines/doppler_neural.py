@@ -222,7 +222,7 @@ def model_input(frame: npt.NDArray[np.uint8], geometry: Geometry, spec: ModelSpe
 def predict(model: LoadedModel, batch: torch.Tensor) -> npt.NDArray[np.float32]:
     """Sigmoid heat maps (C, H, W) of one image."""
     with torch.inference_mode():
-        logits = model.module(model.input(batch))["out"]
+        logits = model.run(batch)
         maps: npt.NDArray[np.float32] = torch.sigmoid(logits)[0].float().cpu().numpy()
     return maps
 

@@ -81,7 +81,7 @@ def preprocess(
 def predict(model: LoadedModel, batch: torch.Tensor) -> npt.NDArray[np.float32]:
     """Sigmoid heat maps (N, 4, H, W)."""
     with torch.inference_mode():
-        logits = model.module(model.input(batch))["out"]
+        logits = model.run(batch)
         maps: npt.NDArray[np.float32] = torch.sigmoid(logits).float().cpu().numpy()
     return maps
 

@@ -25,7 +25,10 @@ def _models(settings: Settings) -> Any:
 
     threads = settings.torch_threads or None
     return ModelStore(
-        settings.resolved_models_dir, device=settings.inference_device, threads=threads
+        settings.resolved_models_dir,
+        device=settings.inference_device,
+        threads=threads,
+        backend=settings.inference_backend,
     )
 
 

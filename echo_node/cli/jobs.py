@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Annotated, Any
 
 import typer
@@ -34,7 +35,23 @@ def _summary(job: Job, study_uid: str) -> dict[str, Any]:
         "seconds": seconds,
         "message": job.message,
         "error": job.error,
+        "priority": job.priority,
+        "progress": job.progress if job.state == queue.RUNNING else None,
     }
+
+
+def describe_progress(progress: dict[str, Any] | None, now: datetime) -> str:
+    """ "clip 3/60 pipeline:plax, about 2 min 10 s left" (the estimate aged to now)."""
+    if not progress:
+        return ""
+    text = f"clip {progress['clip']}/{progress['clips']} {progress['step']}"
+    left = progress.get("estimated_left_s")
+    if left is None:
+        return text
+    updated = datetime.fromisoformat(progress["updated_at"])
+    remaining = max(0.0, float(left) - (now - updated).total_seconds())
+    minutes, seconds = divmod(round(remaining), 60)
+    return f"{text}, about {f'{minutes} min ' if minutes else ''}{seconds} s left"
 
 
 @app.callback(invoke_without_command=True)
@@ -61,7 +78,10 @@ def list_jobs(
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
-    table = Table("id", "state", "reason", "tries", "created", "s", "study UID", "message / error")
+    table = Table(
+        "id", "state", "reason", "tries", "created", "s", "study UID", "progress / message / error"
+    )
+    now = queue.now_utc()
     for row in rows:
         table.add_row(
             str(row["id"]),
@@ -71,7 +91,7 @@ def list_jobs(
             row["created_at"][:19],
             str(row["seconds"] or ""),
             row["study_instance_uid"],
-            row["error"] or row["message"] or "",
+            describe_progress(row["progress"], now) or row["error"] or row["message"] or "",
         )
     Console().print(table)
 
@@ -164,8 +184,13 @@ def show(
         "seconds",
         "message",
         "error",
+        "priority",
     ):
         console.print(f"[bold]{key}[/bold]: {detail[key]}")
+    if detail["progress"]:
+        console.print(
+            f"[bold]progress[/bold]: {describe_progress(detail['progress'], queue.now_utc())}"
+        )
     _table(console, "steps", detail["steps"])
     _table(console, "clips", detail["clips"])
     _table(console, "findings", detail["findings"])

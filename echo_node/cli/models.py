@@ -147,6 +147,7 @@ def import_model(
     typer.echo(
         f"installed {spec.name} at {installed.path} (sha256 {installed.sha256}, {installed.origin})"
     )
+    _convert(ctx, spec.name)
 
 
 @app.command("fetch")
@@ -202,6 +203,7 @@ def fetch(
     directory = _models_dir(ctx)
     max_bytes = int(settings.models_fetch_max_gb * 1e9)
     failed = 0
+    installed: list[str] = []
     console = Console(stderr=True)
     columns = (
         TextColumn("{task.description}"),
@@ -233,11 +235,35 @@ def fetch(
                 progress.console.print(f"{spec.name}: NOT INSTALLED: {exc}", soft_wrap=True)
             else:
                 progress.console.print(f"{spec.name}: {fetched.message}", soft_wrap=True)
+                installed.append(spec.name)
             finally:
                 progress.remove_task(task)
+    for name in installed:
+        _convert(ctx, name)
     if failed:
         typer.echo(f"{failed} of {len(specs)} models not installed", err=True)
     raise typer.Exit(1 if failed else 0)
+
+
+def _convert(ctx: typer.Context, name: str) -> None:
+    """Convert for the configured backend now, so the first study does not wait for it."""
+    from ai.models.store import ModelStore
+
+    settings = state(ctx).settings()
+    store = ModelStore(
+        settings.resolved_models_dir,
+        device=settings.inference_device,
+        threads=settings.torch_threads or None,
+        backend=settings.inference_backend,
+    )
+    if store.backend == "torch":
+        return
+    loaded = store.get(name)
+    backend = getattr(loaded, "backend", "torch")
+    if backend == store.backend:
+        typer.echo(f"{name} converted for {backend} (cached under {settings.resolved_models_dir})")
+    else:
+        typer.echo(f"{name} stays on torch: conversion for {store.backend} failed (see the log)")
 
 
 @app.command("normalise")

@@ -45,8 +45,15 @@ def reprocess(
             "the other pipelines' latest results are carried over."
         ),
     ] = None,
+    urgent: Annotated[
+        bool,
+        typer.Option(
+            "--urgent",
+            help="Queue beside newly arrived studies; by default reprocessing waits for them.",
+        ),
+    ] = False,
 ) -> None:
-    """Queue studies for processing again."""
+    """Queue studies for processing again (after studies that arrive meanwhile)."""
     if pipeline is not None:
         from echo_node.processing.analysis import wanted
 
@@ -58,7 +65,8 @@ def reprocess(
     node = state(ctx).node()
     with node.sessions.begin() as session:
         study_ids = _select(session, study_uids or [], since, failed)
-        job_ids = queue.enqueue_reprocess(session, study_ids, queue.now_utc(), pipeline)
+        priority = queue.LIVE_PRIORITY if urgent else queue.REPROCESS_PRIORITY
+        job_ids = queue.enqueue_reprocess(session, study_ids, queue.now_utc(), pipeline, priority)
     typer.echo(f"queued {len(job_ids)} job(s): {', '.join(map(str, job_ids)) or '-'}")
 
 

@@ -131,7 +131,12 @@ def check_inference(settings: Settings) -> Check:
         if settings.inference_device == "cuda" or (settings.inference_device == "auto" and cuda)
         else "cpu"
     )
-    return Check("inference", "OK", f"torch {torch.__version__}, models run on {device}")
+    from ai.models.backends import resolve
+
+    backend = resolve(settings.inference_backend, torch.device(device))
+    return Check(
+        "inference", "OK", f"torch {torch.__version__}, models run on {device} with {backend}"
+    )
 
 
 def check_tls_files(settings: Settings) -> Check:

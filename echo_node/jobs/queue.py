@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, or_, select
+from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -26,6 +26,10 @@ logger = logging.getLogger(__name__)
 
 QUEUED, RUNNING, DONE, FAILED, SKIPPED = "queued", "running", "done", "failed", "skipped"
 STATES = (QUEUED, RUNNING, DONE, FAILED, SKIPPED)
+# Jobs are claimed highest priority first: a study that just arrived is processed before a
+# reprocessing backlog (`reprocess --since` of a thousand studies), whatever was queued first.
+LIVE_PRIORITY = 10
+REPROCESS_PRIORITY = 0
 
 
 def now_utc() -> datetime:
@@ -52,6 +56,7 @@ def enqueue_stable_studies(session: Session, settings: Settings, now: datetime) 
             "study_id": study_id,
             "content_key": content_key(instances),
             "reason": "stable",
+            "priority": LIVE_PRIORITY,
             "state": QUEUED,
             "attempts": 0,
             "not_before": now,
@@ -83,14 +88,20 @@ def _insert_job(session: Session, values: dict[str, Any]) -> int | None:
 
 
 def enqueue_reprocess(
-    session: Session, study_ids: Iterable[int], now: datetime, pipelines: str | None
+    session: Session,
+    study_ids: Iterable[int],
+    now: datetime,
+    pipelines: str | None,
+    priority: int = REPROCESS_PRIORITY,
 ) -> list[int]:
-    """Queue a reprocessing job per study (no content key: reprocessing is deliberate)."""
+    """Queue a reprocessing job per study (no content key: reprocessing is deliberate), after
+    live studies unless priority says otherwise."""
     jobs = [
         Job(
             study_id=study_id,
             content_key=None,
             reason="reprocess",
+            priority=priority,
             pipelines=pipelines,
             state=QUEUED,
             attempts=0,
@@ -106,7 +117,8 @@ def enqueue_reprocess(
 
 
 def claim_job(session: Session, worker_id: str, settings: Settings, now: datetime) -> Job | None:
-    """Take the next due job (or one whose worker's lease ran out) and lease it."""
+    """Take the next due job (or one whose worker's lease ran out) and lease it: the highest
+    priority first, then the longest due."""
     due = or_(
         and_(Job.state == QUEUED, Job.not_before <= now),
         and_(Job.state == RUNNING, Job.lease_until < now),
@@ -114,7 +126,7 @@ def claim_job(session: Session, worker_id: str, settings: Settings, now: datetim
     job = session.scalars(
         select(Job)
         .where(due)
-        .order_by(Job.not_before, Job.id)
+        .order_by(Job.priority.desc(), Job.not_before, Job.id)
         .limit(1)
         .with_for_update(skip_locked=True)
     ).first()
@@ -132,6 +144,7 @@ def claim_job(session: Session, worker_id: str, settings: Settings, now: datetim
     job.attempts += 1
     job.worker_id = worker_id
     job.started_at = now
+    job.progress = None
     job.lease_until = now + timedelta(seconds=settings.job_lease_s)
     return job
 
@@ -196,3 +209,10 @@ def retry_job(session: Session, job: Job, now: datetime) -> None:
     job.lease_until = None
     job.worker_id = None
     job.error = None
+
+
+def record_progress(session: Session, job_id: int, progress: dict[str, Any]) -> None:
+    """Where a running job is (shown by `echo-node jobs`); ignored once it is not running."""
+    session.execute(
+        update(Job).where(Job.id == job_id, Job.state == RUNNING).values(progress=progress)
+    )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,6 +65,7 @@ def analyse_clip(
     classifier: Classifier | None,
     min_confidence: float,
     only: Collection[str] | None,
+    on_step: Callable[[str], None] | None = None,
 ) -> ClipRun:
     """Decide the view and run its pipelines over frames decoded once, on first use.
 
@@ -72,9 +73,12 @@ def analyse_clip(
     so a clip whose pipelines cannot run costs only its header and first frame. The "decode"
     step counts every decoding second; pipeline steps count their own time without it.
     `only`: the pipeline names a reprocess asked for; None runs every pipeline of the view.
+    `on_step` hears the name of each step as it starts (progress of the job).
     """
     uid = source.sop_instance_uid
     steps: list[dict[str, Any]] = []
+    announce = on_step or (lambda _: None)
+    announce("decode")
 
     started = time.perf_counter()
     header = pydicom.dcmread(source.path, stop_before_pixels=True)
@@ -94,6 +98,7 @@ def analyse_clip(
     header_seconds = time.perf_counter() - started - cache.seconds
     clip = dataclasses.replace(lazy, frames=cache)
 
+    announce("view")
     started, decoded = time.perf_counter(), cache.seconds
     decision = decide_view(clip, classifier, min_confidence)
     steps.append(
@@ -112,6 +117,7 @@ def analyse_clip(
     else:
         results = []
         for function in functions:
+            announce(f"pipeline:{pipeline_name(function)}")
             started, decoded = time.perf_counter(), cache.seconds
             outcome = run_pipeline(function, clip, models)
             steps.append(

@@ -42,6 +42,7 @@ from echo_node.processing.outputs import (
     study_report,
     write_sr,
 )
+from echo_node.processing.progress import Progress
 from echo_node.processing.record import (
     record_clips,
     record_outputs,
@@ -108,8 +109,17 @@ def _compute_and_write(
     analysed: list[ClipRun] = []  # clips whose pipelines ran now and found something
     steps: list[dict[str, Any]] = []
     frames: dict[str, Frames] = {}  # the frames the PDF report shows, per clip
+    progress = Progress(node, plan.job_id, len(plan.clips))
     for clip in plan.clips:
-        run = analyse_clip(clip, models, classifier, node.settings.min_view_confidence, plan.only)
+        progress.next_clip()
+        run = analyse_clip(
+            clip,
+            models,
+            classifier,
+            node.settings.min_view_confidence,
+            plan.only,
+            on_step=progress.step,
+        )
         if run.frames is not None:
             analysed.append(run)
         if plan.only is not None:
@@ -133,9 +143,11 @@ def _compute_and_write(
     # Clips carried over from an earlier run keep their earlier overlays.
     overlays, report_model = OverlaySeries(node, Run(plan.run)), study_report(runs)
     for run in analysed:
+        progress.step("overlay")
         overlay = overlays.write(run, report_model, steps)
         if overlay is not None:
             stored.append(overlay)
+    progress.step("sr")
     predecessor = _predecessor(plan.predecessor)
     overlay_count = len(stored)
     report = write_sr(node, runs, predecessor, steps, overlays.run, overlays.written)
