@@ -37,7 +37,7 @@ def test_its_tables_come_from_the_code(rendered: str) -> None:
         assert f"| `{context.abstract_syntax}` |" in rendered
     assert f"each of the {len(AllStoragePresentationContexts)} storage SOP classes" in rendered
     assert f"| 0x{store.OUT_OF_RESOURCES:04X} | out of resources |" in rendered
-    for code in (codes.LVEF, codes.TR_VMAX, codes.NEURAL_VIDEO_REGRESSION):
+    for code in (codes.LVEF, codes.TR_VMAX, codes.ALGORITHM_NAME):
         assert f"| {code.scheme_designator} | `{code.value}` | {code.meaning} |" in rendered
     assert "{{" not in rendered
 

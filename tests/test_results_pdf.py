@@ -153,7 +153,9 @@ def test_every_reported_and_calculated_value_reads_as_the_report_prints_it(
         assert value.display in rendered.text, value.display
         assert value.label in rendered.text, value.label
     assert "LVEF 57 %" in rendered.text  # 57.4 rounded once, as the SR writes it
-    assert "E/A = E ÷ A" in rendered.text  # the formula of each calculated value
+    assert report.derived
+    for derived in report.derived:  # the formula of each calculated value, as the SR states it
+        assert derived.formula in rendered.text, derived.formula
     assert "DOE JANE" in rendered.text  # whose report it is, on every page's footer too
     assert "not verified by a physician" in rendered.text
 

@@ -91,7 +91,23 @@ def _left_behind(node: NodeProcess) -> list[str]:
 def test_disk_full_answers_a700_and_507_leaves_nothing_and_recovers(
     small_disk: SmallDisk,
 ) -> None:
-    node, token = start_node(small_disk.root, http=True)
+    # The free-space watermark would refuse associations on this tiny disk before any write
+    # could fail; this test is about the writes themselves (the watermark has its own tests).
+    node, token = start_node(
+        small_disk.root, http=True, disk_min_free_percent="0", disk_min_free_gb="0"
+    )
+    try:
+        _fill_and_recover(node, token, small_disk)
+    finally:
+        node.stop()
+    log = node.log()
+    assert "received data set could not be written" in log
+    assert "nothing kept, the sender still has it" in log
+    assert "could not be kept in quarantine" in log or "quarantined" in log
+    assert "kept in quarantine" not in log.replace("could not be kept in quarantine", "")
+
+
+def _fill_and_recover(node: NodeProcess, token: str, small_disk: SmallDisk) -> None:
     size = len(corpus.image(rows=1024, columns=1024).part10())
     statuses = []
     # From "the data set does not fit" through "it fits but its row does not" to "it fits".
@@ -127,9 +143,3 @@ def test_disk_full_answers_a700_and_507_leaves_nothing_and_recovers(
     instance = corpus.image(rows=1024, columns=1024)
     assert probes.store_raw(node.port, instance.dataset, instance.sop_instance_uid) == 0x0000
     assert _left_behind(node) == []
-    node.stop()
-    log = node.log()
-    assert "received data set could not be written" in log
-    assert "nothing kept, the sender still has it" in log
-    assert "could not be kept in quarantine" in log or "quarantined" in log
-    assert "kept in quarantine" not in log.replace("could not be kept in quarantine", "")
