@@ -1,10 +1,12 @@
-"""Engine and sessions: SQLite in WAL mode by default, PostgreSQL by URL; Alembic at start."""
+"""Engine and sessions: SQLite in WAL mode by default, PostgreSQL by URL; Alembic at start;
+the one ``INSERT … ON CONFLICT`` both engines share."""
 
 from __future__ import annotations
 
 import os
 import sqlite3
 import stat
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -14,7 +16,8 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy import Engine, Result, create_engine, event, make_url
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -85,6 +88,35 @@ def _sqlite_engine(url: str) -> Engine:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def insert_on_conflict(
+    session: Session,
+    table: Any,  # a Table or a mapped class
+    values: Mapping[str, Any],
+    *,
+    update_on: Sequence[str] = (),
+    returning: Any = None,
+) -> Result[Any]:
+    """``INSERT … ON CONFLICT`` on SQLite and PostgreSQL (SQLAlchemy spells it per dialect).
+
+    Without ``update_on`` the insert is skipped when the row would break a unique constraint
+    (DO NOTHING: another process may have won). With the columns of a unique key it replaces
+    the other columns of the row that is there (DO UPDATE). ``returning``: the columns the
+    result gives (no row when nothing was inserted).
+    """
+    module: Any = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    statement = module.insert(table).values(**values)
+    if update_on:
+        statement = statement.on_conflict_do_update(
+            index_elements=list(update_on),
+            set_={key: value for key, value in values.items() if key not in update_on},
+        )
+    else:
+        statement = statement.on_conflict_do_nothing()
+    if returning is not None:
+        statement = statement.returning(returning)
+    return session.execute(statement)
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -27,6 +27,7 @@ from echo_node.node import Node, open_node
 from echo_node.processing import run_job
 from echo_node.settings import load_settings
 from storage.models import Delivery, FindingRow, Instance, Job, JobClip, Output, Study
+from storage.queue import utc_now
 from tests.conftest import require_tool
 
 # Full-width phantom frames keep the Doppler engine within a few % of the truth; one cycle
@@ -71,14 +72,14 @@ def make_node(data_dir: Path, **environ: str) -> Node:
 
 def claim_next(node: Node) -> int:
     with node.sessions.begin() as session:
-        job = queue.claim_job(session, "test-worker", node.settings, queue.now_utc())
+        job = queue.claim_job(session, "test-worker", node.settings, utc_now())
         assert job is not None
         return job.id
 
 
 def stable_job(node: Node) -> int:
     with node.sessions.begin() as session:
-        created = queue.enqueue_stable_studies(session, node.settings, queue.now_utc())
+        created = queue.enqueue_stable_studies(session, node.settings, utc_now())
     assert len(created) == 1, created
     return claim_next(node)
 
@@ -254,7 +255,7 @@ def test_own_outputs_never_make_a_job(first: Run) -> None:
         processable = processable_instances(session, study_id, node.settings)
         assert len(processable) == 4  # the four phantom clips, not the SR or the overlays
     with node.sessions.begin() as session:
-        assert queue.enqueue_stable_studies(session, node.settings, queue.now_utc()) == []
+        assert queue.enqueue_stable_studies(session, node.settings, utc_now()) == []
 
 
 def test_a_job_taken_over_after_its_results_were_written_adds_nothing(first: Run) -> None:
@@ -269,7 +270,7 @@ def test_reprocess_supersedes_the_earlier_sr(first: Run) -> None:
     (old_sr,) = [o for o in outputs_of(node, first.job_id) if o.kind == "sr"]
     with node.sessions.begin() as session:
         study_id = session.scalars(select(Study.id)).one()
-        queue.enqueue_reprocess(session, [study_id], queue.now_utc(), "doppler")
+        queue.enqueue_reprocess(session, [study_id], utc_now(), "doppler")
     job_id = claim_next(node)
     outcome = run_job(node, job_id, None)
     assert outcome.state == "done", outcome.message
@@ -331,7 +332,7 @@ def test_a_reprocess_of_one_pipeline_keeps_the_other_pipelines_values(first: Run
     node = first.node
     with node.sessions.begin() as session:
         study_id = session.scalars(select(Study.id)).one()
-        queue.enqueue_reprocess(session, [study_id], queue.now_utc(), "plax")
+        queue.enqueue_reprocess(session, [study_id], utc_now(), "plax")
     job_id = claim_next(node)
     outcome = run_job(node, job_id, None)
     assert outcome.state == "done", outcome.message
@@ -570,7 +571,7 @@ def test_run_job_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
     assert run_job(node, first_job, None).state == "done"
     with node.sessions.begin() as session:
         study_id = session.scalars(select(Study.id)).one()
-        queue.enqueue_reprocess(session, [study_id], queue.now_utc(), None)
+        queue.enqueue_reprocess(session, [study_id], utc_now(), None)
     second_job = claim_next(node)
     assert run_job(node, second_job, None).state == "done"
     with node.sessions() as session:

@@ -16,8 +16,8 @@ from echo_node.cli.context import state
 from echo_node.export.backlog import destination_backlog
 from echo_node.jobs.queue import STATES
 from echo_node.watermark import disk_space
-from storage.commitments import FAILED, PENDING, SENT
 from storage.models import Commitment, Instance, Job, RetentionDeletion, Series, Study
+from storage.queue import FAILED, PENDING, SENT
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from echo_node.doctor.report import Check
-from echo_node.export.queue import FAILED, PENDING
 from echo_node.jobs.queue import RUNNING
 from echo_node.settings import Settings
 from storage.db import schema_state
 from storage.models import Delivery, Job, Output, Study
+from storage.queue import FAILED, PENDING
 
 
 def check_schema(engine: Engine, verify: bool) -> Check:

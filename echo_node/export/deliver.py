@@ -18,9 +18,6 @@ from echo_node.export.dicomweb import stow_files
 from echo_node.export.dimse import store_files
 from echo_node.export.outcome import Item, SendResult, permanent, transient
 from echo_node.export.queue import (
-    FAILED,
-    PENDING,
-    SENT,
     Claim,
     claim_due,
     mark_failed,
@@ -30,6 +27,7 @@ from echo_node.export.queue import (
 )
 from echo_node.node import Node
 from echo_node.settings import Destination
+from storage.queue import FAILED, PENDING, SENT
 
 logger = logging.getLogger(__name__)
 

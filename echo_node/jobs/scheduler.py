@@ -21,13 +21,14 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from echo_node.jobs import queue
 from echo_node.node import Node
+from storage.queue import utc_now
 
 logger = logging.getLogger(__name__)
 
 
 def sweep(node: Node) -> list[int]:
     with node.sessions.begin() as session:
-        return queue.enqueue_stable_studies(session, node.settings, queue.now_utc())
+        return queue.enqueue_stable_studies(session, node.settings, utc_now())
 
 
 def _every(
@@ -72,10 +73,8 @@ def start_retention_sweep(node: Node) -> BackgroundScheduler:
             node.sessions,
             node.store,
             node.settings,
-            queue.now_utc(),
+            utc_now(),
             node.metrics.retention_deleted,
         )
 
-    return _every(
-        node.settings.retention_sweep_interval_s, "retention-sweep", work, queue.now_utc()
-    )
+    return _every(node.settings.retention_sweep_interval_s, "retention-sweep", work, utc_now())

@@ -20,6 +20,7 @@ from typing import Any
 from echo_node.jobs import queue
 from echo_node.jobs.outcome import JobOutcome, TransientJobError
 from echo_node.node import Node
+from storage.queue import utc_now
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ class Worker:
         """Claim and run one job; False when none was due."""
         settings = self.node.settings
         with self.node.sessions.begin() as session:
-            job = queue.claim_job(session, me, settings, queue.now_utc())
+            job = queue.claim_job(session, me, settings, utc_now())
             job_id = job.id if job is not None else None
         if job_id is None:
             return False
