@@ -2,8 +2,8 @@
 
 Each worker thread loops: claim a due job (or take over one whose lease ran out), run
 ``echo_node.processing.run_job`` while a heartbeat renews the lease, record the outcome.
-Between jobs it delivers due results to their destinations. A process that dies simply stops
-renewing; its jobs come back when their leases expire.
+Delivering the results is a periodic pass of its own (echo_node.periodic). A process that dies
+simply stops renewing; its jobs come back when their leases expire.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from storage.queue import utc_now
 logger = logging.getLogger(__name__)
 
 RunJob = Callable[[Node, int, Any], JobOutcome]
-Deliver = Callable[[Node, str], int]  # one delivery pass; returns how many were handled
 # How long an idle worker waits before looking for work again.
 _IDLE_POLL_S = 1.0
 
@@ -37,10 +36,9 @@ def worker_id(thread_index: int) -> str:
 class Worker:
     """Worker threads of one process; ``stop`` lets each finish its current job and end."""
 
-    def __init__(self, node: Node, run_job: RunJob, deliver: Deliver, models: Any) -> None:
+    def __init__(self, node: Node, run_job: RunJob, models: Any) -> None:
         self.node = node
         self.run_job = run_job
-        self.deliver = deliver
         self.models = models
         self.stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -62,11 +60,10 @@ class Worker:
         while not self.stop.is_set():
             try:
                 worked = self.run_one(me)
-                delivered = self.deliver(self.node, me)
             except Exception:  # the loop must outlive any one fault; the log keeps it
                 logger.exception("worker loop error", extra={"worker": me})
-                worked, delivered = False, 0
-            if not worked and not delivered:
+                worked = False
+            if not worked:
                 self.stop.wait(_IDLE_POLL_S)
 
     def run_one(self, me: str) -> bool:
