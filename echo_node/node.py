@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from echo_node.dimse.commitment_report import Reporter
 from echo_node.ingest import Ingestor
 from echo_node.settings import Settings
 from echo_node.watermark import Watermark
@@ -34,10 +33,6 @@ class Node:
     @property
     def ingestor(self) -> Ingestor:
         return Ingestor(self.store, self.sessions, self.metrics)
-
-    @property
-    def reporter(self) -> Reporter:
-        return Reporter(self.settings, self.sessions, self.store)
 
     @cached_property
     def watermark(self) -> Watermark:

@@ -9,10 +9,12 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import signal
+import ssl
 import threading
 from pathlib import Path
 from types import FrameType
 
+from echo_node.dimse.commitment_report import Reporter
 from echo_node.dimse.server import DimseServer
 from echo_node.dimse.tls import server_context
 from echo_node.jobs.worker import Worker
@@ -109,12 +111,10 @@ def serve(settings: Settings, config_file: Path | None, stop: threading.Event) -
 
     children = _start_ingest_children(settings.ingest_processes - 1, config_file)
     scheduler = Scheduler()
-    dimse = (
-        DimseServer(settings, node.ingestor, node.reporter, tls) if settings.dimse_enabled else None
-    )
+    dimse = dimse_server(node, tls) if settings.dimse_enabled else None
     if dimse is not None:
         dimse.start()
-        schedule_commitment_reports(scheduler, settings, node.reporter.report_due)
+        schedule_commitment_reports(scheduler, settings, dimse.reporter.report_due)
     http_stop = threading.Event()
     http = threading.Thread(target=run_http, args=(node, http_stop), name="http", daemon=True)
     if settings.http_enabled:
@@ -141,6 +141,13 @@ def serve(settings: Settings, config_file: Path | None, stop: threading.Event) -
         leave_multiprocess_mode(metrics_dir)
 
 
+def dimse_server(node: Node, tls: ssl.SSLContext | None) -> DimseServer:
+    """The DIMSE services over the node's durable parts: C-STORE into its ingestor, storage
+    commitment reports sent by a Reporter over its database and file store."""
+    reporter = Reporter(node.settings, node.sessions, node.store)
+    return DimseServer(node.settings, node.ingestor, reporter, tls)
+
+
 def _start_ingest_children(
     count: int, config_file: Path | None
 ) -> list[multiprocessing.process.BaseProcess]:
@@ -163,7 +170,7 @@ def _ingest_child(config_file: Path | None) -> None:
     node = open_node(settings)
     # Each process builds its own context (an SSLContext does not cross processes); the parent
     # has already checked the files.
-    dimse = DimseServer(settings, node.ingestor, node.reporter, server_context(settings))
+    dimse = dimse_server(node, server_context(settings))
     dimse.start()
     try:
         wait(stop)
