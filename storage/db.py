@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from alembic import command
 from alembic.config import Config
@@ -137,6 +138,27 @@ class SchemaState:
     heads: frozenset[str]  # the newest revisions this code has
     unknown: frozenset[str]  # revisions of the database this code has never heard of
 
+    @property
+    def problem(self) -> str | None:
+        """Why this code cannot use the database as it is; None when it is at the heads."""
+        current, heads = ", ".join(sorted(self.current)), ", ".join(sorted(self.heads))
+        if not self.current:
+            return "no schema: `echo-node serve` creates it at start"
+        if self.unknown:
+            return (
+                f"at revision {current}, which this echo-node does not know (a newer version "
+                "migrated it)"
+            )
+        if self.current != self.heads:
+            return (
+                f"at revision {current}, the code's is {heads}: `echo-node serve` migrates at start"
+            )
+        return None
+
+
+class NotMigrated(RuntimeError):
+    """The database is missing, or its schema is not this code's (read-only openings)."""
+
 
 def schema_state(engine: Engine) -> SchemaState:
     """Where the database's schema stands against the code's migrations; changes nothing."""
@@ -145,6 +167,51 @@ def schema_state(engine: Engine) -> SchemaState:
         current = frozenset(MigrationContext.configure(connection).get_current_heads())
     known = {revision.revision for revision in scripts.walk_revisions()}
     return SchemaState(current, frozenset(scripts.get_heads()), current - known)
+
+
+def require_current(engine: Engine) -> None:
+    """Raise NotMigrated unless the schema is at this code's heads; changes nothing."""
+    problem = schema_state(engine).problem
+    if problem is not None:
+        raise NotMigrated(f"the database is not ready for this echo-node: {problem}")
+
+
+def make_read_only_engine(url: str) -> Engine:
+    """An engine that cannot write: for commands that only read (`status`, `studies`, `jobs`).
+
+    SQLite: the file opened with ``mode=ro`` and ``query_only`` (a missing file is NotMigrated,
+    not created); PostgreSQL: every transaction read-only. Nothing is migrated.
+    """
+    if not url.startswith("sqlite"):
+        return create_engine(
+            url,
+            pool_pre_ping=True,
+            connect_args={"options": "-c default_transaction_read_only=on"},
+        )
+    database = make_url(url).database or ""
+    path = Path(database)
+    if database in ("", ":memory:") or not path.is_file():
+        raise NotMigrated(f"no database at {database or '(memory)'}: `echo-node serve` creates it")
+    location = f"file:{quote(str(path.resolve()))}?mode=ro"
+
+    def connect() -> sqlite3.Connection:
+        return sqlite3.connect(location, uri=True, check_same_thread=False, isolation_level=None)
+
+    engine = create_engine("sqlite://", creator=connect)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA query_only=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        # A deferred transaction: one snapshot for every query of a command, no write lock.
+        connection.exec_driver_sql("BEGIN")
+
+    return engine
 
 
 def migrate(engine: Engine) -> None:

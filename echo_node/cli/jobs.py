@@ -70,7 +70,7 @@ def list_jobs(
         return
     if job_state is not None and job_state not in queue.STATES:
         raise typer.BadParameter(f"state must be one of {', '.join(queue.STATES)}")
-    node = state(ctx).node()
+    node = state(ctx).reader()
     query = select(Job, Study.study_instance_uid).join(Study).order_by(Job.id.desc()).limit(limit)
     if job_state:
         query = query.where(Job.state == job_state)
@@ -162,7 +162,7 @@ def show(
 ) -> None:
     """Everything about one job: steps and timings, clips and views, findings, what the report
     made of each (reported, withheld and why, with the flags), outputs."""
-    node = state(ctx).node()
+    node = state(ctx).reader()
     with node.sessions() as session:
         job = session.get(Job, job_id)
         if job is None:

@@ -38,7 +38,7 @@ def studies(
     limit: Annotated[int, typer.Option(help="Most recent studies to list.")] = 100,
 ) -> None:
     """One line a study: date, modality, instances, size, study UID."""
-    node = state(ctx).node()
+    node = state(ctx).reader()
     query = (
         select(
             Study,
@@ -106,7 +106,7 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Counts, disk use, last instance received, the job queue and each destination's backlog."""
-    node = state(ctx).node()
+    node = state(ctx).reader()
     now = overview.queue_state(node.sessions, node.store, node.settings)
     with node.sessions() as session:
         held = overview.holdings(session)
