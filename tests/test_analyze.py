@@ -32,10 +32,29 @@ def phantom(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def test_doppler_pipeline_is_registered() -> None:
-    analyze(phantom_free_clip())  # importing the pipelines happens on the first call
-    names = [function.__module__ for function in pipelines_for("doppler")]
-    assert names == ["ai.pipelines.doppler", "ai.pipelines.doppler_neural"]
+def test_every_view_has_its_pipelines_in_order_whatever_ran_before() -> None:
+    """The registry imports every pipeline module itself: no call has to come first."""
+    modules = {
+        view: [function.__module__.rsplit(".", 1)[-1] for function in pipelines_for(view)]
+        for view in ("doppler", "plax", "a4c")
+    }
+    assert modules == {
+        "doppler": ["doppler", "doppler_neural"],
+        "plax": ["plax", "measurements_2d"],
+        "a4c": ["a4c", "a4c", "a4c", "measurements_2d"],
+    }
+
+
+def test_every_module_with_a_pipeline_is_imported_by_name() -> None:
+    """ai.pipelines.all names its modules (a renamed one fails at import); a new module
+    with a `@pipeline` that all.py does not name would never run."""
+    from ai.pipelines.all import PIPELINE_MODULES
+
+    package = Path(PIPELINE_MODULES[0].__file__ or "").parent
+    with_pipelines = {
+        path.stem for path in package.glob("*.py") if "\n@pipeline(" in path.read_text()
+    }
+    assert with_pipelines == {module.__name__.rsplit(".", 1)[-1] for module in PIPELINE_MODULES}
 
 
 def phantom_free_clip() -> Path:

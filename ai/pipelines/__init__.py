@@ -7,13 +7,13 @@ raises for a missing model (status model_not_installed) and never invents a valu
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from ai.clip import Clip
 from ai.findings import PipelineResult
+from ai.model_source import ModelSource
 
-# models: the model store (ai.models) or None; typed loosely so the registry stays import-light.
-PipelineFn = Callable[[Clip, Any], PipelineResult]
+# models: the model store (ai.models.store.ModelStore), or None (every model not installed).
+PipelineFn = Callable[[Clip, ModelSource | None], PipelineResult]
 
 _REGISTRY: dict[str, list[PipelineFn]] = {}
 
@@ -27,7 +27,10 @@ def pipeline(view: str) -> Callable[[PipelineFn], PipelineFn]:
 
 
 def pipelines_for(view: str) -> tuple[PipelineFn, ...]:
-    """Every pipeline registered for a view (importing ai.pipelines.all registers them)."""
+    """Every pipeline of a view, in the order they run. Every pipeline module is imported
+    first (ai.pipelines.all), so the answer never depends on what the caller imported."""
+    import ai.pipelines.all  # noqa: F401 - registers every pipeline, once per process
+
     return tuple(_REGISTRY.get(view, ()))
 
 

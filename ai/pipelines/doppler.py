@@ -58,6 +58,7 @@ import numpy.typing as npt
 
 from ai.clip import Clip, UltrasoundRegion
 from ai.findings import Aggregation, Beat, Finding, PipelineResult, PipelineStatus, Provenance
+from ai.model_source import ModelSource
 from ai.pipelines import pipeline
 from ai.regions import (
     DATA_CW,
@@ -547,7 +548,7 @@ def measure(clip: Clip, frame_index: int | None = None) -> PipelineResult:
 
 
 @pipeline("doppler")
-def doppler_pipeline(clip: Clip, models: object) -> PipelineResult:
+def doppler_pipeline(clip: Clip, models: ModelSource | None) -> PipelineResult:
     """The registered entry point; the classical engine needs no model store."""
     del models
     return measure(clip)

@@ -23,9 +23,7 @@ def known_pipelines() -> tuple[str, ...]:
     """Every registered pipeline's name, as a reprocess filter names it."""
     from ai.findings import View
     from ai.pipelines import pipeline_name, pipelines_for
-    from ai.pipelines.all import registered
 
-    registered()
     names = {pipeline_name(f) for view in View for f in pipelines_for(view.value)}
     return tuple(sorted(names))
 

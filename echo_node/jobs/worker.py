@@ -15,8 +15,8 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from typing import Any
 
+from ai.model_source import ModelSource
 from echo_node.jobs import queue
 from echo_node.jobs.outcome import JobOutcome, TransientJobError
 from echo_node.node import Node
@@ -24,7 +24,7 @@ from storage.queue import utc_now
 
 logger = logging.getLogger(__name__)
 
-RunJob = Callable[[Node, int, Any], JobOutcome]
+RunJob = Callable[[Node, int, ModelSource | None], JobOutcome]
 # How long an idle worker waits before looking for work again.
 _IDLE_POLL_S = 1.0
 
@@ -36,7 +36,7 @@ def worker_id(thread_index: int) -> str:
 class Worker:
     """Worker threads of one process; ``stop`` lets each finish its current job and end."""
 
-    def __init__(self, node: Node, run_job: RunJob, models: Any) -> None:
+    def __init__(self, node: Node, run_job: RunJob, models: ModelSource | None) -> None:
         self.node = node
         self.run_job = run_job
         self.models = models

@@ -23,8 +23,8 @@ from ai.analyze import run_pipeline, run_pipelines
 from ai.clip import Frame, FrameSource
 from ai.decode import DecodeError, load_clip
 from ai.findings import ClipResult, PipelineStatus, View, ViewDecision
+from ai.model_source import ModelSource
 from ai.pipelines import PipelineFn, pipeline_name, pipelines_for
-from ai.pipelines.all import registered
 from ai.views import Classifier, decide_view
 
 logger = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ class ClipRun:
 
 def analyse_clip(
     source: ClipInput,
-    models: Any,
+    models: ModelSource | None,
     classifier: Classifier | None,
     min_confidence: float,
     only: Collection[str] | None,
@@ -180,7 +180,6 @@ class CachedFrames:
 
 
 def _selected(view: View, only: Collection[str] | None) -> tuple[PipelineFn, ...]:
-    registered()
     functions = pipelines_for(view.value)
     if only is None:
         return functions

@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from ai.findings import ClipResult
+from ai.model_source import ModelSource
 from echo_node.export.queue import queue_deliveries
 from echo_node.jobs.outcome import JobOutcome, TransientJobError
 from echo_node.jobs.selection import processable_instances
@@ -72,7 +73,7 @@ class _Plan:
     earlier_measurement_report: Path | None = None
 
 
-def run_job(node: Node, job_id: int, models: Any) -> JobOutcome:
+def run_job(node: Node, job_id: int, models: ModelSource | None) -> JobOutcome:
     """Process the study of job `job_id` (already claimed by the caller) and say how it went.
 
     Returns done (SR and overlays stored, deliveries queued) or skipped (nothing measurable,
@@ -100,7 +101,7 @@ def run_job(node: Node, job_id: int, models: Any) -> JobOutcome:
 
 
 def _compute_and_write(
-    node: Node, plan: _Plan, models: Any, stored: list[StoredOutput]
+    node: Node, plan: _Plan, models: ModelSource | None, stored: list[StoredOutput]
 ) -> JobOutcome:
     """Analyse every clip, stage the overlays and the SR (into `stored`, so the caller can
     discard them on failure) and record the run."""
