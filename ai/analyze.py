@@ -44,7 +44,11 @@ def run_pipelines(
     functions = pipelines_for(decision.view.value)
     if not functions:
         note = _why_no_pipeline(decision)
-        logger.info("%s: view %s, %s", clip.sop_instance_uid, decision.view.value, note)
+        logger.info(
+            "clip not processed: %s",
+            note,
+            extra={"sop_instance_uid": clip.sop_instance_uid, "view": decision.view.value},
+        )
         return ClipResult(
             sop_instance_uid=clip.sop_instance_uid,
             view=decision,
@@ -78,7 +82,11 @@ def run_pipeline(function: PipelineFn, clip: Clip, models: ModelSource | None) -
     try:
         return flag_implausible(function(clip, models))
     except Exception as error:
-        logger.exception("pipeline %s failed on %s", function.__name__, clip.sop_instance_uid)
+        logger.exception(
+            "pipeline %s failed",
+            function.__name__,
+            extra={"sop_instance_uid": clip.sop_instance_uid},
+        )
         return PipelineResult(
             pipeline=pipeline_name(function),
             status=PipelineStatus.FAILED,

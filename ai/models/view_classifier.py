@@ -86,10 +86,10 @@ class ViewClassifier:
         batch = preprocess(clip.frames[0], mask, loaded.spec)
         decision = decide(predict(loaded, batch)[0], loaded.spec)
         logger.info(
-            "view of %s: %s (%s, p=%.2f)",
-            clip.sop_instance_uid,
+            "view classified: %s (%s, p=%.2f)",
             decision.view,
             decision.label,
             decision.confidence,
+            extra={"sop_instance_uid": clip.sop_instance_uid},
         )
         return decision

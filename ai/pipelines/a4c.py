@@ -303,7 +303,7 @@ def run_a4c(
     if len(clip) == 0:
         return PipelineResult(NAME, PipelineStatus.NOT_APPLICABLE, message="clip has no frames")
     batch_size = models.batch_size if models is not None else 16
-    logger.info("a4c on %s (%d frames)", clip.sop_instance_uid, len(clip))
+    logger.info("a4c on %d frames", len(clip), extra={"sop_instance_uid": clip.sop_instance_uid})
     result = analyse(
         clip,
         seg if isinstance(seg, LoadedModel) else None,

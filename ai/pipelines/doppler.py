@@ -539,10 +539,10 @@ def measure(clip: Clip, frame_index: int | None = None) -> PipelineResult:
     cw = strip.region.data_type == DATA_CW
     result = _measure_cw(clip, traced) if cw else _measure_pw(traced)
     logger.info(
-        "doppler on %s: %s %s",
-        clip.sop_instance_uid,
+        "doppler: %s %s",
         result.status,
         ", ".join(f"{f.name}={f.value:.2f}" for f in result.findings),
+        extra={"sop_instance_uid": clip.sop_instance_uid},
     )
     return result
 

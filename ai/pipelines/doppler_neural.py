@@ -420,12 +420,12 @@ def measure(clip: Clip, model: LoadedModel, target: Target) -> PipelineResult:
         maps, geometry, note, region, model.provenance, target, index, spans, beat_flags
     )
     logger.info(
-        "%s on %s (%s): %s %s",
+        "%s (%s): %s %s",
         NAME,
-        clip.sop_instance_uid,
         model.spec.name,
         result.status.value,
         ", ".join(f"{f.name}={f.value:.2f}" for f in result.findings),
+        extra={"sop_instance_uid": clip.sop_instance_uid},
     )
     return result
 

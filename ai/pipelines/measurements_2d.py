@@ -352,11 +352,11 @@ def run_view(
             message="no 2D ultrasound region calibrated in cm: lengths cannot be reported",
         )
     logger.info(
-        "%s on %s (%d frames, models %s)",
+        "%s on %d frames, models %s",
         view.pipeline,
-        clip.sop_instance_uid,
         len(clip),
         ", ".join(loaded),
+        extra={"sop_instance_uid": clip.sop_instance_uid},
     )
     findings, series = analyse(
         clip, view, loaded, options or Measurements2DOptions(), models.batch_size

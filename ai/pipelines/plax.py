@@ -319,5 +319,5 @@ def run_plax(
         return PipelineResult(NAME, PipelineStatus.MODEL_NOT_INSTALLED, message=loaded.message)
     if len(clip) == 0:
         return PipelineResult(NAME, PipelineStatus.NOT_APPLICABLE, message="clip has no frames")
-    logger.info("plax on %s (%d frames)", clip.sop_instance_uid, len(clip))
+    logger.info("plax on %d frames", len(clip), extra={"sop_instance_uid": clip.sop_instance_uid})
     return analyse(clip, loaded, options or PlaxOptions(), models.batch_size)

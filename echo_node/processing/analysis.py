@@ -90,7 +90,11 @@ def analyse_clip(
     except (DecodeError, AttributeError, KeyError, ValueError) as error:
         # Not an image ai/ can read (e.g. a report in a US series): on record, not processed.
         steps.append(_step("decode", uid, started, error=type(error).__name__))
-        logger.info("%s: not decodable (%s), not processed", uid, type(error).__name__)
+        logger.info(
+            "clip not decodable (%s), not processed",
+            type(error).__name__,
+            extra={"sop_instance_uid": uid},
+        )
         reason = f"cannot decode: {type(error).__name__}: {error}"
         decision = ViewDecision(View.UNKNOWN, "decode", 0.0, reason=reason)
         result = ClipResult(sop_instance_uid=uid, view=decision, message=reason)

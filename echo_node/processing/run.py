@@ -137,7 +137,11 @@ def _compute_and_write(
             raise RuntimeError(failures)
         reason = nothing_measured(runs)
         _write(node, plan, runs, [])
-        logger.info("job %s skipped: study %s, %s", plan.job_id, plan.study_uid, reason)
+        logger.info(
+            "job skipped: %s",
+            reason,
+            extra={"job_id": plan.job_id, "study_instance_uid": plan.study_uid},
+        )
         return JobOutcome("skipped", reason, steps)
 
     # Overlays print only what the study's report reports, known once every clip is analysed.
@@ -164,7 +168,18 @@ def _compute_and_write(
         + (f", superseding SR {predecessor.SOPInstanceUID}" if predecessor is not None else "")
         + "".join(f", {item.kind} {item.sop_instance_uid}" for item in documents)
     )
-    logger.info("job %s done: study %s, %s", plan.job_id, plan.study_uid, message)
+    logger.info(
+        "job done: %d clip(s), %d measured, %d overlay(s), %d other document(s)",
+        len(runs),
+        len(measured),
+        overlay_count,
+        len(documents),
+        extra={
+            "job_id": plan.job_id,
+            "study_instance_uid": plan.study_uid,
+            "sr_sop_instance_uid": report.sop_instance_uid,
+        },
+    )
     return JobOutcome("done", message, steps)
 
 
