@@ -30,6 +30,7 @@ from storage.queue import (
     Lease,
     Retry,
     lease_due,
+    leased_rows,
     record_retry,
     update_leased,
     utc_now,
@@ -256,12 +257,7 @@ def claim_due(
     ids, lease_until = lease_due(session, Commitment, utc_now(), lease_s, limit, *extra)
     if not ids:
         return []
-    rows = session.scalars(
-        select(Commitment)
-        .where(Commitment.id.in_(ids))
-        .order_by(Commitment.next_attempt_at, Commitment.id)
-        .execution_options(populate_existing=True)
-    )
+    rows = session.scalars(leased_rows(select(Commitment), Commitment, ids))
     return [
         CommitmentClaim(
             commitment_id=row.id,

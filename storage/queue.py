@@ -27,9 +27,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, or_, select, update
+from sqlalchemy import ColumnElement, Select, or_, select, update
 from sqlalchemy.orm import Session
 
 # The states of a retry queue's rows (deliveries, commitment reports): pending until the peer
@@ -37,6 +37,9 @@ from sqlalchemy.orm import Session
 PENDING, SENT, FAILED = "pending", "sent", "failed"
 # Longest error text kept on a row: enough for a DIMSE status or an HTTP body's start.
 ERROR_LIMIT = 2000
+
+# A SELECT of a queue's rows (with whatever it joins).
+_Query = TypeVar("_Query", bound=Select[*tuple[Any, ...]])
 
 
 def utc_now() -> datetime:
@@ -115,6 +118,16 @@ def lease_due(
             .execution_options(synchronize_session=False)
         )
     return ids, lease_until
+
+
+def leased_rows(query: _Query, table: Any, ids: list[int]) -> _Query:
+    """``query`` narrowed to the rows :func:`lease_due` just leased, oldest first, read afresh
+    (the lease was written past the session, so rows it holds are refreshed)."""
+    return (
+        query.where(table.id.in_(ids))
+        .order_by(table.next_attempt_at, table.id)
+        .execution_options(populate_existing=True)
+    )
 
 
 def update_leased(session: Session, table: Any, lease: Lease, **values: Any) -> bool:

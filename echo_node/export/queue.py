@@ -26,6 +26,7 @@ from storage.queue import (
     Lease,
     Retry,
     lease_due,
+    leased_rows,
     record_retry,
     update_leased,
     utc_now,
@@ -81,12 +82,13 @@ def claim_due(session: Session, worker_id: str, lease_s: float, limit: int) -> l
     if not ids:
         return []
     rows = session.execute(
-        select(Delivery, Output, Instance)
-        .join(Output, Delivery.output_id == Output.id)
-        .join(Instance, Output.instance_id == Instance.id)
-        .where(Delivery.id.in_(ids))
-        .order_by(Delivery.next_attempt_at, Delivery.id)
-        .execution_options(populate_existing=True)
+        leased_rows(
+            select(Delivery, Output, Instance)
+            .join(Output, Delivery.output_id == Output.id)
+            .join(Instance, Output.instance_id == Instance.id),
+            Delivery,
+            ids,
+        )
     )
     return [
         Claim(
