@@ -45,6 +45,27 @@ def test_every_view_has_its_pipelines_in_order_whatever_ran_before() -> None:
     }
 
 
+def test_the_order_holds_whichever_pipeline_module_was_imported_first() -> None:
+    """A test (or a notebook) that imports measurements_2d before the others must not put it
+    first (a fresh interpreter: this process has imported them all already)."""
+    probe = (
+        "import ai.pipelines.measurements_2d, ai.pipelines.doppler_neural; "
+        "from ai.pipelines import pipelines_for; "
+        "print(' '.join(f.__name__ for v in ('doppler', 'a4c') for f in pipelines_for(v)))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert done.stdout.split() == [
+        "doppler_pipeline",
+        "run_doppler_neural",
+        "run_a4c",
+        "run_a4c_amyloid",
+        "run_a4c_hcm",
+        "run_measurements_2d_a4c",
+    ]
+
+
 def test_every_module_with_a_pipeline_is_imported_by_name() -> None:
     """ai.pipelines.all names its modules (a renamed one fails at import); a new module
     with a `@pipeline` that all.py does not name would never run."""

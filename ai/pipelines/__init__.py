@@ -27,11 +27,15 @@ def pipeline(view: str) -> Callable[[PipelineFn], PipelineFn]:
 
 
 def pipelines_for(view: str) -> tuple[PipelineFn, ...]:
-    """Every pipeline of a view, in the order they run. Every pipeline module is imported
-    first (ai.pipelines.all), so the answer never depends on what the caller imported."""
-    import ai.pipelines.all  # noqa: F401 - registers every pipeline, once per process
+    """Every pipeline of a view, in the order they run: the order of ai.pipelines.all's
+    modules, then of the functions in each. Every pipeline module is imported first, so the
+    answer never depends on what the caller, or anything before it, imported."""
+    from ai.pipelines.all import PIPELINE_MODULES  # registers every pipeline, once per process
 
-    return tuple(_REGISTRY.get(view, ()))
+    rank = {module.__name__: index for index, module in enumerate(PIPELINE_MODULES)}
+    functions = _REGISTRY.get(view, [])
+    # sorted() keeps the order of registration within a module.
+    return tuple(sorted(functions, key=lambda function: rank.get(function.__module__, len(rank))))
 
 
 def pipeline_name(function: PipelineFn) -> str:
