@@ -32,6 +32,7 @@ def phantom(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.mark.peer
 def test_every_view_has_its_pipelines_in_order_whatever_ran_before() -> None:
     """The registry imports every pipeline module itself: no call has to come first."""
     modules = {
@@ -147,6 +148,7 @@ def test_cli_unknown_view(tmp_path: Path) -> None:
     assert "view unknown" in out.output and "not processed" in out.output
 
 
+@pytest.mark.peer
 def test_cli_json_from_the_installed_command(phantom: Path, tmp_path: Path) -> None:
     done = subprocess.run(
         [str(ECHO_NODE), "analyze", "--json", str(phantom / "tr_cw.dcm")],
@@ -168,6 +170,7 @@ def test_cli_json_from_the_installed_command(phantom: Path, tmp_path: Path) -> N
     assert len(finding["points"]) >= 2
 
 
+@pytest.mark.peer
 @pytest.mark.parametrize("view", ["plax", "a4c"])
 def test_2d_views_reach_their_pipelines_without_weights(tmp_path: Path, view: str) -> None:
     """Phantom PLAX/A4C with View Code Sequence: routed by the code, their (neural) pipelines

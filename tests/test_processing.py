@@ -159,12 +159,14 @@ def test_done_with_an_sr_and_an_overlay_per_measured_clip(first: Run) -> None:
     assert all(step["seconds"] >= 0 for step in first.outcome.steps)
 
 
+@pytest.mark.peer
 def test_outputs_pass_dciodvfy_without_errors_or_warnings(first: Run) -> None:
     for output in outputs_of(first.node, first.job_id):
         path = output_path(first.node, output)
         assert dciodvfy_findings(path) == [], (output.kind, path)
 
 
+@pytest.mark.peer
 def test_sr_values_match_the_phantom_truth(first: Run) -> None:
     (sr,) = [o for o in outputs_of(first.node, first.job_id) if o.kind == "sr"]
     numbers = dsr_numbers(output_path(first.node, sr))
@@ -184,6 +186,7 @@ def test_sr_values_match_the_phantom_truth(first: Run) -> None:
     assert PLAX_NOT_MEASURED in text
 
 
+@pytest.mark.peer
 def test_the_tid1500_copy_and_the_pdf_carry_the_srs_values(first: Run) -> None:
     outputs = {o.kind: o for o in outputs_of(first.node, first.job_id)}
     sr = pydicom.dcmread(output_path(first.node, outputs["sr"]))
@@ -265,6 +268,7 @@ def test_a_job_taken_over_after_its_results_were_written_adds_nothing(first: Run
     assert len(outputs_of(first.node, first.job_id)) == before
 
 
+@pytest.mark.peer
 def test_reprocess_supersedes_the_earlier_sr(first: Run) -> None:
     node = first.node
     (old_sr,) = [o for o in outputs_of(node, first.job_id) if o.kind == "sr"]
@@ -327,6 +331,7 @@ def test_reprocess_supersedes_the_earlier_sr(first: Run) -> None:
             assert by_job == {first.job_id: job_id, job_id: None}, kind
 
 
+@pytest.mark.peer
 def test_a_reprocess_of_one_pipeline_keeps_the_other_pipelines_values(first: Run) -> None:
     """Its SR supersedes the full one, so it must carry every value the full one had."""
     node = first.node
@@ -458,6 +463,7 @@ def test_the_documents_can_be_turned_off(tmp_path: Path) -> None:
         node.engine.dispose()
 
 
+@pytest.mark.peer
 def test_sr_template_5300_setting_stores_a_tid_5300_sr(tmp_path: Path) -> None:
     phantom = tmp_path / "phantom"
     generate_study(phantom, 6, rows=240, columns=320, cycles=1, frame_rate=15.0)
@@ -508,6 +514,7 @@ def test_only_unknown_views_is_skipped_without_an_sr(tmp_path: Path) -> None:
     node.engine.dispose()
 
 
+@pytest.mark.model
 def test_an_installed_view_classifier_decides_clips_the_header_cannot(tmp_path: Path) -> None:
     import torch
 

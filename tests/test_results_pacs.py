@@ -40,7 +40,9 @@ from tests.test_processing import claim_next, make_node, stable_job, truth
 from tests.test_results_data import dciodvfy, walk
 
 # Two runs of a study through every network on a shared CPU: minutes, not the default 300 s.
+# Orthanc holds the study every test reads.
 pytestmark = [
+    pytest.mark.peer,
     pytest.mark.slow,
     pytest.mark.timeout(1800),
     pytest.mark.filterwarnings("error:The value length"),  # every value within its VR
