@@ -21,20 +21,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from storage import queue
 from storage.db import insert_on_conflict
 from storage.files import FileStore, digest_file
 from storage.models import Commitment, Instance
-from storage.queue import (
-    PENDING,
-    SENT,
-    Lease,
-    Retry,
-    lease_due,
-    leased_rows,
-    record_retry,
-    update_leased,
-    utc_now,
-)
 
 # Failure Reason (0008,1197) values, PS3.4 J.3.2.1.3 / PS3.3 C.14.1.1.
 PROCESSING_FAILURE = 0x0110
@@ -78,8 +68,8 @@ class CommitmentClaim:
     file_hashes: Mapping[str, Any] | None = None
 
     @property
-    def lease(self) -> Lease:
-        return Lease(self.commitment_id, self.lease_until)
+    def lease(self) -> queue.Lease:
+        return queue.Lease(self.commitment_id, self.lease_until)
 
 
 @dataclass(frozen=True)
@@ -221,14 +211,14 @@ def record_request(
     A request repeating a (calling AE, Transaction UID) pair replaces the earlier one and
     is due at once: the requester asks again because it has not had its answer.
     """
-    now = utc_now()
+    now = queue.utc_now()
     values: dict[str, Any] = {
         "transaction_uid": transaction_uid,
         "calling_ae": calling_ae,
         "calling_address": calling_address,
         "references": [[ref.sop_class_uid, ref.sop_instance_uid] for ref in references],
         "received_at": now,
-        "state": PENDING,
+        "state": queue.PENDING,
         "attempts": 0,
         "next_attempt_at": now,
         "lease_until": None,
@@ -254,10 +244,10 @@ def claim_due(
 ) -> list[CommitmentClaim]:
     """Lease up to ``limit`` pending requests whose report is due (or just the one given)."""
     extra = () if commitment_id is None else (Commitment.id == commitment_id,)
-    ids, lease_until = lease_due(session, Commitment, utc_now(), lease_s, limit, *extra)
+    ids, lease_until = queue.lease_due(session, Commitment, queue.utc_now(), lease_s, limit, *extra)
     if not ids:
         return []
-    rows = session.scalars(leased_rows(select(Commitment), Commitment, ids))
+    rows = session.scalars(queue.leased_rows(select(Commitment), Commitment, ids))
     return [
         CommitmentClaim(
             commitment_id=row.id,
@@ -281,12 +271,12 @@ def mark_sent(
     memo: HashMemo | None = None,
 ) -> bool:
     """The requester acknowledged the report; False if the claim was no longer ours."""
-    return update_leased(
+    return queue.update_leased(
         session,
         Commitment,
         claim.lease,
-        state=SENT,
-        sent_at=utc_now(),
+        state=queue.SENT,
+        sent_at=queue.utc_now(),
         last_error=None,
         event_type=event_type,
         failed_count=failed_count,
@@ -307,8 +297,8 @@ def mark_retry(
 
     Returns the state recorded ("" if the claim was no longer ours).
     """
-    retry = Retry(backoff_s, max_attempts)
-    return record_retry(
+    retry = queue.Retry(backoff_s, max_attempts)
+    return queue.record_retry(
         session, Commitment, claim.lease, claim.attempts, error, retry, **_memo_values(memo)
     )
 
