@@ -13,7 +13,7 @@ OHIF_VERSION := 3.13.2
 OHIF_SHA256 := b189d3963bfc58e9394a9db8c7be75d07beb029ec211dbb126d47b62969dd3f1
 VIEWER_DIR := ohif
 
-.PHONY: all setup apt venv viewer test lint typecheck pytest run bench docs-images clean
+.PHONY: all setup apt venv viewer test test-unit lint typecheck pytest run bench docs-images clean
 
 all: test
 
@@ -57,6 +57,12 @@ pytest: setup
 	$(BIN)/pytest -q -p no:cacheprovider
 
 test: setup lint typecheck pytest
+
+# The inner loop, in about two minutes: every test but those that start a real peer (dcmtk,
+# Orthanc, PostgreSQL, a browser, the node as a process), run a neural network or are slow by
+# design (markers set in tests/conftest.py and by the tests). `make test` still runs them all.
+test-unit: venv
+	$(BIN)/pytest -q -p no:cacheprovider -m "not peer and not model and not slow"
 
 run: setup
 	bash deploy/demo.sh

@@ -14,13 +14,12 @@ pipeline, and the result says why.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from ai.clip import Clip
 from ai.decode import Source, load_clip
 from ai.findings import ClipResult, PipelineResult, PipelineStatus, View, ViewDecision
+from ai.model_source import ModelSource
 from ai.pipelines import PipelineFn, pipeline_name, pipelines_for
-from ai.pipelines.all import registered
 from ai.plausibility import flag_implausible
 from ai.views import DEFAULT_MIN_CONFIDENCE, Classifier, decide_view
 
@@ -29,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 def analyze(
     dataset_or_path: Source,
-    models: Any = None,
+    models: ModelSource | None = None,
     classifier: Classifier | None = None,
     min_confidence: float = DEFAULT_MIN_CONFIDENCE,
 ) -> ClipResult:
@@ -39,12 +38,17 @@ def analyze(
     return run_pipelines(clip, decision, models)
 
 
-def run_pipelines(clip: Clip, decision: ViewDecision, models: Any = None) -> ClipResult:
-    registered()
+def run_pipelines(
+    clip: Clip, decision: ViewDecision, models: ModelSource | None = None
+) -> ClipResult:
     functions = pipelines_for(decision.view.value)
     if not functions:
         note = _why_no_pipeline(decision)
-        logger.info("%s: view %s, %s", clip.sop_instance_uid, decision.view.value, note)
+        logger.info(
+            "clip not processed: %s",
+            note,
+            extra={"sop_instance_uid": clip.sop_instance_uid, "view": decision.view.value},
+        )
         return ClipResult(
             sop_instance_uid=clip.sop_instance_uid,
             view=decision,
@@ -71,14 +75,18 @@ def _why_no_pipeline(decision: ViewDecision) -> str:
     return f"not processed: no pipeline for view {shown!r} (decided by {decision.decided_by})"
 
 
-def run_pipeline(function: PipelineFn, clip: Clip, models: Any) -> PipelineResult:
+def run_pipeline(function: PipelineFn, clip: Clip, models: ModelSource | None) -> PipelineResult:
     """One pipeline, its values checked against physiological limits. A fault in it becomes a
     failed result naming the error, so the other pipelines of the clip still run; the
     traceback goes to the log."""
     try:
         return flag_implausible(function(clip, models))
     except Exception as error:
-        logger.exception("pipeline %s failed on %s", function.__name__, clip.sop_instance_uid)
+        logger.exception(
+            "pipeline %s failed",
+            function.__name__,
+            extra={"sop_instance_uid": clip.sop_instance_uid},
+        )
         return PipelineResult(
             pipeline=pipeline_name(function),
             status=PipelineStatus.FAILED,

@@ -322,11 +322,11 @@ def load_clip(source: Source) -> Clip:
         decoder=frames.decoder.name,
     )
     logger.debug(
-        "decoded header of %s: %d frames %dx%d, %d regions",
-        clip.sop_instance_uid,
+        "decoded header: %d frames %dx%d, %d regions",
         len(frames),
         rows,
         columns,
         len(clip.regions),
+        extra={"sop_instance_uid": clip.sop_instance_uid},
     )
     return clip

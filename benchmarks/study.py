@@ -47,6 +47,7 @@ from echo_node.node import open_node
 from echo_node.processing import run_job
 from echo_node.settings import load_settings
 from storage.models import FindingRow
+from storage.queue import utc_now
 
 ROOT = Path(__file__).resolve().parent
 WORK = ROOT / "work" / "study"
@@ -143,9 +144,9 @@ def run_once(paths: list[Path], store: CountingStore, data_dir: Path) -> dict[st
         for path in paths:
             assert import_file(node.ingestor, path).outcome == "stored", path
         with node.sessions.begin() as session:
-            queue.enqueue_stable_studies(session, node.settings, queue.now_utc())
+            queue.enqueue_stable_studies(session, node.settings, utc_now())
         with node.sessions.begin() as session:
-            job = queue.claim_job(session, "bench", node.settings, queue.now_utc())
+            job = queue.claim_job(session, "bench", node.settings, utc_now())
             assert job is not None
             job_id = job.id
         store.passes = Passes()

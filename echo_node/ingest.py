@@ -140,6 +140,18 @@ class Ingestor:
             linked = staged.target if created else None
             return self._not_stored(linked, peer, exc, header.sop_instance_uid)
 
+    def refuse(self, temp: Path, peer: Peer, reason: str) -> IngestResult:
+        """Quarantine bytes the transport refused before they were an instance to check (a
+        STOW-RS part cut short, an instance of another study than the request's), as every
+        refusal is: the sidecar says why and names the peer; counted as quarantined."""
+        try:
+            size = temp.stat().st_size
+        except OSError:
+            size = 0
+        result = self._quarantine(temp, peer, RejectedInstance(reason), None)
+        self.metrics.ingested(peer.transport, result.outcome, size, None)
+        return result
+
     def not_received(self, peer: Peer, sop_instance_uid: str | None) -> IngestResult:
         """An instance whose data could not even be written as it arrived (disk full)."""
         self.metrics.ingested(peer.transport, "failed", 0, None)

@@ -9,22 +9,24 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import signal
+import ssl
 import threading
 from pathlib import Path
 from types import FrameType
 
+from echo_node.dimse.commitment_report import Reporter
 from echo_node.dimse.server import DimseServer
 from echo_node.dimse.tls import server_context
-from echo_node.export.deliver import deliver_due
-from echo_node.jobs.scheduler import (
-    start_commitment_sweep,
-    start_retention_sweep,
-    start_scheduler,
-)
 from echo_node.jobs.worker import Worker
 from echo_node.logsetup import configure_logging
 from echo_node.metrics.multiprocess import enter_multiprocess_mode, leave_multiprocess_mode
 from echo_node.node import Node, open_node
+from echo_node.periodic import (
+    Scheduler,
+    schedule_commitment_reports,
+    schedule_processing,
+    schedule_retention,
+)
 from echo_node.settings import Settings, load_settings
 from echo_node.web.server import run_http
 
@@ -51,9 +53,9 @@ def wait(stop: threading.Event) -> None:
 
 
 class Processing:
-    """The stable-study sweep and the worker threads of one process."""
+    """The worker threads of one process, and its passes: stable-study sweep, deliveries."""
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Node, scheduler: Scheduler) -> None:
         # Imported here: they pull in torch, which ingest-only processes never need.
         from ai.models.store import ModelStore
         from echo_node.processing import run_job
@@ -65,12 +67,11 @@ class Processing:
             backend=node.settings.inference_backend,
             threads=threads,
         )
-        self.worker = Worker(node, run_job, deliver_due, models)
+        self.worker = Worker(node, run_job, models)
         self.worker.start()
-        self.scheduler = start_scheduler(node)
+        schedule_processing(scheduler, node)
 
     def stop(self) -> None:
-        self.scheduler.shutdown(wait=True)
         # A job still running when the wait ends keeps its lease until it expires; another
         # worker (or this node after a restart) then takes it over.
         self.worker.join(timeout=_JOB_DRAIN_TIMEOUT_S)
@@ -83,10 +84,12 @@ _JOB_DRAIN_TIMEOUT_S = 30.0
 def run_worker(settings: Settings, stop: threading.Event) -> None:
     """`echo-node worker`: sweeps and processing only, no network services."""
     node = open_node(settings)
-    processing = Processing(node)
+    scheduler = Scheduler()
+    processing = Processing(node, scheduler)
     try:
         wait(stop)
     finally:
+        scheduler.shutdown()
         processing.stop()
         node.engine.dispose()
 
@@ -107,28 +110,24 @@ def serve(settings: Settings, config_file: Path | None, stop: threading.Event) -
         logger.warning("allowed_peers is empty: every calling AE and address is accepted")
 
     children = _start_ingest_children(settings.ingest_processes - 1, config_file)
-    dimse = (
-        DimseServer(settings, node.ingestor, node.reporter, tls) if settings.dimse_enabled else None
-    )
-    commitment_sweep = None
+    scheduler = Scheduler()
+    dimse = dimse_server(node, tls) if settings.dimse_enabled else None
     if dimse is not None:
         dimse.start()
-        commitment_sweep = start_commitment_sweep(node)
+        schedule_commitment_reports(scheduler, settings, dimse.reporter.report_due)
     http_stop = threading.Event()
     http = threading.Thread(target=run_http, args=(node, http_stop), name="http", daemon=True)
     if settings.http_enabled:
         http.start()
-    processing = Processing(node) if settings.process_enabled else None
-    retention = start_retention_sweep(node) if settings.retention_days else None
+    processing = Processing(node, scheduler) if settings.process_enabled else None
+    if settings.retention_days:
+        schedule_retention(scheduler, node)
     try:
         wait(stop)
     finally:
-        if retention is not None:
-            retention.shutdown(wait=True)
+        scheduler.shutdown()  # lets a running pass end; starts no other
         if processing is not None:
             processing.stop()
-        if commitment_sweep is not None:
-            commitment_sweep.shutdown(wait=True)
         for child in children:
             child.terminate()  # SIGTERM: each child drains its own C-STOREs
         http_stop.set()
@@ -140,6 +139,13 @@ def serve(settings: Settings, config_file: Path | None, stop: threading.Event) -
             child.join(timeout=90)
         node.engine.dispose()
         leave_multiprocess_mode(metrics_dir)
+
+
+def dimse_server(node: Node, tls: ssl.SSLContext | None) -> DimseServer:
+    """The DIMSE services over the node's durable parts: C-STORE into its ingestor, storage
+    commitment reports sent by a Reporter over its database and file store."""
+    reporter = Reporter(node.settings, node.sessions, node.store)
+    return DimseServer(node.settings, node.ingestor, reporter, tls)
 
 
 def _start_ingest_children(
@@ -164,7 +170,7 @@ def _ingest_child(config_file: Path | None) -> None:
     node = open_node(settings)
     # Each process builds its own context (an SSLContext does not cross processes); the parent
     # has already checked the files.
-    dimse = DimseServer(settings, node.ingestor, node.reporter, server_context(settings))
+    dimse = dimse_server(node, server_context(settings))
     dimse.start()
     try:
         wait(stop)

@@ -4,9 +4,9 @@ An instance is committed only if the node holds it durably: its newest version i
 under the requested SOP class and its file is on disk with the sha256 the index (and the
 file's content-derived name) records. Anything else is a failure with a PS3.4 J.3.2 reason.
 
-Request rows follow the delivery pattern (echo_node.export.queue): claimed under a lease whose
-exact timestamp is the claim's token, outcomes recorded only while the row still carries it.
-Helpers here never commit: the transaction is the caller's.
+Request rows are a retry queue on the durable-queue core (storage.queue), like deliveries:
+claimed under a lease whose exact timestamp is the claim's token, outcomes recorded only while
+the row still carries it. Helpers here never commit: the transaction is the caller's.
 """
 
 from __future__ import annotations
@@ -14,26 +14,23 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from sqlalchemy import and_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from storage import leases
+from storage import queue
+from storage.db import insert_on_conflict
 from storage.files import FileStore, digest_file
 from storage.models import Commitment, Instance
-
-PENDING, SENT, FAILED = leases.PENDING, "sent", "failed"
 
 # Failure Reason (0008,1197) values, PS3.4 J.3.2.1.3 / PS3.3 C.14.1.1.
 PROCESSING_FAILURE = 0x0110
 NO_SUCH_OBJECT_INSTANCE = 0x0112
 CLASS_INSTANCE_CONFLICT = 0x0119
 
-_ERROR_LIMIT = 2000
 # UIDs per IN (...) query: well under SQLite's bound-parameter limit.
 _QUERY_CHUNK = 500
 
@@ -70,9 +67,9 @@ class CommitmentClaim:
     # What earlier attempts hashed (HashMemo.to_json): unchanged files are not hashed again.
     file_hashes: Mapping[str, Any] | None = None
 
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
+    @property
+    def lease(self) -> queue.Lease:
+        return queue.Lease(self.commitment_id, self.lease_until)
 
 
 @dataclass(frozen=True)
@@ -214,14 +211,14 @@ def record_request(
     A request repeating a (calling AE, Transaction UID) pair replaces the earlier one and
     is due at once: the requester asks again because it has not had its answer.
     """
-    now = utc_now()
+    now = queue.utc_now()
     values: dict[str, Any] = {
         "transaction_uid": transaction_uid,
         "calling_ae": calling_ae,
         "calling_address": calling_address,
         "references": [[ref.sop_class_uid, ref.sop_instance_uid] for ref in references],
         "received_at": now,
-        "state": PENDING,
+        "state": queue.PENDING,
         "attempts": 0,
         "next_attempt_at": now,
         "lease_until": None,
@@ -230,14 +227,8 @@ def record_request(
         "event_type": None,
         "failed_count": None,
     }
-    module: Any = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    insert = module.insert(Commitment.__table__).values(**values)
-    keys = ("transaction_uid", "calling_ae")
-    session.execute(
-        insert.on_conflict_do_update(
-            index_elements=list(keys),
-            set_={k: v for k, v in values.items() if k not in keys},
-        )
+    insert_on_conflict(
+        session, Commitment.__table__, values, update_on=("transaction_uid", "calling_ae")
     )
     found = session.scalar(
         select(Commitment.id).where(
@@ -253,15 +244,10 @@ def claim_due(
 ) -> list[CommitmentClaim]:
     """Lease up to ``limit`` pending requests whose report is due (or just the one given)."""
     extra = () if commitment_id is None else (Commitment.id == commitment_id,)
-    ids, lease_until = leases.lease_due(session, Commitment, utc_now(), lease_s, limit, *extra)
+    ids, lease_until = queue.lease_due(session, Commitment, queue.utc_now(), lease_s, limit, *extra)
     if not ids:
         return []
-    rows = session.scalars(
-        select(Commitment)
-        .where(Commitment.id.in_(ids))
-        .order_by(Commitment.next_attempt_at, Commitment.id)
-        .execution_options(populate_existing=True)
-    )
+    rows = session.scalars(queue.leased_rows(select(Commitment), Commitment, ids))
     return [
         CommitmentClaim(
             commitment_id=row.id,
@@ -277,24 +263,6 @@ def claim_due(
     ]
 
 
-def _still_ours(claim: CommitmentClaim) -> Any:
-    return and_(
-        Commitment.id == claim.commitment_id,
-        Commitment.state == PENDING,
-        Commitment.lease_until == claim.lease_until,
-    )
-
-
-def _update(session: Session, claim: CommitmentClaim, **values: Any) -> bool:
-    result = session.execute(
-        update(Commitment)
-        .where(_still_ours(claim))
-        .values(lease_until=None, **values)
-        .execution_options(synchronize_session=False)
-    )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
-
-
 def mark_sent(
     session: Session,
     claim: CommitmentClaim,
@@ -303,11 +271,12 @@ def mark_sent(
     memo: HashMemo | None = None,
 ) -> bool:
     """The requester acknowledged the report; False if the claim was no longer ours."""
-    return _update(
+    return queue.update_leased(
         session,
-        claim,
-        state=SENT,
-        sent_at=utc_now(),
+        Commitment,
+        claim.lease,
+        state=queue.SENT,
+        sent_at=queue.utc_now(),
         last_error=None,
         event_type=event_type,
         failed_count=failed_count,
@@ -328,19 +297,10 @@ def mark_retry(
 
     Returns the state recorded ("" if the claim was no longer ours).
     """
-    if claim.attempts >= max_attempts:
-        message = f"gave up after {claim.attempts} attempts: {error}"[:_ERROR_LIMIT]
-        recorded = _update(session, claim, state=FAILED, last_error=message, **_memo_values(memo))
-        return FAILED if recorded else ""
-    delay = backoff_s * 2.0 ** max(claim.attempts - 1, 0)
-    recorded = _update(
-        session,
-        claim,
-        next_attempt_at=utc_now() + timedelta(seconds=delay),
-        last_error=error[:_ERROR_LIMIT],
-        **_memo_values(memo),
+    retry = queue.Retry(backoff_s, max_attempts)
+    return queue.record_retry(
+        session, Commitment, claim.lease, claim.attempts, error, retry, **_memo_values(memo)
     )
-    return PENDING if recorded else ""
 
 
 def _memo_values(memo: HashMemo | None) -> dict[str, Any]:

@@ -1,20 +1,24 @@
-"""Engine and sessions: SQLite in WAL mode by default, PostgreSQL by URL; Alembic at start."""
+"""Engine and sessions: SQLite in WAL mode by default, PostgreSQL by URL; Alembic at start;
+the one ``INSERT … ON CONFLICT`` both engines share."""
 
 from __future__ import annotations
 
 import os
 import sqlite3
 import stat
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy import Engine, Result, create_engine, event, make_url
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -87,6 +91,35 @@ def _sqlite_engine(url: str) -> Engine:
     return engine
 
 
+def insert_on_conflict(
+    session: Session,
+    table: Any,  # a Table or a mapped class
+    values: Mapping[str, Any],
+    *,
+    update_on: Sequence[str] = (),
+    returning: Any = None,
+) -> Result[Any]:
+    """``INSERT … ON CONFLICT`` on SQLite and PostgreSQL (SQLAlchemy spells it per dialect).
+
+    Without ``update_on`` the insert is skipped when the row would break a unique constraint
+    (DO NOTHING: another process may have won). With the columns of a unique key it replaces
+    the other columns of the row that is there (DO UPDATE). ``returning``: the columns the
+    result gives (no row when nothing was inserted).
+    """
+    module: Any = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    statement = module.insert(table).values(**values)
+    if update_on:
+        statement = statement.on_conflict_do_update(
+            index_elements=list(update_on),
+            set_={key: value for key, value in values.items() if key not in update_on},
+        )
+    else:
+        statement = statement.on_conflict_do_nothing()
+    if returning is not None:
+        statement = statement.returning(returning)
+    return session.execute(statement)
+
+
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
@@ -105,6 +138,27 @@ class SchemaState:
     heads: frozenset[str]  # the newest revisions this code has
     unknown: frozenset[str]  # revisions of the database this code has never heard of
 
+    @property
+    def problem(self) -> str | None:
+        """Why this code cannot use the database as it is; None when it is at the heads."""
+        current, heads = ", ".join(sorted(self.current)), ", ".join(sorted(self.heads))
+        if not self.current:
+            return "no schema: `echo-node serve` creates it at start"
+        if self.unknown:
+            return (
+                f"at revision {current}, which this echo-node does not know (a newer version "
+                "migrated it)"
+            )
+        if self.current != self.heads:
+            return (
+                f"at revision {current}, the code's is {heads}: `echo-node serve` migrates at start"
+            )
+        return None
+
+
+class NotMigrated(RuntimeError):
+    """The database is missing, or its schema is not this code's (read-only openings)."""
+
 
 def schema_state(engine: Engine) -> SchemaState:
     """Where the database's schema stands against the code's migrations; changes nothing."""
@@ -113,6 +167,51 @@ def schema_state(engine: Engine) -> SchemaState:
         current = frozenset(MigrationContext.configure(connection).get_current_heads())
     known = {revision.revision for revision in scripts.walk_revisions()}
     return SchemaState(current, frozenset(scripts.get_heads()), current - known)
+
+
+def require_current(engine: Engine) -> None:
+    """Raise NotMigrated unless the schema is at this code's heads; changes nothing."""
+    problem = schema_state(engine).problem
+    if problem is not None:
+        raise NotMigrated(f"the database is not ready for this echo-node: {problem}")
+
+
+def make_read_only_engine(url: str) -> Engine:
+    """An engine that cannot write: for commands that only read (`status`, `studies`, `jobs`).
+
+    SQLite: the file opened with ``mode=ro`` and ``query_only`` (a missing file is NotMigrated,
+    not created); PostgreSQL: every transaction read-only. Nothing is migrated.
+    """
+    if not url.startswith("sqlite"):
+        return create_engine(
+            url,
+            pool_pre_ping=True,
+            connect_args={"options": "-c default_transaction_read_only=on"},
+        )
+    database = make_url(url).database or ""
+    path = Path(database)
+    if database in ("", ":memory:") or not path.is_file():
+        raise NotMigrated(f"no database at {database or '(memory)'}: `echo-node serve` creates it")
+    location = f"file:{quote(str(path.resolve()))}?mode=ro"
+
+    def connect() -> sqlite3.Connection:
+        return sqlite3.connect(location, uri=True, check_same_thread=False, isolation_level=None)
+
+    engine = create_engine("sqlite://", creator=connect)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA query_only=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        # A deferred transaction: one snapshot for every query of a command, no write lock.
+        connection.exec_driver_sql("BEGIN")
+
+    return engine
 
 
 def migrate(engine: Engine) -> None:

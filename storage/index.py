@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from storage.db import insert_on_conflict
 from storage.models import Instance, Series, Study
 
 
@@ -53,12 +52,6 @@ class Receipt:
     new_content: bool = True
 
 
-def _insert_ignoring_conflict(session: Session, table: Any, values: dict[str, Any]) -> None:
-    dialect = session.get_bind().dialect.name
-    module: Any = postgresql if dialect == "postgresql" else sqlite
-    session.execute(module.insert(table).values(**values).on_conflict_do_nothing())
-
-
 def find_version(session: Session, sop_instance_uid: str, sha256: str) -> Instance | None:
     """The stored version of this SOP instance with exactly these bytes, if any."""
     return session.scalars(
@@ -70,7 +63,7 @@ def find_version(session: Session, sop_instance_uid: str, sha256: str) -> Instan
 
 def add_instance(session: Session, header: InstanceHeader, receipt: Receipt) -> Instance:
     """Insert the instance row (next version of its SOP Instance UID) and its study/series."""
-    _insert_ignoring_conflict(
+    insert_on_conflict(
         session,
         Study.__table__,
         {
@@ -96,7 +89,7 @@ def add_instance(session: Session, header: InstanceHeader, receipt: Receipt) -> 
         if value and not getattr(study, attribute):
             setattr(study, attribute, value)
 
-    _insert_ignoring_conflict(
+    insert_on_conflict(
         session,
         Series.__table__,
         {

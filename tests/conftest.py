@@ -25,6 +25,62 @@ ECHO_NODE = Path(sys.executable).parent / "echo-node"
 DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
 
 
+# `make test-unit` runs `pytest -m "not peer and not model and not slow"`, for the inner loop:
+# no real peer (dcmtk, dicom3tools, Orthanc, PostgreSQL, poppler, a browser, or the node and the
+# echo-node command as processes of their own), no neural network, nothing slow by design. A test
+# that uses one of the shared fixtures below, which start a peer, is marked `peer` here; any
+# other says so itself (@pytest.mark.peer, @pytest.mark.model). In a run without peers, a test
+# that starts one anyway fails and names the program, so the marks stay true.
+PEER_FIXTURES = frozenset(
+    {"node_factory", "node", "orthanc_factory", "postgres_server", "postgres_url", "hostile_node"}
+)
+
+
+def _starts_a_peer(item: pytest.Item) -> bool:
+    definitions = getattr(item, "_fixtureinfo", None)
+    for name in PEER_FIXTURES & set(getattr(item, "fixturenames", ())):
+        found = definitions.name2fixturedefs.get(name, ()) if definitions else ()
+        # Only the shared fixtures: a module may have its own `node`, opened in this process.
+        if any(d.func.__module__ != item.module.__name__ for d in found):
+            return True
+    callspec = getattr(item, "callspec", None)
+    return callspec is not None and "postgresql" in callspec.id
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if _starts_a_peer(item):
+            item.add_marker(pytest.mark.peer)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if "not peer" in (config.getoption("markexpr", "") or ""):
+        sys.addaudithook(_no_peer_started)
+
+
+# The programs that are peers (or start one): dcmtk, dicom3tools, Orthanc, PostgreSQL, poppler,
+# a browser (playwright's driver runs on node), and the node itself.
+PEER_PROGRAMS = frozenset(
+    {"storescu", "storescp", "echoscu", "findscu", "movescu", "getscu", "dcmsend", "dcmrecv"}
+    | {"dsrdump", "dsr2html", "dcmdump", "dciodvfy", "dcentvfy", "Orthanc"}
+    | {"initdb", "pg_ctl", "postgres", "psql", "runuser", "pdftoppm", "chromium", "node"}
+    | {"echo-node"}
+)
+
+
+def _no_peer_started(event: str, args: tuple[object, ...]) -> None:
+    """In a run without peers, starting one fails the test that does it, naming the program."""
+    if event != "subprocess.Popen":
+        return
+    executable, argv = args[0], args[1]
+    command = [str(argv)] if isinstance(argv, str | bytes) else [str(a) for a in argv]
+    program = Path(str(executable or command[0])).name
+    if program in PEER_PROGRAMS or "echo_node" in command[1:3]:
+        raise RuntimeError(
+            f"{program} started in a run without peers: mark the test @pytest.mark.peer"
+        )
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

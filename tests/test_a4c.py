@@ -216,6 +216,7 @@ def test_missing_models_are_reported_with_their_commands(tmp_path: Path) -> None
     assert {run_a4c, run_a4c_amyloid, run_a4c_hcm} <= set(pipelines_for("a4c"))
 
 
+@pytest.mark.model
 def test_amyloid_needs_the_first_frames_and_gives_a_probability(tmp_path: Path) -> None:
     spec = small_spec("echonet-lvh-amyloid", frames=8, input_height=32, input_width=32)
     save_checkpoint(tmp_path / spec.file, random_state(spec, seed=2), "model.")
@@ -229,6 +230,7 @@ def test_amyloid_needs_the_first_frames_and_gives_a_probability(tmp_path: Path) 
     assert finding.frames == tuple(range(8))
 
 
+@pytest.mark.model
 def test_random_dynamic_weights_run_on_a_phantom_clip_deterministically(tmp_path: Path) -> None:
     seg = small_spec(SEGMENTATION_MODEL, input_height=32, input_width=32)
     ef = small_spec(EF_MODEL, frames=3, period=2, input_height=32, input_width=32)

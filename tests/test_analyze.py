@@ -32,10 +32,51 @@ def phantom(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def test_doppler_pipeline_is_registered() -> None:
-    analyze(phantom_free_clip())  # importing the pipelines happens on the first call
-    names = [function.__module__ for function in pipelines_for("doppler")]
-    assert names == ["ai.pipelines.doppler", "ai.pipelines.doppler_neural"]
+@pytest.mark.peer
+def test_every_view_has_its_pipelines_in_order_whatever_ran_before() -> None:
+    """The registry imports every pipeline module itself: no call has to come first."""
+    modules = {
+        view: [function.__module__.rsplit(".", 1)[-1] for function in pipelines_for(view)]
+        for view in ("doppler", "plax", "a4c")
+    }
+    assert modules == {
+        "doppler": ["doppler", "doppler_neural"],
+        "plax": ["plax", "measurements_2d"],
+        "a4c": ["a4c", "a4c", "a4c", "measurements_2d"],
+    }
+
+
+def test_the_order_holds_whichever_pipeline_module_was_imported_first() -> None:
+    """A test (or a notebook) that imports measurements_2d before the others must not put it
+    first (a fresh interpreter: this process has imported them all already)."""
+    probe = (
+        "import ai.pipelines.measurements_2d, ai.pipelines.doppler_neural; "
+        "from ai.pipelines import pipelines_for; "
+        "print(' '.join(f.__name__ for v in ('doppler', 'a4c') for f in pipelines_for(v)))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert done.stdout.split() == [
+        "doppler_pipeline",
+        "run_doppler_neural",
+        "run_a4c",
+        "run_a4c_amyloid",
+        "run_a4c_hcm",
+        "run_measurements_2d_a4c",
+    ]
+
+
+def test_every_module_with_a_pipeline_is_imported_by_name() -> None:
+    """ai.pipelines.all names its modules (a renamed one fails at import); a new module
+    with a `@pipeline` that all.py does not name would never run."""
+    from ai.pipelines.all import PIPELINE_MODULES
+
+    package = Path(PIPELINE_MODULES[0].__file__ or "").parent
+    with_pipelines = {
+        path.stem for path in package.glob("*.py") if "\n@pipeline(" in path.read_text()
+    }
+    assert with_pipelines == {module.__name__.rsplit(".", 1)[-1] for module in PIPELINE_MODULES}
 
 
 def phantom_free_clip() -> Path:
@@ -107,6 +148,7 @@ def test_cli_unknown_view(tmp_path: Path) -> None:
     assert "view unknown" in out.output and "not processed" in out.output
 
 
+@pytest.mark.peer
 def test_cli_json_from_the_installed_command(phantom: Path, tmp_path: Path) -> None:
     done = subprocess.run(
         [str(ECHO_NODE), "analyze", "--json", str(phantom / "tr_cw.dcm")],
@@ -128,6 +170,7 @@ def test_cli_json_from_the_installed_command(phantom: Path, tmp_path: Path) -> N
     assert len(finding["points"]) >= 2
 
 
+@pytest.mark.peer
 @pytest.mark.parametrize("view", ["plax", "a4c"])
 def test_2d_views_reach_their_pipelines_without_weights(tmp_path: Path, view: str) -> None:
     """Phantom PLAX/A4C with View Code Sequence: routed by the code, their (neural) pipelines

@@ -20,6 +20,8 @@ from ai.models.registry import default_registry
 from ai.models.store import ModelStore
 from tests.test_models import random_state, save_checkpoint, small_spec
 
+pytestmark = pytest.mark.model  # every test converts or runs the networks
+
 # (registry name, smaller input, checkpoint prefix): one of each architecture and head.
 NETWORKS = [
     ("echonet-lvh-plax", {"input_height": 48, "input_width": 64}, "model."),

@@ -16,3 +16,20 @@ def test_cli_and_service_import_without_torch() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "[]"
+
+
+def _loaded_after(statement: str) -> set[str]:
+    probe = f"import sys; {statement}; print('\\n'.join(sys.modules))"
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout
+    return set(out.split())
+
+
+def test_the_durable_parts_and_the_metrics_stand_apart() -> None:
+    """Opening a Node (every command does) pulls in no DIMSE, and the metrics take their
+    queries, not a Node: no import cycle between echo_node.node and echo_node.metrics."""
+    node = _loaded_after("import echo_node.node")
+    assert not {m for m in node if m.startswith(("echo_node.dimse", "pynetdicom"))}
+    scrape = _loaded_after("import echo_node.metrics.scrape")
+    assert "echo_node.node" not in scrape

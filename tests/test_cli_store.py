@@ -7,6 +7,7 @@ import sqlite3
 import subprocess
 from pathlib import Path
 
+import pytest
 from pydicom import dcmread
 
 from tests.conftest import ECHO_NODE, NodeProcess, free_port, us_file
@@ -51,6 +52,7 @@ def test_import_folder_indexes_real_files_and_quarantines_the_rest(
     assert status["last_received_at"]
 
 
+@pytest.mark.peer
 def test_help_lists_every_command() -> None:
     result = subprocess.run([str(ECHO_NODE), "--help"], capture_output=True, text=True)
     for command in ("serve", "status", "studies", "import", "doctor"):

@@ -23,10 +23,11 @@ from echo_node.dimse.commitment_report import Reporter
 from echo_node.ingest import Ingestor, Peer
 from echo_node.metrics.instruments import create_metrics
 from echo_node.settings import load_settings
-from storage.commitments import PENDING, SENT, Reference, record_request
+from storage.commitments import Reference, record_request
 from storage.db import make_engine, migrate, session_factory
 from storage.files import FileStore
 from storage.models import Commitment
+from storage.queue import PENDING, SENT
 from tests.conftest import free_port, us_file
 
 FILES = ["US1_J2KR.dcm", "examples_ybr_color.dcm"]

@@ -15,11 +15,8 @@ from echo_node.ingest import Ingestor, Peer
 from echo_node.metrics.instruments import create_metrics
 from storage.commitments import (
     CLASS_INSTANCE_CONFLICT,
-    FAILED,
     NO_SUCH_OBJECT_INSTANCE,
-    PENDING,
     PROCESSING_FAILURE,
-    SENT,
     Reference,
     check_instances,
     claim_due,
@@ -31,6 +28,7 @@ from storage.commitments import (
 from storage.db import make_engine, migrate, session_factory
 from storage.files import FileStore
 from storage.models import Commitment
+from storage.queue import FAILED, PENDING, SENT
 from tests.conftest import us_file
 
 US_IMAGE = "1.2.840.10008.5.1.4.1.1.6.1"

@@ -127,6 +127,7 @@ def test_sigterm_drains_tls_stores_with_two_ingest_processes(
     assert node.log().count("DIMSE service stopped") == 2
 
 
+@pytest.mark.peer
 def test_unusable_certificate_files_stop_serve_naming_the_key(tmp_path: Path) -> None:
     missing = tmp_path / "missing.crt"
     node = NodeProcess(

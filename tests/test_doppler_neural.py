@@ -321,6 +321,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> ModelStore:
     return ModelStore(folder, registry, threads=2)
 
 
+@pytest.mark.model
 def test_random_checkpoint_runs_on_the_phantom_tr(store: ModelStore) -> None:
     clip = tr_clip()
     region = clip.regions[1]
@@ -347,6 +348,7 @@ def test_random_checkpoint_runs_on_the_phantom_tr(store: ModelStore) -> None:
     assert run_doppler_neural(clip, store) == first  # same weights, same input: same answer
 
 
+@pytest.mark.model
 def test_random_checkpoint_mvpeak_on_the_phantom_mv(store: ModelStore) -> None:
     clip = make_clip("mv_pw", 11, rows=300, columns=400, heart_rate_bpm=60).to_clip()
     clip = dataclasses.replace(clip, metadata={"SeriesDescription": "MV PW"})
@@ -358,6 +360,7 @@ def test_random_checkpoint_mvpeak_on_the_phantom_mv(store: ModelStore) -> None:
     assert found["MV_E_A"].value == pytest.approx(found["MV_E"].value / found["MV_A"].value)
 
 
+@pytest.mark.model
 def test_a_checkpoint_with_the_wrong_head_fails_with_the_reason(
     store: ModelStore, tmp_path: Path
 ) -> None:
@@ -372,6 +375,7 @@ def test_a_checkpoint_with_the_wrong_head_fails_with_the_reason(
 # --- both engines through analyze, and the SR keeps one value and names the other ------------
 
 
+@pytest.mark.model
 def test_both_engines_come_back_and_the_one_not_reported_stays_on_record(
     store: ModelStore, tmp_path: Path
 ) -> None:
@@ -401,6 +405,7 @@ def test_both_engines_come_back_and_the_one_not_reported_stays_on_record(
     assert neural.TR not in texts
 
 
+@pytest.mark.peer
 def test_new_doppler_concepts_are_written_with_their_sites(tmp_path: Path) -> None:
     header = source_header()
     values = {"MR_Vmax": -510.0, "LVOT_Vmax": 95.0, "e_lat": 12.0, "e_med": 8.0}

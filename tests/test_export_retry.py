@@ -14,10 +14,11 @@ from sqlalchemy import select
 
 from echo_node.export.backlog import destination_backlog
 from echo_node.export.deliver import DeliveryReport, deliver_due, deliver_pass
-from echo_node.export.queue import claim_due, queue_deliveries, utc_now
+from echo_node.export.queue import claim_due, queue_deliveries
 from echo_node.node import open_node
 from echo_node.settings import load_settings
 from storage.models import Delivery, Output
+from storage.queue import utc_now
 from tests.orthanc import orthanc_factory  # noqa: F401
 from tests.test_export_support import (
     JPEG_FILE,

@@ -200,6 +200,7 @@ def test_logs_carry_uids_not_patient_data(node: NodeProcess) -> None:
     assert str(sent.PatientName).split("^")[0] in node.cli("studies", "--show-phi").stdout
 
 
+@pytest.mark.peer
 def test_config_error_names_the_key(tmp_path: Path) -> None:
     env = {**os.environ, "ECHO_NODE_DIMSE_PORT": "not-a-port", "ECHO_NODE_DATA_DIR": str(tmp_path)}
     result = subprocess.run(

@@ -16,6 +16,7 @@ from echo_node.cli.jobs import describe_progress
 from echo_node.jobs import queue
 from echo_node.processing import run_job
 from storage.models import Job
+from storage.queue import utc_now
 from tests.test_processing import make_node, stable_job
 
 
@@ -62,7 +63,7 @@ def test_progress_follows_the_clips_and_steps_and_jobs_shows_it(
 
 
 def test_the_estimate_ages_and_never_goes_below_zero() -> None:
-    now = queue.now_utc().replace(microsecond=0)  # updated_at is kept to the second
+    now = utc_now().replace(microsecond=0)  # updated_at is kept to the second
     progress = {
         "clip": 3,
         "clips": 60,

@@ -23,6 +23,7 @@ from echo_node.jobs.selection import processable_instances
 from echo_node.node import Node, open_node
 from echo_node.settings import load_settings
 from storage.models import Job, Study
+from storage.queue import utc_now
 from tests.conftest import us_file
 from tests.dicom_files import reuid_copies
 
@@ -42,7 +43,7 @@ def sweep(node: Node, wait_s: float = 0) -> list[int]:
     """A sweep after waiting ``wait_s`` (the quiet period is 1 s in these tests)."""
     time.sleep(wait_s)
     with node.sessions.begin() as session:
-        return queue.enqueue_stable_studies(session, node.settings, queue.now_utc())
+        return queue.enqueue_stable_studies(session, node.settings, utc_now())
 
 
 def test_a_quiet_study_gets_one_job_and_new_content_another(node: Node, tmp_path: Path) -> None:
@@ -104,7 +105,7 @@ def test_concurrent_workers_never_claim_the_same_job(node: Node, tmp_path: Path)
     def work(name: str) -> None:
         while True:
             with node.sessions.begin() as session:
-                job = queue.claim_job(session, name, node.settings, queue.now_utc())
+                job = queue.claim_job(session, name, node.settings, utc_now())
                 if job is None:
                     return
                 job_id = job.id
@@ -126,7 +127,7 @@ def test_concurrent_workers_never_claim_the_same_job(node: Node, tmp_path: Path)
 def test_expired_lease_is_taken_over_and_retries_end_in_failed(node: Node, tmp_path: Path) -> None:
     _queue_jobs(node, tmp_path, 1)
     settings = node.settings
-    now = queue.now_utc()
+    now = utc_now()
     with node.sessions.begin() as session:
         job = queue.claim_job(session, "dead-worker", settings, now)
         assert job is not None
@@ -197,7 +198,7 @@ def test_a_study_that_just_arrived_goes_before_a_thousand_reprocessing_jobs(
 ) -> None:
     """`reprocess --since` of 1000 studies, then a live study: the live one is claimed first,
     and `--urgent` puts a reprocess beside live studies."""
-    long_ago = queue.now_utc() - timedelta(days=30)
+    long_ago = utc_now() - timedelta(days=30)
     with node.sessions.begin() as session:
         session.add_all(
             Study(
@@ -222,16 +223,16 @@ def test_a_study_that_just_arrived_goes_before_a_thousand_reprocessing_jobs(
             select(Job.id).where(Job.reason == "stable", Job.state == queue.QUEUED)
         ).all()
     with node.sessions.begin() as session:
-        first = queue.claim_job(session, "w", node.settings, queue.now_utc())
+        first = queue.claim_job(session, "w", node.settings, utc_now())
         assert first is not None and first.id == live and first.reason == "stable"
     with node.sessions.begin() as session:
-        second = queue.claim_job(session, "w", node.settings, queue.now_utc())
+        second = queue.claim_job(session, "w", node.settings, utc_now())
         assert second is not None and second.reason == "reprocess" and second.id < live
 
     uid = "1.2.826.0.1.3680043.8.498.7"
     result = CliRunner().invoke(app, ["reprocess", uid, "--urgent"], env=environ)
     assert result.exit_code == 0, result.output
     with node.sessions.begin() as session:
-        urgent = queue.claim_job(session, "w", node.settings, queue.now_utc())
+        urgent = queue.claim_job(session, "w", node.settings, utc_now())
         assert urgent is not None and urgent.reason == "reprocess"
         assert urgent.study.study_instance_uid == uid

@@ -275,6 +275,7 @@ def _phantom(name: str, count: int) -> Clip:
     )
 
 
+@pytest.mark.model
 def test_published_format_checkpoint_loads_strictly_and_runs_deterministically(
     tmp_path: Path,
 ) -> None:
@@ -309,6 +310,7 @@ def test_a_checkpoint_with_another_head_is_refused_with_the_reason(tmp_path: Pat
     assert "is (3, 256, 1, 1) in the file, (2, 256, 1, 1)" in result.message
 
 
+@pytest.mark.peer
 def test_sr_with_the_new_codes_validates_and_dumps(tmp_path: Path) -> None:
     clip, _ = keyed_clip(frames=30, period=12)
     options = Measurements2DOptions(peak_distance=8)

@@ -19,6 +19,8 @@ from ai.models.architectures import build
 from ai.models.loader import load_model, sha256_file, strip_prefixes
 from ai.models.registry import RegistryError, parse_registry
 
+pytestmark = pytest.mark.model  # every test builds and loads the networks
+
 torch.set_num_threads(2)
 
 

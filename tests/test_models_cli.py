@@ -6,12 +6,15 @@ import dataclasses
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from ai.models import default_registry
 from ai.models.loader import sha256_file
 from echo_node.cli import app
 from tests.test_models import random_state, save_checkpoint
+
+pytestmark = pytest.mark.model  # import checks each checkpoint by loading it
 
 NAME = "echonet-lvh-amyloid"
 

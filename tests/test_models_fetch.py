@@ -31,6 +31,8 @@ from echo_node.fetch.models import LEDGER, PARTIAL_DIR, FetchError, fetch_model
 from tests.publisher import Publisher
 from tests.test_models import random_state, save_checkpoint
 
+pytestmark = pytest.mark.model  # install checks each checkpoint by loading it
+
 EF = "echonet-dynamic-ef"
 MEMBER = "model_data/weights/ef.pt"
 LIMIT = 10**9

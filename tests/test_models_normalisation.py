@@ -73,6 +73,7 @@ def network_inputs(monkeypatch: pytest.MonkeyPatch) -> list[torch.Tensor]:
     return seen
 
 
+@pytest.mark.model
 def test_ef_is_flagged_until_the_site_computes_the_statistics(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

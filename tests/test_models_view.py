@@ -45,6 +45,7 @@ def test_classes_route_to_views(label: str, view: View) -> None:
     assert decision.confidence == pytest.approx(0.8)
 
 
+@pytest.mark.model
 def test_installed_classifier_decides_and_missing_weights_give_none(tmp_path: Path) -> None:
     clip = array_clip(np.random.default_rng(1).integers(0, 255, (2, 60, 80, 3), dtype=np.uint8))
     assert ViewClassifier(ModelStore(tmp_path / "empty")).__call__(clip) is None

@@ -454,6 +454,7 @@ def test_caliper_pixels_carry_the_outline(study: Study) -> None:
 # --- the SC as DICOM ------------------------------------------------------------------------
 
 
+@pytest.mark.peer
 @pytest.mark.parametrize("name", ["plax", "tr_cw"])
 @pytest.mark.parametrize("syntax", [JPEGBaseline8Bit, ExplicitVRLittleEndian])
 def test_dciodvfy_reports_no_error_and_no_warning(

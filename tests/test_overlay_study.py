@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
+import pytest
 from sqlalchemy import select
 
 from ai.decode import load_clip
@@ -28,6 +29,7 @@ from tests.test_processing import make_node, output_path, outputs_of, stable_job
 from tests.test_results_data import dciodvfy
 
 
+@pytest.mark.peer
 def test_overlays_print_what_the_report_reports_with_every_model_installed(
     tmp_path: Path,
 ) -> None:

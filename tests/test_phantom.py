@@ -42,6 +42,7 @@ def dciodvfy(path: Path) -> str:
     return done.stdout + done.stderr
 
 
+@pytest.mark.peer
 @pytest.mark.parametrize("which", ["jpeg_study", "raw_study"])
 def test_every_object_passes_dciodvfy(which: str, request: pytest.FixtureRequest) -> None:
     paths: list[Path] = request.getfixturevalue(which)

@@ -249,6 +249,7 @@ def test_no_model_file_means_model_not_installed_with_the_command(tmp_path: Path
     assert run_plax in pipelines_for("plax")
 
 
+@pytest.mark.model
 def test_random_lvh_weights_run_on_a_phantom_clip_deterministically(tmp_path: Path) -> None:
     spec = small_spec(MODEL, input_height=48, input_width=64)
     save_checkpoint(tmp_path / spec.file, random_state(spec, seed=11), "model.")

@@ -27,6 +27,7 @@ from echo_node.node import Node, open_node
 from echo_node.processing import run_job
 from echo_node.settings import load_settings
 from storage.models import Delivery, FindingRow, Instance, Job, JobClip, Output, Study
+from storage.queue import utc_now
 from tests.conftest import require_tool
 
 # Full-width phantom frames keep the Doppler engine within a few % of the truth; one cycle
@@ -71,14 +72,14 @@ def make_node(data_dir: Path, **environ: str) -> Node:
 
 def claim_next(node: Node) -> int:
     with node.sessions.begin() as session:
-        job = queue.claim_job(session, "test-worker", node.settings, queue.now_utc())
+        job = queue.claim_job(session, "test-worker", node.settings, utc_now())
         assert job is not None
         return job.id
 
 
 def stable_job(node: Node) -> int:
     with node.sessions.begin() as session:
-        created = queue.enqueue_stable_studies(session, node.settings, queue.now_utc())
+        created = queue.enqueue_stable_studies(session, node.settings, utc_now())
     assert len(created) == 1, created
     return claim_next(node)
 
@@ -158,12 +159,14 @@ def test_done_with_an_sr_and_an_overlay_per_measured_clip(first: Run) -> None:
     assert all(step["seconds"] >= 0 for step in first.outcome.steps)
 
 
+@pytest.mark.peer
 def test_outputs_pass_dciodvfy_without_errors_or_warnings(first: Run) -> None:
     for output in outputs_of(first.node, first.job_id):
         path = output_path(first.node, output)
         assert dciodvfy_findings(path) == [], (output.kind, path)
 
 
+@pytest.mark.peer
 def test_sr_values_match_the_phantom_truth(first: Run) -> None:
     (sr,) = [o for o in outputs_of(first.node, first.job_id) if o.kind == "sr"]
     numbers = dsr_numbers(output_path(first.node, sr))
@@ -183,6 +186,7 @@ def test_sr_values_match_the_phantom_truth(first: Run) -> None:
     assert PLAX_NOT_MEASURED in text
 
 
+@pytest.mark.peer
 def test_the_tid1500_copy_and_the_pdf_carry_the_srs_values(first: Run) -> None:
     outputs = {o.kind: o for o in outputs_of(first.node, first.job_id)}
     sr = pydicom.dcmread(output_path(first.node, outputs["sr"]))
@@ -254,7 +258,7 @@ def test_own_outputs_never_make_a_job(first: Run) -> None:
         processable = processable_instances(session, study_id, node.settings)
         assert len(processable) == 4  # the four phantom clips, not the SR or the overlays
     with node.sessions.begin() as session:
-        assert queue.enqueue_stable_studies(session, node.settings, queue.now_utc()) == []
+        assert queue.enqueue_stable_studies(session, node.settings, utc_now()) == []
 
 
 def test_a_job_taken_over_after_its_results_were_written_adds_nothing(first: Run) -> None:
@@ -264,12 +268,13 @@ def test_a_job_taken_over_after_its_results_were_written_adds_nothing(first: Run
     assert len(outputs_of(first.node, first.job_id)) == before
 
 
+@pytest.mark.peer
 def test_reprocess_supersedes_the_earlier_sr(first: Run) -> None:
     node = first.node
     (old_sr,) = [o for o in outputs_of(node, first.job_id) if o.kind == "sr"]
     with node.sessions.begin() as session:
         study_id = session.scalars(select(Study.id)).one()
-        queue.enqueue_reprocess(session, [study_id], queue.now_utc(), "doppler")
+        queue.enqueue_reprocess(session, [study_id], utc_now(), "doppler")
     job_id = claim_next(node)
     outcome = run_job(node, job_id, None)
     assert outcome.state == "done", outcome.message
@@ -326,12 +331,13 @@ def test_reprocess_supersedes_the_earlier_sr(first: Run) -> None:
             assert by_job == {first.job_id: job_id, job_id: None}, kind
 
 
+@pytest.mark.peer
 def test_a_reprocess_of_one_pipeline_keeps_the_other_pipelines_values(first: Run) -> None:
     """Its SR supersedes the full one, so it must carry every value the full one had."""
     node = first.node
     with node.sessions.begin() as session:
         study_id = session.scalars(select(Study.id)).one()
-        queue.enqueue_reprocess(session, [study_id], queue.now_utc(), "plax")
+        queue.enqueue_reprocess(session, [study_id], utc_now(), "plax")
     job_id = claim_next(node)
     outcome = run_job(node, job_id, None)
     assert outcome.state == "done", outcome.message
@@ -457,6 +463,7 @@ def test_the_documents_can_be_turned_off(tmp_path: Path) -> None:
         node.engine.dispose()
 
 
+@pytest.mark.peer
 def test_sr_template_5300_setting_stores_a_tid_5300_sr(tmp_path: Path) -> None:
     phantom = tmp_path / "phantom"
     generate_study(phantom, 6, rows=240, columns=320, cycles=1, frame_rate=15.0)
@@ -507,6 +514,7 @@ def test_only_unknown_views_is_skipped_without_an_sr(tmp_path: Path) -> None:
     node.engine.dispose()
 
 
+@pytest.mark.model
 def test_an_installed_view_classifier_decides_clips_the_header_cannot(tmp_path: Path) -> None:
     import torch
 
@@ -570,7 +578,7 @@ def test_run_job_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
     assert run_job(node, first_job, None).state == "done"
     with node.sessions.begin() as session:
         study_id = session.scalars(select(Study.id)).one()
-        queue.enqueue_reprocess(session, [study_id], queue.now_utc(), None)
+        queue.enqueue_reprocess(session, [study_id], utc_now(), None)
     second_job = claim_next(node)
     assert run_job(node, second_job, None).state == "done"
     with node.sessions() as session:

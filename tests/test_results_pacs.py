@@ -32,6 +32,7 @@ from echo_node.jobs import queue
 from echo_node.node import Node
 from echo_node.processing import run_job
 from storage.models import Job, Study
+from storage.queue import utc_now
 from tests.all_models import install_all_models
 from tests.conftest import require_tool
 from tests.orthanc import Orthanc
@@ -39,7 +40,9 @@ from tests.test_processing import claim_next, make_node, stable_job, truth
 from tests.test_results_data import dciodvfy, walk
 
 # Two runs of a study through every network on a shared CPU: minutes, not the default 300 s.
+# Orthanc holds the study every test reads.
 pytestmark = [
+    pytest.mark.peer,
     pytest.mark.slow,
     pytest.mark.timeout(1800),
     pytest.mark.filterwarnings("error:The value length"),  # every value within its VR
@@ -111,7 +114,7 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Study_]:
         )
         with node.sessions.begin() as session:
             study_id = session.query(Study.id).scalar()
-            queue.enqueue_reprocess(session, [study_id], queue.now_utc(), None)
+            queue.enqueue_reprocess(session, [study_id], utc_now(), None)
         second = claim_next(node)
         outcome = run_job(node, second, store)
         assert outcome.state == "done", outcome.message

@@ -143,6 +143,7 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> Rendered:
     return Rendered(report, pdf, pages_of(pdf, folder), text_of(pdf))
 
 
+@pytest.mark.peer
 def test_every_reported_and_calculated_value_reads_as_the_report_prints_it(
     rendered: Rendered,
 ) -> None:
@@ -160,6 +161,7 @@ def test_every_reported_and_calculated_value_reads_as_the_report_prints_it(
     assert "not verified by a physician" in rendered.text
 
 
+@pytest.mark.peer
 def test_the_conventions_say_how_each_value_was_obtained(rendered: Rendered) -> None:
     tr = rendered.report.value("TR_Vmax")
     assert tr is not None and len(tr.beats) >= 2  # type: ignore[union-attr]
@@ -169,6 +171,7 @@ def test_the_conventions_say_how_each_value_was_obtained(rendered: Rendered) -> 
     assert "in diastole, PW Doppler" in rendered.text  # E and A: inflow, not end-diastole
 
 
+@pytest.mark.peer
 def test_pages_show_the_calipers_the_curve_and_the_spectra(rendered: Rendered) -> None:
     pages = rendered.pages
     assert 2 <= len(pages) <= 4
@@ -206,6 +209,7 @@ def test_fused_waves_a_withheld_and_e_qualified(tmp_path: Path) -> None:
     assert "Mitral Valve E to A Ratio not calculated: A not reported." in text
 
 
+@pytest.mark.peer
 def test_a_report_with_no_value_says_why(tmp_path: Path) -> None:
     header = clean_header()
     result = dataclasses.replace(
@@ -234,6 +238,7 @@ def test_a_report_with_no_value_says_why(tmp_path: Path) -> None:
     assert (page.min(axis=2) < 200).mean() > 0.005
 
 
+@pytest.mark.peer
 def test_encapsulated_pdf_is_valid_and_round_trips(rendered: Rendered, tmp_path: Path) -> None:
     header = clean_header()
     for pdf in (rendered.pdf, rendered.pdf + b"\n"):  # an even and an odd length
@@ -258,6 +263,7 @@ def test_not_a_pdf_is_refused() -> None:
         build_encapsulated_pdf(b"%PDF-1.4", [], node=NODE)
 
 
+@pytest.mark.peer
 def test_pages_render_identically_from_the_stored_bytes(rendered: Rendered) -> None:
     """What poppler reads from the instance is what was rendered: nothing lost in encapsulation."""
     dataset = build_encapsulated_pdf(rendered.pdf, [clean_header()], node=NODE)

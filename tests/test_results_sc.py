@@ -44,6 +44,7 @@ def _write(ds: Dataset, path: Path) -> Dataset:
     return pydicom.dcmread(path)
 
 
+@pytest.mark.peer
 @pytest.mark.parametrize("syntax", [JPEGBaseline8Bit, ExplicitVRLittleEndian])
 def test_sc_validates_and_decodes(
     source: tuple[Dataset, npt.NDArray[np.uint8]], syntax: str, tmp_path: Path

@@ -231,6 +231,7 @@ def test_codes_are_the_standards() -> None:
     assert CHARACTERISTICS["heart_rate"].value == "8867-4"  # CID 12220, in every section
 
 
+@pytest.mark.peer
 def test_sr_validates_without_errors_or_warnings(written: Written) -> None:
     assert dciodvfy(written.path) == ([], [])
     ds = written.dataset()
@@ -413,6 +414,7 @@ def _text_of(html_text: str) -> str:
     return html.unescape(re.sub(r"<[^>]+>", "", html_text))
 
 
+@pytest.mark.peer
 def test_any_sr_viewer_prints_each_name_beside_its_value(written: Written, tmp_path: Path) -> None:
     """dcmtk's dsr2html renders the SR as a generic SR viewer does: each NUM's concept name
     directly followed by its value and unit; no number without its name."""
@@ -452,6 +454,7 @@ def test_patient_and_study_copied_exactly(written: Written) -> None:
     assert "OtherPatientIDs" not in ds
 
 
+@pytest.mark.peer
 def test_predecessor_is_referenced(written: Written, tmp_path: Path) -> None:
     first = written.dataset()
     plax = header()
@@ -512,6 +515,7 @@ def test_bad_arguments_are_named() -> None:
         build_sr([SourceClip(ds)], [plax_result("1.2.3.9")], node=NODE)
 
 
+@pytest.mark.peer
 def test_non_ascii_names_keep_their_character_set(tmp_path: Path) -> None:
     ds = header()
     ds.SpecificCharacterSet = "ISO_IR 192"

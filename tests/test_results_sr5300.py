@@ -136,6 +136,7 @@ def _container(ds: Dataset, code: str) -> list[Dataset]:
     return [i for i in ds.ContentSequence if i.ConceptNameCodeSequence[0].CodeValue == code]
 
 
+@pytest.mark.peer
 def test_5300_sr_validates_and_names_its_template(report: Report) -> None:
     assert dciodvfy(report.path) == ([], [])  # no private coding scheme left to warn about
     ds = report.dataset()
@@ -147,6 +148,7 @@ def test_5300_sr_validates_and_names_its_template(report: Report) -> None:
     assert "CodingSchemeIdentificationSequence" not in ds
 
 
+@pytest.mark.peer
 def test_every_reported_value_is_one_num_with_its_cid_12300_code(report: Report) -> None:
     dump = dsrdump(report.path)
     written = {(m[0], float(m[3]), m[4]) for m in NUM.findall(dump)}
@@ -207,6 +209,7 @@ def test_pre_coordinated_values_are_grouped_by_the_algorithm_that_made_them(
     assert named["classical-doppler"] >= {codes.TR_VMAX.value, codes.MV_E_VMAX.value}
 
 
+@pytest.mark.peer
 def test_ai_lvef_is_an_estimate_not_a_directly_measured_value(report: Report) -> None:
     dump = dsrdump(report.path)
     assert "79993-2" not in dump  # "single plane 4C (MOD)" would mislabel a regression
@@ -322,6 +325,7 @@ def test_every_5300_code_is_in_its_context_group() -> None:
         assert code.value in {c for e in concepts["DCM"].values() for c in e}, code
 
 
+@pytest.mark.peer
 def test_m_mode_values_take_the_m_mode_codes(tmp_path: Path) -> None:
     header = source_header()
     header.PatientName = "SONOSITE^PLA"

@@ -152,6 +152,7 @@ def _comments(group: Dataset) -> list[str]:
     ]
 
 
+@pytest.mark.peer
 def test_valid_for_dciodvfy_and_dsrdump(written: tuple[Report, Path]) -> None:
     _report, path = written
     assert dciodvfy(path) == ([], [])

@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 
 import httpx
+import pytest
 from pydicom import dcmread
 
 from echo_node.node import open_node
@@ -50,6 +51,7 @@ def test_tokens_and_scopes(web: WebNode) -> None:  # noqa: F811
     assert httpx.get(studies).status_code == 401
 
 
+@pytest.mark.peer
 def test_tokens_cli(tmp_path: Path) -> None:
     port = free_port()
     env = settings_env(tmp_path / "data", port)

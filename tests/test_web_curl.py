@@ -152,4 +152,7 @@ def test_store_into_a_named_study(web: WebNode, tmp_path: Path) -> None:  # noqa
     assert status == 409
     (failed,) = Dataset.from_json(response).FailedSOPSequence
     assert failed.FailureReason == 0xA900 and failed.ReferencedSOPInstanceUID == _uid(other)
-    assert len(list(web.node.store.quarantine_dir.glob("*.json"))) == 1
+    (sidecar,) = web.node.store.quarantine_dir.glob("*.json")
+    kept = json.loads(sidecar.read_text())  # quarantined through the Ingestor like any refusal
+    assert kept["reason"] == "instance of another study than the request's"
+    assert kept["peer_address"] == "127.0.0.1" and kept["transport"] == "stowrs"

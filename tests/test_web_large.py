@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import pytest
 from pydicom import dcmread
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
@@ -61,6 +62,7 @@ def _body(path: Path) -> Iterator[bytes]:
     yield f"\r\n--{BOUNDARY}--\r\n".encode()
 
 
+@pytest.mark.slow
 def test_300_mb_instance_with_flat_memory(tmp_path: Path) -> None:
     clip = tmp_path / "clip.dcm"
     sop, study, frames = _big_clip(clip)

@@ -7,12 +7,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from echo_node.web.multipart import (
-    MultipartError,
-    MultipartParser,
-    TruncatedPart,
-    content_type_parameters,
-)
+from echo_node.web.mediatypes import content_type_parameters
+from echo_node.web.multipart import MultipartError, MultipartParser, TruncatedPart
 
 
 @dataclass

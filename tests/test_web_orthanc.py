@@ -77,6 +77,7 @@ def orthanc(web: WebNode, tmp_path: Path) -> Iterator[str]:  # noqa: F811
             process.wait(10)
 
 
+@pytest.mark.peer
 def test_orthanc_retrieves_a_study(web: WebNode, orthanc: str, tmp_path: Path) -> None:  # noqa: F811
     originals = []
     study = generate_uid()

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 from pydicom import dcmread
 
 from tests.conftest import us_file
@@ -24,6 +25,7 @@ def test_openapi_schema_published(web: WebNode) -> None:  # noqa: F811
     )
 
 
+@pytest.mark.slow
 def test_no_server_errors(web: WebNode, tmp_path: Path) -> None:  # noqa: F811
     if not SCHEMATHESIS.exists():
         raise RuntimeError("schemathesis is not installed in this environment")

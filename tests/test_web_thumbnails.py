@@ -262,6 +262,7 @@ def test_document_labels_follow_the_sop_class() -> None:
     assert thumbnails.document_label("1.2.840.10008.5.1.4.1.1.3.1") is None
 
 
+@pytest.mark.slow
 def test_thumbnail_of_a_300_mb_clip_decodes_one_frame(tmp_path: Path) -> None:
     """A 300 MB native clip: its thumbnails and renderings cost the server about one frame."""
     clip = tmp_path / "clip.dcm"

@@ -19,10 +19,11 @@ import torch
 
 from ai.clip import Clip
 from ai.findings import View, ViewDecision
+from ai.model_source import ModelSource
 from ai.models.loader import LoadedModel
 from ai.models.preprocess import crop_and_scale, crop_window, to_tensor
 from ai.models.registry import ModelSpec
-from ai.models.store import ModelStore, NotInstalled
+from ai.models.store import NotInstalled
 from ai.sector import sector_mask
 
 logger = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ class ViewClassifier:
     the frame unmasked (e.g. a frame that is already only the sector).
     """
 
-    def __init__(self, store: ModelStore, mask_fn: MaskFn | None = sector_mask) -> None:
+    def __init__(self, store: ModelSource, mask_fn: MaskFn | None = sector_mask) -> None:
         self.store = store
         self.mask_fn = mask_fn
 
@@ -85,10 +86,10 @@ class ViewClassifier:
         batch = preprocess(clip.frames[0], mask, loaded.spec)
         decision = decide(predict(loaded, batch)[0], loaded.spec)
         logger.info(
-            "view of %s: %s (%s, p=%.2f)",
-            clip.sop_instance_uid,
+            "view classified: %s (%s, p=%.2f)",
             decision.view,
             decision.label,
             decision.confidence,
+            extra={"sop_instance_uid": clip.sop_instance_uid},
         )
         return decision

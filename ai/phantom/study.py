@@ -106,7 +106,7 @@ def write_clip(
         "expected": _expected(clip.name, clip.patient, truth),
     }
     path.with_suffix(".json").write_text(json.dumps(document, indent=1))
-    logger.info("phantom %s written: SOPInstanceUID %s", clip.name, spec.sop_instance_uid)
+    logger.info("phantom %s written", clip.name, extra={"sop_instance_uid": spec.sop_instance_uid})
     return path
 
 

@@ -7,13 +7,13 @@ raises for a missing model (status model_not_installed) and never invents a valu
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from ai.clip import Clip
 from ai.findings import PipelineResult
+from ai.model_source import ModelSource
 
-# models: the model store (ai.models) or None; typed loosely so the registry stays import-light.
-PipelineFn = Callable[[Clip, Any], PipelineResult]
+# models: the model store (ai.models.store.ModelStore), or None (every model not installed).
+PipelineFn = Callable[[Clip, ModelSource | None], PipelineResult]
 
 _REGISTRY: dict[str, list[PipelineFn]] = {}
 
@@ -27,8 +27,15 @@ def pipeline(view: str) -> Callable[[PipelineFn], PipelineFn]:
 
 
 def pipelines_for(view: str) -> tuple[PipelineFn, ...]:
-    """Every pipeline registered for a view (importing ai.pipelines.all registers them)."""
-    return tuple(_REGISTRY.get(view, ()))
+    """Every pipeline of a view, in the order they run: the order of ai.pipelines.all's
+    modules, then of the functions in each. Every pipeline module is imported first, so the
+    answer never depends on what the caller, or anything before it, imported."""
+    from ai.pipelines.all import PIPELINE_MODULES  # registers every pipeline, once per process
+
+    rank = {module.__name__: index for index, module in enumerate(PIPELINE_MODULES)}
+    functions = _REGISTRY.get(view, [])
+    # sorted() keeps the order of registration within a module.
+    return tuple(sorted(functions, key=lambda function: rank.get(function.__module__, len(rank))))
 
 
 def pipeline_name(function: PipelineFn) -> str:

@@ -39,11 +39,12 @@ from scipy.signal import find_peaks
 
 from ai.clip import Clip, UltrasoundRegion
 from ai.findings import Finding, PipelineResult, PipelineStatus
+from ai.model_source import ModelSource
 from ai.models.loader import CheckpointError, LoadedModel
 from ai.models.normalisation import normalisation_flags
 from ai.models.preprocess import Geometry, crop_and_scale, crop_window, to_tensor
 from ai.models.registry import default_registry
-from ai.models.store import ModelStore, NotInstalled
+from ai.models.store import NotInstalled
 from ai.pipelines import pipeline
 from ai.pipelines.a4c_frames import Window, clip_window, dynamic_frames
 from ai.regions import tissue_region
@@ -273,8 +274,8 @@ def analyse(
     return PipelineResult(NAME, PipelineStatus.OK, findings, "", series)
 
 
-def _store_answers(models: object, *names: str) -> list[LoadedModel | NotInstalled]:
-    if isinstance(models, ModelStore):
+def _store_answers(models: ModelSource | None, *names: str) -> list[LoadedModel | NotInstalled]:
+    if models is not None:
         return [models.get(name) for name in names]
     registry = default_registry()
     return [
@@ -284,7 +285,9 @@ def _store_answers(models: object, *names: str) -> list[LoadedModel | NotInstall
 
 
 @pipeline("a4c")
-def run_a4c(clip: Clip, models: object, options: A4cOptions | None = None) -> PipelineResult:
+def run_a4c(
+    clip: Clip, models: ModelSource | None, options: A4cOptions | None = None
+) -> PipelineResult:
     """LVEF (%) with EchoNet-Dynamic, LV area curve and ED/ES frames."""
     try:
         seg, ef = _store_answers(models, SEGMENTATION_MODEL, EF_MODEL)
@@ -299,8 +302,8 @@ def run_a4c(clip: Clip, models: object, options: A4cOptions | None = None) -> Pi
         )
     if len(clip) == 0:
         return PipelineResult(NAME, PipelineStatus.NOT_APPLICABLE, message="clip has no frames")
-    batch_size = models.batch_size if isinstance(models, ModelStore) else 16
-    logger.info("a4c on %s (%d frames)", clip.sop_instance_uid, len(clip))
+    batch_size = models.batch_size if models is not None else 16
+    logger.info("a4c on %d frames", len(clip), extra={"sop_instance_uid": clip.sop_instance_uid})
     result = analyse(
         clip,
         seg if isinstance(seg, LoadedModel) else None,
@@ -326,7 +329,7 @@ def classifier_input(clip: Clip, model: LoadedModel) -> torch.Tensor:
     return to_tensor(frames, spec).permute(1, 0, 2, 3).unsqueeze(0)
 
 
-def classify(clip: Clip, models: object, name: str, finding: str) -> PipelineResult:
+def classify(clip: Clip, models: ModelSource | None, name: str, finding: str) -> PipelineResult:
     pipeline_name = f"a4c_{finding}"
     try:
         (answer,) = _store_answers(models, name)
@@ -362,12 +365,12 @@ def classify(clip: Clip, models: object, name: str, finding: str) -> PipelineRes
 
 
 @pipeline("a4c")
-def run_a4c_amyloid(clip: Clip, models: object) -> PipelineResult:
+def run_a4c_amyloid(clip: Clip, models: ModelSource | None) -> PipelineResult:
     """Probability of cardiac amyloidosis (EchoNet-LVH, optional model)."""
     return classify(clip, models, "echonet-lvh-amyloid", "amyloid")
 
 
 @pipeline("a4c")
-def run_a4c_hcm(clip: Clip, models: object) -> PipelineResult:
+def run_a4c_hcm(clip: Clip, models: ModelSource | None) -> PipelineResult:
     """Probability of hypertrophic cardiomyopathy (EchoNet-LVH, optional model)."""
     return classify(clip, models, "echonet-lvh-hcm", "hcm")

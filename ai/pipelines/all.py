@@ -1,30 +1,22 @@
-"""Import every pipeline module so that each registers itself with `@pipeline(view)`.
+"""Every pipeline module, imported by name so that each registers itself with `@pipeline(view)`.
 
-The pipelines: doppler (classical, ai.pipelines.doppler, then the EchoNet-Measurements models,
-ai.pipelines.doppler_neural), plax and a4c (neural, ai.pipelines.plax / ai.pipelines.a4c),
-measurements_2d (EchoNet-Measurements linear models for plax and a4c, registered after the
-view's own pipeline). A module that is not there (yet) is skipped, so the others still run;
-`registered()` says which were found.
+A module renamed or removed fails here, loudly, at import: a pipeline never silently stops
+running. PIPELINE_MODULES' order is the order in which each view's pipelines run and are
+reported (ai.pipelines.pipelines_for), whatever order the modules were imported in: doppler
+(the classical engine, then the EchoNet-Measurements models), plax and a4c (neural), then
+measurements_2d (EchoNet-Measurements linear models for plax and a4c, after the view's own
+pipeline).
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
+# isort: off
+from ai.pipelines import doppler
+from ai.pipelines import doppler_neural
+from ai.pipelines import plax
+from ai.pipelines import a4c
+from ai.pipelines import measurements_2d
 
-PIPELINE_MODULES = ("doppler", "doppler_neural", "plax", "a4c", "measurements_2d")
+# isort: on
 
-
-def registered() -> tuple[str, ...]:
-    """Import the pipeline modules that exist; the names of those imported."""
-    found = []
-    for name in PIPELINE_MODULES:
-        module = f"ai.pipelines.{name}"
-        if importlib.util.find_spec(module) is None:
-            continue
-        importlib.import_module(module)  # cached after the first time: registers once
-        found.append(name)
-    return tuple(found)
-
-
-registered()
+PIPELINE_MODULES = (doppler, doppler_neural, plax, a4c, measurements_2d)

@@ -58,6 +58,7 @@ import numpy.typing as npt
 
 from ai.clip import Clip, UltrasoundRegion
 from ai.findings import Aggregation, Beat, Finding, PipelineResult, PipelineStatus, Provenance
+from ai.model_source import ModelSource
 from ai.pipelines import pipeline
 from ai.regions import (
     DATA_CW,
@@ -538,16 +539,16 @@ def measure(clip: Clip, frame_index: int | None = None) -> PipelineResult:
     cw = strip.region.data_type == DATA_CW
     result = _measure_cw(clip, traced) if cw else _measure_pw(traced)
     logger.info(
-        "doppler on %s: %s %s",
-        clip.sop_instance_uid,
+        "doppler: %s %s",
         result.status,
         ", ".join(f"{f.name}={f.value:.2f}" for f in result.findings),
+        extra={"sop_instance_uid": clip.sop_instance_uid},
     )
     return result
 
 
 @pipeline("doppler")
-def doppler_pipeline(clip: Clip, models: object) -> PipelineResult:
+def doppler_pipeline(clip: Clip, models: ModelSource | None) -> PipelineResult:
     """The registered entry point; the classical engine needs no model store."""
     del models
     return measure(clip)

@@ -68,10 +68,11 @@ import torch
 
 from ai.clip import Clip, UltrasoundRegion
 from ai.findings import Aggregation, Beat, Finding, PipelineResult, PipelineStatus, Provenance
+from ai.model_source import ModelSource
 from ai.models.loader import CheckpointError, LoadedModel
 from ai.models.preprocess import Geometry, crop_and_scale, to_tensor
 from ai.models.registry import ModelSpec
-from ai.models.store import ModelStore, NotInstalled
+from ai.models.store import NotInstalled
 from ai.pipelines import pipeline
 from ai.pipelines.doppler import beat_spans, combine, header_text, keyword_flow
 from ai.pipelines.doppler import measure as classical_measure
@@ -419,17 +420,17 @@ def measure(clip: Clip, model: LoadedModel, target: Target) -> PipelineResult:
         maps, geometry, note, region, model.provenance, target, index, spans, beat_flags
     )
     logger.info(
-        "%s on %s (%s): %s %s",
+        "%s (%s): %s %s",
         NAME,
-        clip.sop_instance_uid,
         model.spec.name,
         result.status.value,
         ", ".join(f"{f.name}={f.value:.2f}" for f in result.findings),
+        extra={"sop_instance_uid": clip.sop_instance_uid},
     )
     return result
 
 
-def _not_installed(names: tuple[str, ...], models: ModelStore | None) -> PipelineResult:
+def _not_installed(names: tuple[str, ...], models: ModelSource | None) -> PipelineResult:
     commands = "; ".join(f"echo-node models import PATH --name {name}" for name in names)
     where = "no model store configured" if models is None else "not installed"
     return PipelineResult(
@@ -440,7 +441,7 @@ def _not_installed(names: tuple[str, ...], models: ModelStore | None) -> Pipelin
 
 
 @pipeline("doppler")
-def run_doppler_neural(clip: Clip, models: object) -> PipelineResult:
+def run_doppler_neural(clip: Clip, models: ModelSource | None) -> PipelineResult:
     """Peak velocities from the EchoNet-Measurements Doppler model that fits the clip."""
     region = spectral_region(clip.regions)
     if region is None:
@@ -454,7 +455,7 @@ def run_doppler_neural(clip: Clip, models: object) -> PipelineResult:
     if isinstance(decided, str):
         return PipelineResult(NAME, PipelineStatus.NOT_APPLICABLE, message=decided)
     names = (decided.model,) if decided else shape_candidates(region)
-    if not isinstance(models, ModelStore):
+    if models is None:
         return _not_installed(names, None)
     if not any(models.installed(name) for name in names):
         return _not_installed(names, models)

@@ -52,10 +52,11 @@ import numpy.typing as npt
 
 from ai.clip import Clip, UltrasoundRegion
 from ai.findings import Finding, PipelineResult, PipelineStatus
+from ai.model_source import ModelSource
 from ai.models.loader import CheckpointError, LoadedModel
 from ai.models.preprocess import crop_window
 from ai.models.signal import fill_gaps, lowpass, peaks_and_troughs
-from ai.models.store import ModelStore, NotInstalled
+from ai.models.store import NotInstalled
 from ai.pipelines import pipeline
 from ai.pipelines.plax import (
     FramePoints,
@@ -307,10 +308,13 @@ def _install_commands(names: Sequence[str]) -> str:
 
 
 def run_view(
-    clip: Clip, models: object, view: ViewModels, options: Measurements2DOptions | None = None
+    clip: Clip,
+    models: ModelSource | None,
+    view: ViewModels,
+    options: Measurements2DOptions | None = None,
 ) -> PipelineResult:
     """Run the installed models of a view; say which are missing (see module doc)."""
-    if not isinstance(models, ModelStore):
+    if models is None:
         return PipelineResult(
             view.pipeline,
             PipelineStatus.MODEL_NOT_INSTALLED,
@@ -348,11 +352,11 @@ def run_view(
             message="no 2D ultrasound region calibrated in cm: lengths cannot be reported",
         )
     logger.info(
-        "%s on %s (%d frames, models %s)",
+        "%s on %d frames, models %s",
         view.pipeline,
-        clip.sop_instance_uid,
         len(clip),
         ", ".join(loaded),
+        extra={"sop_instance_uid": clip.sop_instance_uid},
     )
     findings, series = analyse(
         clip, view, loaded, options or Measurements2DOptions(), models.batch_size
@@ -364,12 +368,12 @@ def run_view(
 
 
 @pipeline("plax")
-def run_measurements_2d_plax(clip: Clip, models: object) -> PipelineResult:
+def run_measurements_2d_plax(clip: Clip, models: ModelSource | None) -> PipelineResult:
     """IVSd, LVIDd, LVIDs, LVPWd, AoRoot, AoAsc, LAd (cm) from EchoNet-Measurements models."""
     return run_view(clip, models, PLAX)
 
 
 @pipeline("a4c")
-def run_measurements_2d_a4c(clip: Clip, models: object) -> PipelineResult:
+def run_measurements_2d_a4c(clip: Clip, models: ModelSource | None) -> PipelineResult:
     """RVbase (cm) from the EchoNet-Measurements RV base model."""
     return run_view(clip, models, A4C)

@@ -36,11 +36,12 @@ import torch
 
 from ai.clip import Clip, UltrasoundRegion
 from ai.findings import Finding, PipelineResult, PipelineStatus, Provenance
+from ai.model_source import ModelSource
 from ai.models.loader import CheckpointError, LoadedModel
 from ai.models.preprocess import Geometry, crop_and_scale, crop_window, to_tensor
 from ai.models.registry import ModelSpec
 from ai.models.signal import fill_gaps, peaks_and_troughs, smooth
-from ai.models.store import ModelStore, NotInstalled
+from ai.models.store import NotInstalled
 from ai.pipelines import pipeline
 
 logger = logging.getLogger(__name__)
@@ -299,9 +300,11 @@ def analyse(
 
 
 @pipeline("plax")
-def run_plax(clip: Clip, models: object, options: PlaxOptions | None = None) -> PipelineResult:
+def run_plax(
+    clip: Clip, models: ModelSource | None, options: PlaxOptions | None = None
+) -> PipelineResult:
     """IVSd, LVIDd, LVPWd, LVIDs (cm) and per-frame curves from an EchoNet-LVH PLAX model."""
-    if not isinstance(models, ModelStore):
+    if models is None:
         return PipelineResult(
             NAME,
             PipelineStatus.MODEL_NOT_INSTALLED,
@@ -316,5 +319,5 @@ def run_plax(clip: Clip, models: object, options: PlaxOptions | None = None) -> 
         return PipelineResult(NAME, PipelineStatus.MODEL_NOT_INSTALLED, message=loaded.message)
     if len(clip) == 0:
         return PipelineResult(NAME, PipelineStatus.NOT_APPLICABLE, message="clip has no frames")
-    logger.info("plax on %s (%d frames)", clip.sop_instance_uid, len(clip))
+    logger.info("plax on %d frames", len(clip), extra={"sop_instance_uid": clip.sop_instance_uid})
     return analyse(clip, loaded, options or PlaxOptions(), models.batch_size)

@@ -1,25 +1,29 @@
-"""`echo-node analyze FILE`: the view (and what decided it) and the findings of one instance."""
+"""`echo-node analyze FILE`: the view (and what decided it) and the findings of one instance.
+
+The same steps as the worker's: the node's model store, the view classifier the worker uses
+(echo_node.processing.classifier), and with --json the result as the node keeps it on record
+(ai.result_json: strict JSON, non-finite numbers as null).
+"""
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import json
 import math
-from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from ai.findings import ClipResult
+from ai.model_source import ModelSource
 from echo_node.cli.context import state
+from echo_node.processing.classifier import view_classifier
 from echo_node.settings import Settings
 
 
-def _models(settings: Settings) -> Any:
+def _models(settings: Settings) -> ModelSource:
     """The node's model store (models_dir), so neural pipelines find installed weights."""
     from ai.models.store import ModelStore  # torch: imported only when a command needs it
 
@@ -30,18 +34,6 @@ def _models(settings: Settings) -> Any:
         threads=threads,
         backend=settings.inference_backend,
     )
-
-
-def _classifier(store: Any) -> Any:
-    """The view classifier (ai.models.view_classifier) when it and its weights are installed;
-    otherwise None, so an undecided view says "no view classifier installed"."""
-    name = "ai.models.view_classifier"
-    if importlib.util.find_spec(name) is None:
-        return None
-    module = importlib.import_module(name)
-    if not store.installed(module.MODEL):
-        return None
-    return module.ViewClassifier(store)
 
 
 def _number(value: float) -> str:
@@ -81,15 +73,22 @@ def analyze(
     """Decode one instance, decide its view and run its pipelines; print the findings."""
     from ai.analyze import analyze as run
     from ai.decode import DecodeError
+    from ai.result_json import result_to_json
 
+    settings = state(ctx).settings()
     try:
-        settings = state(ctx).settings()
-        result = run(file, models=_models(settings), min_confidence=settings.min_view_confidence)
+        models = _models(settings)
+        result = run(
+            file,
+            models=models,
+            classifier=view_classifier(models),
+            min_confidence=settings.min_view_confidence,
+        )
     except DecodeError as error:
         typer.echo(f"cannot decode {file}: {error}", err=True)
         raise typer.Exit(1) from None
     if as_json:
-        print(json.dumps(asdict(result), indent=2, default=str))
+        print(json.dumps(result_to_json(result), indent=2))
         return
     console = Console()
     view = result.view

@@ -1,4 +1,5 @@
-"""What every command shares: the settings (read once) and the opened node."""
+"""What every command shares: the settings (read once) and the opened node (read-only for the
+commands that only read)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from pathlib import Path
 
 import typer
 
-from echo_node.node import Node, open_node
+from echo_node.node import Node, ReadOnlyNode, open_node, open_read_only
 from echo_node.settings import ConfigError, Settings, load_settings
+from storage.db import NotMigrated
 
 
 @dataclass
@@ -27,6 +29,14 @@ class CliState:
 
     def node(self) -> Node:
         return open_node(self.settings())
+
+    def reader(self) -> ReadOnlyNode:
+        """The node opened read-only: commands that only read never migrate or write."""
+        try:
+            return open_read_only(self.settings())
+        except NotMigrated as exc:
+            typer.echo(f"{exc}", err=True)
+            raise typer.Exit(1) from None
 
 
 def state(ctx: typer.Context) -> CliState:

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from echo_node.cli.context import state
 from echo_node.jobs import queue
 from storage.models import CLIP_RESULT_KEY, Delivery, FindingRow, Job, JobClip, Output, Study
+from storage.queue import utc_now
 
 app = typer.Typer(help="The processing queue: list jobs, show one, retry one.")
 
@@ -69,7 +70,7 @@ def list_jobs(
         return
     if job_state is not None and job_state not in queue.STATES:
         raise typer.BadParameter(f"state must be one of {', '.join(queue.STATES)}")
-    node = state(ctx).node()
+    node = state(ctx).reader()
     query = select(Job, Study.study_instance_uid).join(Study).order_by(Job.id.desc()).limit(limit)
     if job_state:
         query = query.where(Job.state == job_state)
@@ -81,7 +82,7 @@ def list_jobs(
     table = Table(
         "id", "state", "reason", "tries", "created", "s", "study UID", "progress / message / error"
     )
-    now = queue.now_utc()
+    now = utc_now()
     for row in rows:
         table.add_row(
             str(row["id"]),
@@ -161,7 +162,7 @@ def show(
 ) -> None:
     """Everything about one job: steps and timings, clips and views, findings, what the report
     made of each (reported, withheld and why, with the flags), outputs."""
-    node = state(ctx).node()
+    node = state(ctx).reader()
     with node.sessions() as session:
         job = session.get(Job, job_id)
         if job is None:
@@ -188,9 +189,7 @@ def show(
     ):
         console.print(f"[bold]{key}[/bold]: {detail[key]}")
     if detail["progress"]:
-        console.print(
-            f"[bold]progress[/bold]: {describe_progress(detail['progress'], queue.now_utc())}"
-        )
+        console.print(f"[bold]progress[/bold]: {describe_progress(detail['progress'], utc_now())}")
     _table(console, "steps", detail["steps"])
     _table(console, "clips", detail["clips"])
     _table(console, "findings", detail["findings"])
@@ -235,5 +234,5 @@ def retry(
         if job.state in (queue.QUEUED, queue.RUNNING):
             typer.echo(f"job {job_id} is {job.state}; nothing to retry", err=True)
             raise typer.Exit(1)
-        queue.retry_job(session, job, queue.now_utc())
+        queue.retry_job(session, job, utc_now())
     typer.echo(f"job {job_id} queued again")

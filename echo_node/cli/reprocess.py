@@ -16,15 +16,14 @@ from sqlalchemy.orm import Session
 from echo_node.cli.context import state
 from echo_node.jobs import queue
 from storage.models import Job, Study
+from storage.queue import utc_now
 
 
 def known_pipelines() -> tuple[str, ...]:
     """Every registered pipeline's name, as a reprocess filter names it."""
     from ai.findings import View
     from ai.pipelines import pipeline_name, pipelines_for
-    from ai.pipelines.all import registered
 
-    registered()
     names = {pipeline_name(f) for view in View for f in pipelines_for(view.value)}
     return tuple(sorted(names))
 
@@ -66,7 +65,7 @@ def reprocess(
     with node.sessions.begin() as session:
         study_ids = _select(session, study_uids or [], since, failed)
         priority = queue.LIVE_PRIORITY if urgent else queue.REPROCESS_PRIORITY
-        job_ids = queue.enqueue_reprocess(session, study_ids, queue.now_utc(), pipeline, priority)
+        job_ids = queue.enqueue_reprocess(session, study_ids, utc_now(), pipeline, priority)
     typer.echo(f"queued {len(job_ids)} job(s): {', '.join(map(str, job_ids)) or '-'}")
 
 

@@ -13,10 +13,11 @@ from sqlalchemy import select
 
 from echo_node.cli.context import state
 from echo_node.export.deliver import deliver_pass
-from echo_node.export.queue import PENDING, SENT, requeue, utc_now
+from echo_node.export.queue import requeue
 from echo_node.logsetup import configure_logging
 from echo_node.node import Node
 from storage.models import Delivery, Output, Study
+from storage.queue import PENDING, SENT, utc_now
 
 # Passes at most: each claims a batch, so this bounds the command's time on a long backlog.
 MAX_PASSES = 50

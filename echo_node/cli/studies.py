@@ -12,12 +12,9 @@ from rich.table import Table
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from echo_node import overview
 from echo_node.cli.context import state
-from echo_node.export.backlog import destination_backlog
-from echo_node.jobs.queue import STATES
-from echo_node.watermark import disk_space
-from storage.commitments import FAILED, PENDING, SENT
-from storage.models import Commitment, Instance, Job, RetentionDeletion, Series, Study
+from storage.models import Instance, Series, Study
 
 
 @dataclass(frozen=True)
@@ -41,7 +38,7 @@ def studies(
     limit: Annotated[int, typer.Option(help="Most recent studies to list.")] = 100,
 ) -> None:
     """One line a study: date, modality, instances, size, study UID."""
-    node = state(ctx).node()
+    node = state(ctx).reader()
     query = (
         select(
             Study,
@@ -109,34 +106,19 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Counts, disk use, last instance received, the job queue and each destination's backlog."""
-    node = state(ctx).node()
+    node = state(ctx).reader()
+    now = overview.queue_state(node.sessions, node.store, node.settings)
     with node.sessions() as session:
-        counts = {
-            "studies": session.scalar(select(func.count(Study.id))) or 0,
-            "series": session.scalar(select(func.count(Series.id))) or 0,
-            "instances": session.scalar(select(func.count(Instance.id))) or 0,
-        }
-        last = session.scalar(select(func.max(Instance.received_at)))
-        jobs = dict(session.execute(select(Job.state, func.count()).group_by(Job.state)).all())
-        last_job = session.scalars(
-            select(Job).where(Job.finished_at.is_not(None)).order_by(Job.finished_at.desc())
-        ).first()
-        backlog = destination_backlog(
-            session, [destination.name for destination in node.settings.destinations]
-        )
-        commitments = dict(
-            session.execute(select(Commitment.state, func.count()).group_by(Commitment.state)).all()
-        )
-        deletions = dict(
-            session.execute(
-                select(RetentionDeletion.kind, func.count()).group_by(RetentionDeletion.kind)
-            ).all()
-        )
-    quarantined = len(list(node.store.quarantine_dir.glob("*.json")))
-    space = disk_space(node.store.root, node.settings)
+        held = overview.holdings(session)
+        last_job = overview.last_finished_job(session)
+        commitments = overview.commitment_counts(session)
+        deletions = overview.deletion_counts(session)
+    space = now.space
     report: dict[str, Any] = {
-        **counts,
-        "quarantined": quarantined,
+        "studies": held.studies,
+        "series": held.series,
+        "instances": held.instances,
+        "quarantined": now.quarantined,
         "disk_bytes": node.store.disk_usage(),
         # Below the watermark the node refuses new associations and STOW-RS (disk_min_free_*).
         "disk_free": {
@@ -145,9 +127,9 @@ def status(
             "watermark_bytes": space.required,
             "accepting": space.ok,
         },
-        "last_received_at": last.isoformat() if last else None,
+        "last_received_at": held.last_received_at.isoformat() if held.last_received_at else None,
         "data_dir": str(node.store.root),
-        "jobs": {state_: int(jobs.get(state_, 0)) for state_ in STATES},
+        "jobs": now.jobs,
         "last_job": None
         if last_job is None
         else {
@@ -163,19 +145,15 @@ def status(
                 "sent": line.sent,
                 "oldest_pending": line.oldest_pending.isoformat() if line.oldest_pending else None,
             }
-            for line in backlog
+            for line in now.backlog
         ],
         # Storage commitment reports owed to the modalities that asked (sent, or given up).
-        "commitment_reports": {
-            state_: int(commitments.get(state_, 0)) for state_ in (PENDING, SENT, FAILED)
-        },
+        "commitment_reports": commitments,
         # The retention policy (0 days = kept for ever) and the studies it has deleted from.
         "retention": {
             "retention_days": node.settings.retention_days,
             "retention_results_days": node.settings.retention_results_days,
-            "studies_deleted": {
-                kind: int(deletions.get(kind, 0)) for kind in ("received", "results")
-            },
+            "studies_deleted": deletions,
         },
     }
     if as_json:

@@ -32,7 +32,7 @@ def add(
 @app.command("list")
 def list_(ctx: typer.Context) -> None:
     """List tokens (id, scope, name, created, revoked); never the tokens themselves."""
-    tokens = list_tokens(state(ctx).node().sessions)
+    tokens = list_tokens(state(ctx).reader().sessions)
     if not tokens:
         typer.echo("no tokens")
     for info in tokens:

@@ -36,8 +36,6 @@ from echo_node.dimse.peers import peer_allowed
 from echo_node.dimse.tls import client_context
 from echo_node.settings import CommitmentPeer, Destination, Settings
 from storage.commitments import (
-    FAILED,
-    SENT,
     CommitmentClaim,
     HashMemo,
     Verdict,
@@ -48,6 +46,7 @@ from storage.commitments import (
     mark_sent,
 )
 from storage.files import FileStore
+from storage.queue import FAILED, SENT
 
 logger = logging.getLogger(__name__)
 

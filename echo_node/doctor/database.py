@@ -9,11 +9,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from echo_node.doctor.report import Check
-from echo_node.export.queue import FAILED, PENDING
 from echo_node.jobs.queue import RUNNING
 from echo_node.settings import Settings
 from storage.db import schema_state
 from storage.models import Delivery, Job, Output, Study
+from storage.queue import FAILED, PENDING
 
 
 def check_schema(engine: Engine, verify: bool) -> Check:
@@ -24,22 +24,9 @@ def check_schema(engine: Engine, verify: bool) -> Check:
     except SQLAlchemyError as exc:
         reason = str(exc.args[0] if exc.args else exc)[:300]
         return Check("database", "FAIL", f"cannot read it: {type(exc).__name__}: {reason}")
-    current, heads = ", ".join(sorted(schema.current)), ", ".join(sorted(schema.heads))
-    if not schema.current:
-        return Check("database", "FAIL", "no schema: `echo-node serve` creates it at start")
-    if schema.unknown:
-        return Check(
-            "database",
-            "FAIL",
-            f"at revision {current}, which this echo-node does not know (a newer version "
-            "migrated it)",
-        )
-    if schema.current != schema.heads:
-        return Check(
-            "database",
-            "FAIL",
-            f"at revision {current}, the code's is {heads}: `echo-node serve` migrates at start",
-        )
+    if schema.problem is not None:
+        return Check("database", "FAIL", schema.problem)
+    heads = ", ".join(sorted(schema.heads))
     if integrity is not None and integrity != "ok":
         return Check("database", "FAIL", f"SQLite quick_check: {integrity[:200]}")
     checked = ", quick_check ok" if integrity == "ok" else ""

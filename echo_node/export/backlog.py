@@ -9,8 +9,8 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from echo_node.export.queue import FAILED, PENDING, SENT
 from storage.models import Delivery, Output
+from storage.queue import FAILED, PENDING, SENT
 
 
 @dataclass(frozen=True)

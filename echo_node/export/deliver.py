@@ -18,9 +18,6 @@ from echo_node.export.dicomweb import stow_files
 from echo_node.export.dimse import store_files
 from echo_node.export.outcome import Item, SendResult, permanent, transient
 from echo_node.export.queue import (
-    FAILED,
-    PENDING,
-    SENT,
     Claim,
     claim_due,
     mark_failed,
@@ -30,6 +27,7 @@ from echo_node.export.queue import (
 )
 from echo_node.node import Node
 from echo_node.settings import Destination
+from storage.queue import FAILED, PENDING, SENT
 
 logger = logging.getLogger(__name__)
 
@@ -157,21 +155,19 @@ def _record(
 
 
 def _log(claim: Claim, state: str, result: SendResult) -> None:
+    about = {
+        "delivery_id": claim.delivery_id,
+        "destination": claim.destination,
+        "sop_instance_uid": claim.sop_instance_uid,
+    }
     if state == SENT:
-        logger.info("sent %s to %s", claim.sop_instance_uid, claim.destination)
+        logger.info("sent", extra=about)
     elif state == "":
-        logger.warning(
-            "lease on delivery %d (%s to %s) expired before its outcome was recorded",
-            claim.delivery_id,
-            claim.sop_instance_uid,
-            claim.destination,
-        )
+        logger.warning("lease on a delivery expired before its outcome was recorded", extra=about)
     else:
         logger.warning(
-            "delivery of %s to %s, attempt %d: %s (%s)",
-            claim.sop_instance_uid,
-            claim.destination,
+            "delivery attempt %d failed (%s)",
             claim.attempts,
-            result.message,
             state,
+            extra={**about, "error": result.message},
         )

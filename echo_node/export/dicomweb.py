@@ -84,7 +84,10 @@ def _stow_one(client: httpx.Client, url: str, destination: Destination, item: It
     status = response.status_code
     if status in (200, 202) and failure is None:
         if status == 202:
-            logger.warning("%s stored %s with warnings", destination.name, item.sop_instance_uid)
+            logger.warning(
+                "stored with warnings",
+                extra={"destination": destination.name, "sop_instance_uid": item.sop_instance_uid},
+            )
         return SENT
     message = f"{destination.name}: STOW-RS HTTP {status}"
     if failure is not None:

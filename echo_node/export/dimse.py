@@ -178,10 +178,9 @@ def _store_one(assoc: Association, destination: Destination, item: Item) -> Send
         except Exception as exc:  # any decoder fault: this file cannot be sent uncompressed
             return permanent(f"cannot decompress {item.sop_instance_uid} ({syntax.name}): {exc}")
         logger.info(
-            "sending %s to %s decompressed: the peer refused %s",
-            item.sop_instance_uid,
-            destination.name,
+            "sending decompressed: the peer refused %s",
             syntax.name,
+            extra={"destination": destination.name, "sop_instance_uid": item.sop_instance_uid},
         )
     elif not accepted:
         return permanent(f"{destination.name} accepted no context for {item.sop_class_uid}")
@@ -202,10 +201,9 @@ def _status(
     if category in ("Success", "Warning"):
         if category == "Warning":
             logger.warning(
-                "%s stored %s with warning status 0x%04X",
-                destination.name,
-                item.sop_instance_uid,
+                "stored with warning status 0x%04X",
                 code,
+                extra={"destination": destination.name, "sop_instance_uid": item.sop_instance_uid},
             )
         return SENT
     comment = str(status.ErrorComment) if "ErrorComment" in status else ""

@@ -1,30 +1,36 @@
 """Delivery rows: queuing, claiming with a lease, and recording each outcome.
 
 A delivery is ``pending`` until a peer acknowledges it (``sent``, final) or it runs out of
-attempts or meets a permanent refusal (``failed``). Claiming sets ``lease_until``; the exact
-lease timestamp is the claim's token, and an outcome is recorded only while the row still
-carries it, so a worker whose lease expired (and whose delivery another worker took over)
-cannot overwrite the newer outcome. Helpers here never commit: the transaction is the caller's.
+attempts or meets a permanent refusal (``failed``). Claiming, the lease that is the claim's
+token, and retrying with backoff are the durable-queue core's (storage.queue). Helpers here
+never commit: the transaction is the caller's.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import datetime
 
-from sqlalchemy import and_, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from echo_node.settings import Destination
-from storage import leases
+from storage.db import insert_on_conflict
 from storage.models import Delivery, Instance, Output
-
-PENDING, SENT, FAILED = leases.PENDING, "sent", "failed"
-# Longest error text kept on a row: enough for a DIMSE status or an HTTP body's start.
-_ERROR_LIMIT = 2000
+from storage.queue import (
+    ERROR_LIMIT,
+    FAILED,
+    PENDING,
+    SENT,
+    Lease,
+    Retry,
+    lease_due,
+    leased_rows,
+    record_retry,
+    update_leased,
+    utc_now,
+)
 
 
 @dataclass(frozen=True)
@@ -40,9 +46,9 @@ class Claim:
     transfer_syntax_uid: str
     path: str  # relative to the data directory
 
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
+    @property
+    def lease(self) -> Lease:
+        return Lease(self.delivery_id, self.lease_until)
 
 
 def queue_deliveries(
@@ -50,39 +56,39 @@ def queue_deliveries(
 ) -> None:
     """Add a pending delivery of ``output`` per destination; pairs already queued are kept."""
     now = utc_now()
-    module: Any = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     for destination in destinations:
         name = destination if isinstance(destination, str) else destination.name
-        session.execute(
-            module.insert(Delivery.__table__)
-            .values(
-                output_id=output.id,
-                destination=name,
-                state=PENDING,
-                attempts=0,
-                next_attempt_at=now,
-            )
-            .on_conflict_do_nothing()
+        insert_on_conflict(
+            session,
+            Delivery.__table__,
+            {
+                "output_id": output.id,
+                "destination": name,
+                "state": PENDING,
+                "attempts": 0,
+                "next_attempt_at": now,
+            },
         )
 
 
 def claim_due(session: Session, worker_id: str, lease_s: float, limit: int) -> list[Claim]:
     """Lease up to ``limit`` pending deliveries whose time has come, oldest first.
 
-    How rows are leased, on PostgreSQL and SQLite, is storage.leases'. ``worker_id`` is for
+    How rows are leased, on PostgreSQL and SQLite, is storage.queue's. ``worker_id`` is for
     the caller's logs; the lease timestamp is the token.
     """
-    del worker_id  # the table has no owner column; see the module docstring
-    ids, lease_until = leases.lease_due(session, Delivery, utc_now(), lease_s, limit)
+    del worker_id  # the table has no owner column; see storage.queue
+    ids, lease_until = lease_due(session, Delivery, utc_now(), lease_s, limit)
     if not ids:
         return []
     rows = session.execute(
-        select(Delivery, Output, Instance)
-        .join(Output, Delivery.output_id == Output.id)
-        .join(Instance, Output.instance_id == Instance.id)
-        .where(Delivery.id.in_(ids))
-        .order_by(Delivery.next_attempt_at, Delivery.id)
-        .execution_options(populate_existing=True)
+        leased_rows(
+            select(Delivery, Output, Instance)
+            .join(Output, Delivery.output_id == Output.id)
+            .join(Instance, Output.instance_id == Instance.id),
+            Delivery,
+            ids,
+        )
     )
     return [
         Claim(
@@ -99,50 +105,23 @@ def claim_due(session: Session, worker_id: str, lease_s: float, limit: int) -> l
     ]
 
 
-def _still_ours(claim: Claim) -> Any:
-    return and_(
-        Delivery.id == claim.delivery_id,
-        Delivery.state == PENDING,
-        Delivery.lease_until == claim.lease_until,
-    )
-
-
 def mark_sent(session: Session, claim: Claim) -> bool:
     """Record the peer's acknowledgement; False if the claim was no longer this worker's."""
-    result = session.execute(
-        update(Delivery)
-        .where(_still_ours(claim))
-        .values(state=SENT, sent_at=utc_now(), lease_until=None, last_error=None)
-        .execution_options(synchronize_session=False)
+    return update_leased(
+        session, Delivery, claim.lease, state=SENT, sent_at=utc_now(), last_error=None
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 def mark_failed(session: Session, claim: Claim, error: str) -> bool:
     """A permanent failure: no more attempts until ``echo-node send`` asks again."""
-    result = session.execute(
-        update(Delivery)
-        .where(_still_ours(claim))
-        .values(state=FAILED, lease_until=None, last_error=error[:_ERROR_LIMIT])
-        .execution_options(synchronize_session=False)
+    return update_leased(
+        session, Delivery, claim.lease, state=FAILED, last_error=error[:ERROR_LIMIT]
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 def release(session: Session, claim: Claim) -> bool:
     """Give a claim back unsent (the pass ran out of time): due again, the attempt not counted."""
-    result = session.execute(
-        update(Delivery)
-        .where(_still_ours(claim))
-        .values(lease_until=None, attempts=Delivery.attempts - 1)
-        .execution_options(synchronize_session=False)
-    )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
-
-
-def retry_delay_s(attempts: int, backoff_s: float) -> float:
-    """The wait after the ``attempts``-th failed attempt: ``backoff_s`` doubling each time."""
-    return backoff_s * 2.0 ** max(attempts - 1, 0)
+    return update_leased(session, Delivery, claim.lease, attempts=Delivery.attempts - 1)
 
 
 def mark_retry(
@@ -152,18 +131,8 @@ def mark_retry(
 
     Returns the state recorded ("" if the claim was no longer this worker's).
     """
-    if claim.attempts >= max_attempts:
-        plural = "" if claim.attempts == 1 else "s"
-        message = f"gave up after {claim.attempts} attempt{plural}: {error}"
-        return FAILED if mark_failed(session, claim, message) else ""
-    next_attempt = utc_now() + timedelta(seconds=retry_delay_s(claim.attempts, backoff_s))
-    result = session.execute(
-        update(Delivery)
-        .where(_still_ours(claim))
-        .values(next_attempt_at=next_attempt, lease_until=None, last_error=error[:_ERROR_LIMIT])
-        .execution_options(synchronize_session=False)
-    )
-    return PENDING if result.rowcount else ""  # type: ignore[attr-defined]
+    retry = Retry(backoff_s, max_attempts)
+    return record_retry(session, Delivery, claim.lease, claim.attempts, error, retry)
 
 
 def requeue(session: Session, output_ids: Iterable[int], destinations: Iterable[str]) -> int:

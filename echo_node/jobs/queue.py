@@ -3,24 +3,28 @@
 Every hand-over goes through these rows, so any number of schedulers and workers, in any
 number of processes and hosts, can share one database: a unique content key stops duplicate
 jobs, and claims take a lease under ``FOR UPDATE SKIP LOCKED`` (PostgreSQL) or inside the
-serialised ``BEGIN IMMEDIATE`` transaction (SQLite).
+serialised ``BEGIN IMMEDIATE`` transaction (SQLite). A job is owned by the worker that claimed
+it (``worker_id``) and claimed by priority; the clock, the insert that loses quietly to another
+sweeper, and retrying with doubling backoff until the attempts run out are the durable-queue
+core's (storage.queue).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, exists, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from echo_node.jobs.outcome import JobOutcome
 from echo_node.jobs.selection import content_key, processable_instances
 from echo_node.settings import Settings
+from storage.db import insert_on_conflict
 from storage.models import Job, Study
+from storage.queue import Retry, utc_now
 
 logger = logging.getLogger(__name__)
 
@@ -30,10 +34,6 @@ STATES = (QUEUED, RUNNING, DONE, FAILED, SKIPPED)
 # reprocessing backlog (`reprocess --since` of a thousand studies), whatever was queued first.
 LIVE_PRIORITY = 10
 REPROCESS_PRIORITY = 0
-
-
-def now_utc() -> datetime:
-    return datetime.now(UTC)
 
 
 def enqueue_stable_studies(session: Session, settings: Settings, now: datetime) -> list[int]:
@@ -81,9 +81,7 @@ def enqueue_stable_studies(session: Session, settings: Settings, now: datetime) 
 
 def _insert_job(session: Session, values: dict[str, Any]) -> int | None:
     """Insert unless this study content already has a job (another sweeper may have won)."""
-    dialect: Any = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(Job).values(**values).on_conflict_do_nothing().returning(Job.id)
-    job_id: int | None = session.scalar(statement)
+    job_id: int | None = insert_on_conflict(session, Job, values, returning=Job.id).scalar()
     return job_id
 
 
@@ -137,7 +135,7 @@ def claim_job(session: Session, worker_id: str, settings: Settings, now: datetim
             "lease expired, taking the job over",
             extra={"job_id": job.id, "previous_worker": job.worker_id},
         )
-        if job.attempts >= settings.job_max_attempts:
+        if _retry(settings).exhausted(job.attempts):
             _end(job, FAILED, now, error=f"worker lost {job.attempts} times (lease expired)")
             return None
     job.state = RUNNING
@@ -154,7 +152,7 @@ def renew_lease(session: Session, job_id: int, worker_id: str, settings: Setting
     job = session.get(Job, job_id, with_for_update=True)
     if job is None or job.state != RUNNING or job.worker_id != worker_id:
         return False
-    job.lease_until = now_utc() + timedelta(seconds=settings.job_lease_s)
+    job.lease_until = utc_now() + timedelta(seconds=settings.job_lease_s)
     return True
 
 
@@ -180,7 +178,7 @@ def record_outcome(session: Session, job_id: int, worker_id: str, outcome: JobOu
     job = _owned(session, job_id, worker_id)
     if job is not None:
         job.steps = [*job.steps, *outcome.steps]
-        _end(job, outcome.state, now_utc(), message=outcome.message)
+        _end(job, outcome.state, utc_now(), message=outcome.message)
 
 
 def record_failure(
@@ -190,15 +188,21 @@ def record_failure(
     job = _owned(session, job_id, worker_id)
     if job is None:
         return
-    now = now_utc()
-    if transient and job.attempts < settings.job_max_attempts:
-        delay = settings.retry_backoff_s * 2 ** (job.attempts - 1)
+    now, retry = utc_now(), _retry(settings)
+    again = retry.next_attempt(job.attempts, now) if transient else None
+    if again is not None:
         job.state = QUEUED
-        job.not_before = now + timedelta(seconds=delay)
+        job.not_before = again
         job.lease_until = None
-        job.error = f"attempt {job.attempts}: {error} (retry in {delay:.0f} s)"
+        job.error = (
+            f"attempt {job.attempts}: {error} (retry in {retry.delay_s(job.attempts):.0f} s)"
+        )
         return
     _end(job, FAILED, now, error=error)
+
+
+def _retry(settings: Settings) -> Retry:
+    return Retry(settings.retry_backoff_s, settings.job_max_attempts)
 
 
 def retry_job(session: Session, job: Job, now: datetime) -> None:

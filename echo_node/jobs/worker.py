@@ -2,8 +2,8 @@
 
 Each worker thread loops: claim a due job (or take over one whose lease ran out), run
 ``echo_node.processing.run_job`` while a heartbeat renews the lease, record the outcome.
-Between jobs it delivers due results to their destinations. A process that dies simply stops
-renewing; its jobs come back when their leases expire.
+Delivering the results is a periodic pass of its own (echo_node.periodic). A process that dies
+simply stops renewing; its jobs come back when their leases expire.
 """
 
 from __future__ import annotations
@@ -15,16 +15,16 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from typing import Any
 
+from ai.model_source import ModelSource
 from echo_node.jobs import queue
 from echo_node.jobs.outcome import JobOutcome, TransientJobError
 from echo_node.node import Node
+from storage.queue import utc_now
 
 logger = logging.getLogger(__name__)
 
-RunJob = Callable[[Node, int, Any], JobOutcome]
-Deliver = Callable[[Node, str], int]  # one delivery pass; returns how many were handled
+RunJob = Callable[[Node, int, ModelSource | None], JobOutcome]
 # How long an idle worker waits before looking for work again.
 _IDLE_POLL_S = 1.0
 
@@ -36,10 +36,9 @@ def worker_id(thread_index: int) -> str:
 class Worker:
     """Worker threads of one process; ``stop`` lets each finish its current job and end."""
 
-    def __init__(self, node: Node, run_job: RunJob, deliver: Deliver, models: Any) -> None:
+    def __init__(self, node: Node, run_job: RunJob, models: ModelSource | None) -> None:
         self.node = node
         self.run_job = run_job
-        self.deliver = deliver
         self.models = models
         self.stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -61,18 +60,17 @@ class Worker:
         while not self.stop.is_set():
             try:
                 worked = self.run_one(me)
-                delivered = self.deliver(self.node, me)
             except Exception:  # the loop must outlive any one fault; the log keeps it
                 logger.exception("worker loop error", extra={"worker": me})
-                worked, delivered = False, 0
-            if not worked and not delivered:
+                worked = False
+            if not worked:
                 self.stop.wait(_IDLE_POLL_S)
 
     def run_one(self, me: str) -> bool:
         """Claim and run one job; False when none was due."""
         settings = self.node.settings
         with self.node.sessions.begin() as session:
-            job = queue.claim_job(session, me, settings, queue.now_utc())
+            job = queue.claim_job(session, me, settings, utc_now())
             job_id = job.id if job is not None else None
         if job_id is None:
             return False

@@ -2,37 +2,33 @@
 
 The gauges that describe state rather than events (jobs by state, delivery backlog, quarantine,
 free disk) are read when Prometheus asks, from the database and the data directory, so they
-cover every process and host sharing them, with no bookkeeping to drift.
+cover every process and host sharing them, with no bookkeeping to drift. The reading is the
+caller's (echo_node.overview.queue_state, the queries `echo-node status` prints too): this
+module only turns it into metrics.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
 
-from echo_node.export.backlog import destination_backlog
-from echo_node.jobs.queue import STATES
 from echo_node.metrics import MULTIPROCESS_ENV
-from echo_node.node import Node
-from echo_node.watermark import disk_space
-from storage.models import Job
+from echo_node.overview import QueueState
 
 
 class NodeStateCollector(Collector):
-    """Gauges computed per scrape: two grouped counts on indexed columns and a directory stat."""
+    """Gauges computed per scrape from what ``read`` returns at that moment."""
 
-    def __init__(self, node: Node) -> None:
-        self.node = node
+    def __init__(self, read: Callable[[], QueueState]) -> None:
+        self.read = read
 
     def collect(self) -> Iterator[Metric]:
-        node = self.node
+        state = self.read()
         jobs = GaugeMetricFamily(
             "echo_node_jobs", "Jobs in the queue by state (from the database).", labels=["state"]
         )
@@ -51,30 +47,25 @@ class NodeStateCollector(Collector):
             "Age of the oldest result still waiting for a destination.",
             labels=["destination"],
         )
-        now = datetime.now(UTC)
-        with node.sessions() as session:
-            counts = dict(
-                session.execute(select(Job.state, func.count()).group_by(Job.state)).all()
-            )
-            backlog = destination_backlog(
-                session, [destination.name for destination in node.settings.destinations]
-            )
-        for state in STATES:
-            jobs.add_metric([state], float(counts.get(state, 0)))
-        for line in backlog:
+        for name, count in state.jobs.items():
+            jobs.add_metric([name], float(count))
+        for line in state.backlog:
             pending.add_metric([line.destination], float(line.pending))
             failed.add_metric([line.destination], float(line.failed))
-            age = (now - line.oldest_pending).total_seconds() if line.oldest_pending else 0.0
+            age = (
+                (state.read_at - line.oldest_pending).total_seconds()
+                if line.oldest_pending
+                else 0.0
+            )
             oldest.add_metric([line.destination], max(age, 0.0))
         yield from (jobs, pending, failed, oldest)
 
-        quarantined = sum(1 for _ in node.store.quarantine_dir.glob("*.json"))
         yield GaugeMetricFamily(
             "echo_node_quarantined_files",
             "Refused instances kept in quarantine/ (each with a JSON sidecar).",
-            value=float(quarantined),
+            value=float(state.quarantined),
         )
-        space = disk_space(node.store.root, node.settings)
+        space = state.space
         yield GaugeMetricFamily(
             "echo_node_data_disk_free_bytes",
             "Free space on the data directory's filesystem.",
@@ -93,16 +84,18 @@ class NodeStateCollector(Collector):
         )
 
 
-def exposition(node: Node) -> bytes:
-    """The text format of every metric of this node (all its ingest processes included)."""
+def exposition(own: CollectorRegistry, read: Callable[[], QueueState]) -> bytes:
+    """The text format of every metric of this node (all its ingest processes included):
+    the instruments (this process's ``own`` registry, or every process's files in multiprocess
+    mode) and the gauges of what ``read`` returns."""
     directory = os.environ.get(MULTIPROCESS_ENV)
     if directory:
         # Every process's instruments, this one's too, are in their files there.
         instruments = CollectorRegistry(auto_describe=True)
         MultiProcessCollector(instruments, path=directory)  # type: ignore[no-untyped-call]
     else:
-        instruments = node.metrics.registry
+        instruments = own
     state = CollectorRegistry(auto_describe=True)
-    state.register(NodeStateCollector(node))
+    state.register(NodeStateCollector(read))
     # Two registries, no metric name in both: their texts simply follow each other.
     return generate_latest(instruments) + generate_latest(state)

@@ -23,8 +23,8 @@ from ai.analyze import run_pipeline, run_pipelines
 from ai.clip import Frame, FrameSource
 from ai.decode import DecodeError, load_clip
 from ai.findings import ClipResult, PipelineStatus, View, ViewDecision
+from ai.model_source import ModelSource
 from ai.pipelines import PipelineFn, pipeline_name, pipelines_for
-from ai.pipelines.all import registered
 from ai.views import Classifier, decide_view
 
 logger = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ class ClipRun:
 
 def analyse_clip(
     source: ClipInput,
-    models: Any,
+    models: ModelSource | None,
     classifier: Classifier | None,
     min_confidence: float,
     only: Collection[str] | None,
@@ -90,7 +90,11 @@ def analyse_clip(
     except (DecodeError, AttributeError, KeyError, ValueError) as error:
         # Not an image ai/ can read (e.g. a report in a US series): on record, not processed.
         steps.append(_step("decode", uid, started, error=type(error).__name__))
-        logger.info("%s: not decodable (%s), not processed", uid, type(error).__name__)
+        logger.info(
+            "clip not decodable (%s), not processed",
+            type(error).__name__,
+            extra={"sop_instance_uid": uid},
+        )
         reason = f"cannot decode: {type(error).__name__}: {error}"
         decision = ViewDecision(View.UNKNOWN, "decode", 0.0, reason=reason)
         result = ClipResult(sop_instance_uid=uid, view=decision, message=reason)
@@ -180,7 +184,6 @@ class CachedFrames:
 
 
 def _selected(view: View, only: Collection[str] | None) -> tuple[PipelineFn, ...]:
-    registered()
     functions = pipelines_for(view.value)
     if only is None:
         return functions

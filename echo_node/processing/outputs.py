@@ -185,7 +185,7 @@ def store(node: Node, dataset: Dataset, kind: str) -> StoredOutput:
         # Refused by our own ingest checks: a fault in what we built, not a passing one.
         temp.unlink(missing_ok=True)
         raise RuntimeError(f"{kind} {dataset.SOPInstanceUID} refused by ingest: {error}") from error
-    logger.info("staged %s %s", kind, dataset.SOPInstanceUID)
+    logger.info("staged %s", kind, extra={"sop_instance_uid": str(dataset.SOPInstanceUID)})
     return StoredOutput(kind, str(dataset.SOPInstanceUID), staged)
 
 

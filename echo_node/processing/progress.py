@@ -17,6 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from echo_node.jobs import queue
 from echo_node.node import Node
+from storage.queue import utc_now
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ class Progress:
             "step": name,
             "elapsed_s": round(now - self.started, 1),
             "estimated_left_s": None if left is None else round(left, 1),
-            "updated_at": queue.now_utc().isoformat(timespec="seconds"),
+            "updated_at": utc_now().isoformat(timespec="seconds"),
         }
 
     def write(self, progress: dict[str, Any]) -> None:

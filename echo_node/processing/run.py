@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from ai.findings import ClipResult
+from ai.model_source import ModelSource
 from echo_node.export.queue import queue_deliveries
 from echo_node.jobs.outcome import JobOutcome, TransientJobError
 from echo_node.jobs.selection import processable_instances
@@ -72,7 +73,7 @@ class _Plan:
     earlier_measurement_report: Path | None = None
 
 
-def run_job(node: Node, job_id: int, models: Any) -> JobOutcome:
+def run_job(node: Node, job_id: int, models: ModelSource | None) -> JobOutcome:
     """Process the study of job `job_id` (already claimed by the caller) and say how it went.
 
     Returns done (SR and overlays stored, deliveries queued) or skipped (nothing measurable,
@@ -100,7 +101,7 @@ def run_job(node: Node, job_id: int, models: Any) -> JobOutcome:
 
 
 def _compute_and_write(
-    node: Node, plan: _Plan, models: Any, stored: list[StoredOutput]
+    node: Node, plan: _Plan, models: ModelSource | None, stored: list[StoredOutput]
 ) -> JobOutcome:
     """Analyse every clip, stage the overlays and the SR (into `stored`, so the caller can
     discard them on failure) and record the run."""
@@ -136,7 +137,11 @@ def _compute_and_write(
             raise RuntimeError(failures)
         reason = nothing_measured(runs)
         _write(node, plan, runs, [])
-        logger.info("job %s skipped: study %s, %s", plan.job_id, plan.study_uid, reason)
+        logger.info(
+            "job skipped: %s",
+            reason,
+            extra={"job_id": plan.job_id, "study_instance_uid": plan.study_uid},
+        )
         return JobOutcome("skipped", reason, steps)
 
     # Overlays print only what the study's report reports, known once every clip is analysed.
@@ -163,7 +168,18 @@ def _compute_and_write(
         + (f", superseding SR {predecessor.SOPInstanceUID}" if predecessor is not None else "")
         + "".join(f", {item.kind} {item.sop_instance_uid}" for item in documents)
     )
-    logger.info("job %s done: study %s, %s", plan.job_id, plan.study_uid, message)
+    logger.info(
+        "job done: %d clip(s), %d measured, %d overlay(s), %d other document(s)",
+        len(runs),
+        len(measured),
+        overlay_count,
+        len(documents),
+        extra={
+            "job_id": plan.job_id,
+            "study_instance_uid": plan.study_uid,
+            "sr_sop_instance_uid": report.sop_instance_uid,
+        },
+    )
     return JobOutcome("done", message, steps)
 
 

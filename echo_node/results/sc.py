@@ -132,10 +132,12 @@ def build_overlay_sc(
         ]
         ds.ContributingEquipmentSequence = DicomSequence(contributing_equipment(provenances))
     logger.info(
-        "built overlay SC %s from %s (%d frames)",
-        ds.SOPInstanceUID,
-        source.SOPInstanceUID,
+        "built overlay SC (%d frames)",
         len(burned),
+        extra={
+            "sop_instance_uid": str(ds.SOPInstanceUID),
+            "source_sop_instance_uid": str(source.SOPInstanceUID),
+        },
     )
     return ds
 

@@ -153,14 +153,13 @@ def build_sr(
     if overlays:
         sr.PertinentOtherEvidenceSequence = list(hierarchical(study_uid, list(overlays)))
     logger.info(
-        "built SR %s (TID %s) for study %s: %d values, %d derived, %d withheld, %d notes",
-        sr.SOPInstanceUID,
+        "built SR (TID %s): %d values, %d derived, %d withheld, %d notes",
         template,
-        study_uid,
         len(report.values),
         len(report.derived),
         len(report.withheld),
         len(report.notes),
+        extra={"sop_instance_uid": str(sr.SOPInstanceUID), "study_instance_uid": study_uid},
     )
     return sr
 

@@ -22,8 +22,8 @@ from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
 from echo_node.settings import Settings
-from storage.commitments import SENT as COMMITMENT_SENT
 from storage.models import Commitment, Delivery, Instance, Job, Output, Series, Study
+from storage.queue import SENT as COMMITMENT_SENT
 
 Kind = Literal["received", "results"]
 _FINISHED = ("done", "skipped")

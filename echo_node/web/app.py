@@ -3,7 +3,7 @@ the schema at /openapi.json."""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from echo_node import __version__
 from echo_node.node import Node
@@ -27,13 +27,14 @@ def create_app(node: Node) -> FastAPI:
         redoc_url=None,
     )
     install_error_handlers(app)
+    app.state.node = node  # for the routes' NodeDep (echo_node.web.dependencies)
     anonymous = node.settings.anonymous_loopback_read
     # Reads also take the viewer's login cookie (GET only, SameSite=Strict); writes never do.
     read = require("read", node.sessions, anonymous, cookie=viewer.COOKIE)
     write = require("write", node.sessions, anonymous)
     app.include_router(stow.make_router(node, write), prefix=PREFIX)
     app.include_router(qido.make_router(node, read), prefix=PREFIX)
-    app.include_router(wado.make_router(node, read), prefix=PREFIX)
+    app.include_router(wado.router, prefix=PREFIX, dependencies=[Depends(read)])
     app.include_router(thumbnails.make_router(node, read), prefix=PREFIX)
     if node.settings.viewer_dir:
         app.include_router(viewer.make_router(node, read))

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 
 from echo_node.node import Node
+from echo_node.overview import QueueState, queue_state
 
 # The content type of the text exposition format, version 0.0.4.
 _TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
@@ -24,8 +25,11 @@ def make_router(node: Node, dependencies: list[Any]) -> APIRouter:
         # Imported here: see echo_node.metrics (multiprocess mode).
         from echo_node.metrics.scrape import exposition
 
+        def read() -> QueueState:
+            return queue_state(node.sessions, node.store, node.settings)
+
         # Reading the database and the metric files blocks: off the event loop.
-        body = await anyio.to_thread.run_sync(exposition, node)
+        body = await anyio.to_thread.run_sync(exposition, node.metrics.registry, read)
         return Response(body, media_type=_TEXT_FORMAT)
 
     return router

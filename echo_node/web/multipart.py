@@ -151,34 +151,3 @@ class MultipartParser:
         self._sink.end(True)
         self._state = "after_delimiter"
         return True
-
-
-def content_type_parameters(value: str) -> tuple[str, dict[str, str]]:
-    """Split a Content-Type value into its lower-cased media type and parameters."""
-    media_type, *params = _split_unquoted(value, ";")
-    parameters: dict[str, str] = {}
-    for param in params:
-        name, equals, raw = param.partition("=")
-        if not equals:
-            continue
-        raw = raw.strip()
-        if len(raw) >= 2 and raw[0] == raw[-1] == '"':
-            raw = raw[1:-1]
-        parameters[name.strip().lower()] = raw
-    return media_type.strip().lower(), parameters
-
-
-def _split_unquoted(value: str, separator: str) -> list[str]:
-    parts: list[str] = []
-    current: list[str] = []
-    quoted = False
-    for char in value:
-        if char == '"':
-            quoted = not quoted
-        if char == separator and not quoted:
-            parts.append("".join(current))
-            current = []
-        else:
-            current.append(char)
-    parts.append("".join(current))
-    return parts

@@ -25,12 +25,8 @@ from echo_node.web.dicomjson import DICOM_JSON
 from echo_node.web.errors import WebError
 from echo_node.web.health import refuse_when_disk_low
 from echo_node.web.lookup import series_and_class
-from echo_node.web.multipart import (
-    MultipartError,
-    MultipartParser,
-    TruncatedPart,
-    content_type_parameters,
-)
+from echo_node.web.mediatypes import content_type_parameters
+from echo_node.web.multipart import MultipartError, MultipartParser, TruncatedPart
 from storage.files import FileStore, out_of_space
 
 logger = logging.getLogger(__name__)
@@ -201,7 +197,7 @@ async def _ingest_done(
 def _ingest_part(node: Node, part: ReceivedPart, peer: Peer, study: str | None) -> PartOutcome:
     if not part.complete:
         reason = "body ended inside this part"
-        _refuse(node, part.path, reason, peer)
+        node.ingestor.refuse(part.path, peer, reason)
         return PartOutcome(False, None, None, None, None, CANNOT_UNDERSTAND, reason)
     media_type, _ = content_type_parameters(part.headers.get("content-type", "application/dicom"))
     if media_type != "application/dicom":
@@ -222,23 +218,9 @@ def _ingest_part(node: Node, part: ReceivedPart, peer: Peer, study: str | None) 
     if study is not None:
         mismatch = _other_study(wrapped, study)
         if mismatch is not None:
-            _refuse(node, wrapped, "instance of another study than the request's", peer)
+            node.ingestor.refuse(wrapped, peer, "instance of another study than the request's")
             return mismatch
     return _outcome(node, node.ingestor.ingest(wrapped, peer))
-
-
-def _refuse(node: Node, path: Path, reason: str, peer: Peer) -> None:
-    """Quarantine a refused part; on a full disk it is removed instead (the log says so)."""
-    size = path.stat().st_size if path.exists() else 0
-    try:
-        node.store.quarantine(path, reason, peer.describe())
-    except OSError as exc:
-        path.unlink(missing_ok=True)
-        logger.error(
-            "STOW-RS part refused; it could not be kept in quarantine and was removed",
-            extra={"reason": reason, "error": type(exc).__name__},
-        )
-    node.metrics.ingested("stowrs", "quarantined", size, None)
 
 
 def _not_written(node: Node, exc: OSError) -> PartOutcome:

@@ -32,6 +32,7 @@ from echo_node import __version__
 from echo_node.node import Node
 from echo_node.web.errors import WebError
 from echo_node.web.lookup import StoredInstance, find_instances
+from echo_node.web.mediatypes import Accepted, accepted
 from echo_node.web.render import (
     RENDERED_TYPES,
     Viewport,
@@ -45,7 +46,6 @@ from echo_node.web.render import (
     read_header,
     representative_frame,
 )
-from echo_node.web.wado import Accepted, accepted
 
 logger = logging.getLogger(__name__)
 

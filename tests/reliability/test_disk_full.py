@@ -88,6 +88,7 @@ def _left_behind(node: NodeProcess) -> list[str]:
     return tmp + quarantined + _unindexed(node)
 
 
+@pytest.mark.peer
 def test_disk_full_answers_a700_and_507_leaves_nothing_and_recovers(
     small_disk: SmallDisk,
 ) -> None:

@@ -17,6 +17,8 @@ from tests.reliability import corpus, probes
 from tests.reliability.conftest import HostileNode, start_node
 from tests.reliability.peer import closed_by_peer
 
+pytestmark = pytest.mark.peer  # the node runs as a process of its own
+
 HEADER_TIMEOUT_S = 2.0
 BODY_TIMEOUT_S = 2.0
 DESCRIPTOR_LIMIT = 1024  # systemd's default soft limit
