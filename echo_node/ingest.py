@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from echo_node.structure import MalformedDataset, check_lengths, dataset_start
 from storage.db import database_full
 from storage.files import FILE_MODE, FileStore, digest_file, fsync_file, out_of_space
-from storage.index import InstanceHeader, Receipt, add_instance, find_version
+from storage.index import InstanceHeader, Receipt, index_instance
 from storage.uids import InvalidUID, checked_uid
 
 if TYPE_CHECKING:
@@ -186,20 +186,22 @@ class Ingestor:
         for attempt in range(1, _INDEX_ATTEMPTS + 1):
             try:
                 with self.sessions.begin() as session:
-                    existing = find_version(session, header.sop_instance_uid, receipt.sha256)
-                    if existing is not None:
-                        return IngestResult(
-                            "duplicate",
-                            sop_instance_uid=header.sop_instance_uid,
-                            study_instance_uid=header.study_instance_uid,
-                            version=existing.version,
-                            path=self.store.root / existing.path,
-                        )
-                    version = add_instance(session, header, receipt).version
+                    indexed = index_instance(session, header, receipt)
                 break
             except IntegrityError:
+                # Another writer took this version first (PostgreSQL): the retry sees its
+                # row, a duplicate if it holds the same bytes.
                 if attempt == _INDEX_ATTEMPTS:
                     raise
+        if indexed.duplicate:
+            return IngestResult(
+                "duplicate",
+                sop_instance_uid=header.sop_instance_uid,
+                study_instance_uid=header.study_instance_uid,
+                version=indexed.version,
+                path=self.store.root / indexed.path,
+            )
+        version = indexed.version
         if version > 1:
             logger.warning(
                 "same SOP Instance UID received with different bytes; kept as a new version",
