@@ -25,7 +25,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from echo_node.structure import MalformedDataset, check_lengths, dataset_start
 from storage.db import database_full
-from storage.files import FILE_MODE, FileStore, digest_file, fsync_file, out_of_space
+from storage.files import (
+    FILE_MODE,
+    FileDigest,
+    FileStore,
+    digest_file,
+    fsync_file,
+    out_of_space,
+)
 from storage.index import InstanceHeader, Receipt, index_instance
 from storage.uids import InvalidUID, checked_uid
 
@@ -107,20 +114,32 @@ class Ingestor:
     metrics: Metrics
 
     def ingest(
-        self, temp: Path, peer: Peer, expected_sop_instance_uid: str | None = None
+        self,
+        temp: Path,
+        peer: Peer,
+        expected_sop_instance_uid: str | None = None,
+        digest: FileDigest | None = None,
     ) -> IngestResult:
-        """Store the Part 10 file at ``temp`` (inside the store's tmp/) or quarantine it."""
+        """Store the Part 10 file at ``temp`` (inside the store's tmp/) or quarantine it.
+
+        ``digest``: the file's sha256 and size computed as it was written, if it was; else
+        the file is read to compute them.
+        """
         started = time.perf_counter()
         try:
             size = temp.stat().st_size
         except OSError:
             size = 0
-        result = self._ingest(temp, peer, expected_sop_instance_uid)
+        result = self._ingest(temp, peer, expected_sop_instance_uid, digest)
         self.metrics.ingested(peer.transport, result.outcome, size, time.perf_counter() - started)
         return result
 
     def _ingest(
-        self, temp: Path, peer: Peer, expected_sop_instance_uid: str | None
+        self,
+        temp: Path,
+        peer: Peer,
+        expected_sop_instance_uid: str | None,
+        digest: FileDigest | None,
     ) -> IngestResult:
         try:
             header = read_header(temp, expected_sop_instance_uid)
@@ -129,7 +148,7 @@ class Ingestor:
         except OSError as exc:
             return self._not_stored(temp, peer, exc, expected_sop_instance_uid)
         try:
-            staged = self.stage(temp, header, peer)
+            staged = self.stage(temp, header, peer, digest)
             created = self.store.commit_instance(staged.temp, staged.target)
         except OSError as exc:
             return self._not_stored(temp, peer, exc, header.sop_instance_uid)
@@ -150,12 +169,22 @@ class Ingestor:
             out_of_space=True,
         )
 
-    def stage(self, temp: Path, header: InstanceHeader, peer: Peer) -> Staged:
-        """Hash and fsync the checked file in tmp/: ready for its final name and its row."""
+    def stage(
+        self, temp: Path, header: InstanceHeader, peer: Peer, digest: FileDigest | None = None
+    ) -> Staged:
+        """Hash (unless ``digest`` is the file's, computed as it was written) and fsync the
+        checked file in tmp/: ready for its final name and its row."""
         os.chmod(temp, FILE_MODE)
         # The slow part (hash and fsync) happens before the transaction, so other writers are
         # held up only by the rename and the row.
-        digest = digest_file(temp)
+        if digest is not None and digest.size != temp.stat().st_size:
+            logger.warning(
+                "the sha256 computed on receipt does not cover the whole file; file read again",
+                extra={"sop_instance_uid": header.sop_instance_uid},
+            )
+            digest = None
+        if digest is None:
+            digest = digest_file(temp)
         fsync_file(temp)
         target = self.store.instance_path(
             header.study_instance_uid,

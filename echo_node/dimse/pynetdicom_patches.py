@@ -32,6 +32,9 @@ from pynetdicom.dimse import DIMSEServiceProvider
 from pynetdicom.pdu_primitives import P_DATA
 from pynetdicom.transport import RequestHandler
 
+from storage.files import FileDigest
+from storage.hashing import Hasher, StreamDigest
+
 if TYPE_CHECKING:
     from pynetdicom.association import Association
 
@@ -55,14 +58,27 @@ def _held_in_memory(message: Any) -> int:
 
 class SpoolFile:
     """Stands in for the NamedTemporaryFile pynetdicom writes a received data set into: the
-    first failed write removes the file and turns every later write into a no-op."""
+    first failed write removes the file and turns every later write into a no-op; the bytes
+    are hashed as they are written (storage.hashing), so the file is never read back for its
+    sha256."""
 
-    def __init__(self, target: Any, address: str, sop_instance_uid: str) -> None:
+    def __init__(
+        self, target: Any, address: str, sop_instance_uid: str, digest: StreamDigest | None
+    ) -> None:
         self._target = target  # the NamedTemporaryFile (None: it could not even be made)
         self.name = str(getattr(target, "name", ""))
         self._address = address
         self._sop_instance_uid = sop_instance_uid
         self.failure: OSError | None = None
+        self._digest = digest if target is not None else None
+        if self._digest is not None:
+            # pynetdicom has already written the preamble and the file meta: those few
+            # hundred bytes are read back, everything after them is hashed as it is written.
+            try:
+                target.flush()
+                self._digest.update(os.pread(target.fileno(), target.tell(), 0))
+            except (OSError, ValueError) as exc:
+                self.fail(exc)
 
     @property
     def file(self) -> SpoolFile:  # decode_msg calls ``.file.flush()``
@@ -71,9 +87,13 @@ class SpoolFile:
     def write(self, data: bytes) -> int:
         if self._target is not None:
             try:
-                return int(self._target.write(data))
+                written = int(self._target.write(data))
             except (OSError, ValueError) as exc:  # ValueError: closed under us by discard()
                 self.fail(exc)
+            else:
+                if self._digest is not None:
+                    self._digest.update(data)
+                return written
         return len(data)
 
     def flush(self) -> None:
@@ -83,8 +103,18 @@ class SpoolFile:
             except (OSError, ValueError) as exc:
                 self.fail(exc)
 
+    def digest(self) -> FileDigest | None:
+        """sha256 and size of the complete file (all of it flushed); None if it failed or
+        was not hashed."""
+        self.flush()
+        if self.failure is not None or self._digest is None:
+            return None
+        return self._digest.finish()
+
     def close(self) -> None:
         target, self._target = self._target, None
+        if self._digest is not None:
+            self._digest.discard()  # nothing once finish() has run; else its thread ends
         if target is not None:
             # An error here is the buffered tail not written: the file is incomplete anyway.
             with contextlib.suppress(OSError):
@@ -113,6 +143,10 @@ class SpoolFile:
 
 class SpoolingDIMSE(DIMSEServiceProvider):  # type: ignore[misc]
     """pynetdicom's DIMSE provider, with the received data set's file wrapped in SpoolFile."""
+
+    def __init__(self, assoc: Association, hasher: Hasher | None = None) -> None:
+        super().__init__(assoc)
+        self._hasher = hasher
 
     def receive_primitive(self, primitive: P_DATA) -> None:
         values = primitive.presentation_data_value_list
@@ -158,7 +192,8 @@ class SpoolingDIMSE(DIMSEServiceProvider):  # type: ignore[misc]
         command = message.command_set
         uid = str(command.get("AffectedSOPInstanceUID", "")) if command is not None else ""
         address = str(self.assoc.requestor.address)
-        spool = SpoolFile(spool, address, uid)
+        digest = self._hasher.stream() if self._hasher is not None else None
+        spool = SpoolFile(spool, address, uid, digest)
         message._data_set_file = spool
         if message._data_set_path is None:
             # No file could be made: the handler is given a path that does not exist.
@@ -179,7 +214,7 @@ class AcceptorHandler(RequestHandler):  # type: ignore[misc]
     def _create_association(self) -> Association:
         association = super()._create_association()
         # Nothing has used the provider yet: the association's thread starts after this.
-        association.dimse = SpoolingDIMSE(association)
+        association.dimse = SpoolingDIMSE(association, getattr(self.server, "hasher", None))
         return association
 
 

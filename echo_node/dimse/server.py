@@ -43,6 +43,7 @@ from echo_node.dimse.tls import handshake
 from echo_node.ingest import Ingestor
 from echo_node.settings import Settings
 from echo_node.watermark import Watermark
+from storage.hashing import Hasher
 
 logger = logging.getLogger(__name__)
 
@@ -63,9 +64,12 @@ class _SharedPortServer(ThreadedAssociationServer):  # type: ignore[misc]
     # dropped and every peer (a listed scanner too) waits out TCP's retransmission.
     request_queue_size = 512
 
-    def __init__(self, *args: Any, admission: Admission, limits: PduLimits, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, admission: Admission, limits: PduLimits, hasher: Hasher, **kwargs: Any
+    ) -> None:
         self.admission = admission
         self.limits = limits
+        self.hasher = hasher  # received data sets are hashed as they arrive (AcceptorHandler)
         kwargs["request_handler"] = AcceptorHandler
         super().__init__(*args, **kwargs)
 
@@ -160,6 +164,7 @@ class DimseServer:
     _ae: AE | None = None
     _admission: Admission | None = None
     _limits: PduLimits | None = None
+    _hasher: Hasher = field(default_factory=Hasher)
     _servers: list[ThreadedAssociationServer] = field(default_factory=list)
 
     def start(self) -> None:
@@ -221,6 +226,7 @@ class DimseServer:
             server_class=_SharedPortServer if tls is None else _TlsSharedPortServer,
             admission=self._admission,
             limits=self._limits,
+            hasher=self._hasher,
         )
         # So ae.active_associations sees this server's associations (stop() aborts them).
         self._ae._servers.append(server)

@@ -15,6 +15,7 @@ from pydicom.dataset import Dataset
 from pynetdicom import events
 from pynetdicom.dimse_primitives import C_STORE
 
+from echo_node.dimse.pynetdicom_patches import SpoolFile
 from echo_node.ingest import Ingestor, IngestResult, Peer
 
 logger = logging.getLogger(__name__)
@@ -68,7 +69,12 @@ def handle_store(event: events.Event, ingestor: Ingestor, in_flight: InFlight) -
             # The data set could not be written as it arrived (disk full); the reader has
             # logged why and dropped the rest (pynetdicom_patches.SpoolingDIMSE).
             return store_status(ingestor.not_received(peer, sop_instance_uid))
-        result = ingestor.ingest(path, peer, expected_sop_instance_uid=sop_instance_uid)
+        # Hashed as it arrived (pynetdicom_patches.SpoolFile); without that, the file is read.
+        spool = getattr(request, "_dataset_file", None)
+        digest = spool.digest() if isinstance(spool, SpoolFile) else None
+        result = ingestor.ingest(
+            path, peer, expected_sop_instance_uid=sop_instance_uid, digest=digest
+        )
         return store_status(result)
 
 
