@@ -1,6 +1,7 @@
 """The receive path in this process, so its threads and calls can be watched: data sets hashed
-as they arrive (never read back), nothing left behind by a refused or aborted instance. Peers
-are real: dcmtk storescu, a pynetdicom requestor, the raw-socket peer of tests/reliability.
+as they arrive (never read back), nothing left behind by a refused or aborted instance, and an
+idle association that waits instead of polling. Peers are real: dcmtk storescu and echoscu,
+a pynetdicom requestor, the raw-socket peer of tests/reliability.
 """
 
 from __future__ import annotations
@@ -12,17 +13,20 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydicom import dcmread
-from pynetdicom import _config
+from pynetdicom import AE, _config
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from echo_node import ingest
+from echo_node.dimse import pynetdicom_patches, reactor
 from echo_node.dimse.server import DimseServer
 from echo_node.node import Node, open_node
 from echo_node.settings import load_settings
 from storage.hashing import Hasher
-from tests.conftest import free_port, us_file
+from tests.conftest import echoscu, free_port, us_file
 from tests.dicom_files import reuid_copies, storescu
 from tests.reliability.probes import aborted_transfers
 from tests.test_ingest_bad_input import damaged, raw_sending, send_raw
@@ -118,3 +122,46 @@ def test_refused_and_aborted_instances_leave_nothing_behind(
     quarantined = sorted(p.suffix for p in (in_process.data_dir / "quarantine").iterdir())
     assert quarantined == [".dcm", ".dcm", ".dcm", ".json", ".json", ".json"]
     assert len(_rows(in_process.data_dir)) == 1
+
+
+def test_an_idle_association_waits_instead_of_polling(
+    in_process: InProcessNode, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = {"ready": 0, "get_msg": 0}
+
+    def counted(name: str, method: Any) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            calls[name] += 1
+            return method(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(reactor.ReactiveDUL, "_ready", counted("ready", reactor.ReactiveDUL._ready))
+    monkeypatch.setattr(
+        pynetdicom_patches.SpoolingDIMSE,
+        "get_msg",
+        counted("get_msg", pynetdicom_patches.SpoolingDIMSE.get_msg),
+    )
+    ae = AE(ae_title="IDLESCU")
+    ae.add_requested_context(Verification)
+    association = ae.associate("127.0.0.1", in_process.port, ae_title="ECHONODE")
+    assert association.is_established
+    try:
+        assert association.send_c_echo().Status == 0x0000
+        time.sleep(0.2)
+        before = dict(calls)
+        time.sleep(1.0)
+        idle = {name: calls[name] - before[name] for name in calls}
+        # pynetdicom's reactors poll every millisecond: about 1000 turns each in that second.
+        assert idle["ready"] <= 4, idle
+        assert idle["get_msg"] <= 15, idle
+        started = time.perf_counter()
+        for _ in range(20):
+            assert association.send_c_echo().Status == 0x0000
+        assert (time.perf_counter() - started) / 20 < 0.05
+    finally:
+        started = time.perf_counter()
+        association.release()
+    assert association.is_released
+    assert time.perf_counter() - started < 1.0
+    assert echoscu(in_process.port)

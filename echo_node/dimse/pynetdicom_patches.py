@@ -16,6 +16,13 @@ docs/pynetdicom-patches.md. Nothing in pynetdicom is modified in place.
 4. ``SpoolingDIMSE._receive``: a message's command set, and any data set but a C-STORE's, is
    gathered in memory from as many P-DATA-TF PDUs as the peer sends. Over 16 MiB the
    association is aborted.
+5. ``SpoolingDIMSE.get_msg``: the association's thread sleeps 1 ms per turn polling for a
+   message; here it waits for one, or for anything else it must look at (patch 9).
+6. ``AcceptorHandler``: each association's reader is a ``reactor.ReactiveDUL``, which waits
+   for data instead of polling and reads whole PDUs without copying them (patch 8).
+
+``SpoolFile`` also hashes the data set as it is written and starts its writeback early
+(storage.hashing, storage.writeback): the node's own work, no change to pynetdicom's.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import contextlib
 import io
 import logging
 import os
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +40,7 @@ from pynetdicom.dimse import DIMSEServiceProvider
 from pynetdicom.pdu_primitives import P_DATA
 from pynetdicom.transport import RequestHandler
 
+from echo_node.dimse.reactor import ReactiveDUL, WakingQueue
 from storage.files import FileDigest
 from storage.hashing import Hasher, StreamDigest
 from storage.writeback import start_writeback
@@ -42,6 +51,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
+# The longest the association's reactor waits for a message before it looks again at what
+# nothing wakes it for (another thread pausing it to send a request on the association).
+_REACTOR_WAIT_S = 0.1
 # A received data set's writeback is started every this many bytes (SpoolFile.flush).
 _WRITEBACK_BYTES = 1024 * 1024
 # What one message may hold in memory (its command set, or a data set other than C-STORE's,
@@ -156,11 +168,35 @@ class SpoolFile:
 
 
 class SpoolingDIMSE(DIMSEServiceProvider):  # type: ignore[misc]
-    """pynetdicom's DIMSE provider, with the received data set's file wrapped in SpoolFile."""
+    """pynetdicom's DIMSE provider, with the received data set's file wrapped in SpoolFile,
+    and the association's reactor waiting for a message instead of sleeping (get_msg)."""
 
     def __init__(self, assoc: Association, hasher: Hasher | None = None) -> None:
         super().__init__(assoc)
         self._hasher = hasher
+        self._woken = threading.Event()
+        self.msg_queue = WakingQueue(self._woken.set)
+
+    def wake(self) -> None:
+        """Something for the association's thread to look at: a message, a primitive from
+        the peer (release, abort), the end of the DUL thread or of the association."""
+        self._woken.set()
+
+    def get_msg(self, block: bool = False) -> Any:
+        """pynetdicom's; without ``block`` (only the association's reactor calls it so, after
+        sleeping 1 ms on every turn) it first waits up to 0.1 s for a message or a wake-up,
+        so an idle association's thread no longer wakes a thousand times a second and a
+        message is served as soon as it is complete."""
+        if not block and self.msg_queue.empty() and self._nothing_else_pending():
+            self._woken.wait(_REACTOR_WAIT_S)
+        self._woken.clear()
+        return super().get_msg(block)
+
+    def _nothing_else_pending(self) -> bool:
+        # What the reactor looks at after get_msg: a release or abort from the peer, the DUL
+        # thread's end, the association killed.
+        association, dul = self.assoc, self.assoc.dul
+        return bool(dul.to_user_queue.empty() and dul.is_alive() and not association._kill)
 
     def receive_primitive(self, primitive: P_DATA) -> None:
         values = primitive.presentation_data_value_list
@@ -223,12 +259,14 @@ class SpoolingDIMSE(DIMSEServiceProvider):  # type: ignore[misc]
 
 
 class AcceptorHandler(RequestHandler):  # type: ignore[misc]
-    """pynetdicom's request handler, giving each association a SpoolingDIMSE."""
+    """pynetdicom's request handler, giving each association a SpoolingDIMSE and a
+    ReactiveDUL (reactor.py)."""
 
     def _create_association(self) -> Association:
         association = super()._create_association()
-        # Nothing has used the provider yet: the association's thread starts after this.
+        # Nothing has used the providers yet: the association's thread starts after this.
         association.dimse = SpoolingDIMSE(association, getattr(self.server, "hasher", None))
+        association.dul = ReactiveDUL.take_over(association.dul)
         return association
 
 
