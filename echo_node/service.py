@@ -106,7 +106,7 @@ def serve(settings: Settings, config_file: Path | None, stop: threading.Event) -
     if not settings.allowed_peers:
         logger.warning("allowed_peers is empty: every calling AE and address is accepted")
 
-    children = _start_ingest_children(settings.ingest_processes - 1, config_file)
+    children = _start_ingest_children(settings.resolved_ingest_processes - 1, config_file)
     dimse = (
         DimseServer(settings, node.ingestor, node.reporter, tls) if settings.dimse_enabled else None
     )

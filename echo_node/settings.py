@@ -191,7 +191,7 @@ class Settings(BaseModel):
     http_body_timeout_s: float = Field(gt=0)
     http_max_connections: int = Field(ge=1)
     stable_after_s: float = Field(ge=0)
-    ingest_processes: int = Field(ge=1)
+    ingest_processes: int = Field(ge=0)  # 0: one per core (resolved_ingest_processes)
     log_format: Literal["text", "json"]
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"]
     metrics_enabled: bool
@@ -381,6 +381,17 @@ class Settings(BaseModel):
     @classmethod
     def _peers(cls, value: Any) -> Any:
         return _parsed_items(value, PeerRule.parse)
+
+    @property
+    def resolved_ingest_processes(self) -> int:
+        """``ingest_processes``, or with 0 the cores this process may run on."""
+        if self.ingest_processes:
+            return self.ingest_processes
+        return (
+            len(os.sched_getaffinity(0))
+            if hasattr(os, "sched_getaffinity")
+            else (os.cpu_count() or 1)
+        )
 
     @property
     def resolved_database_url(self) -> str:
