@@ -1,7 +1,8 @@
 """Running the node: the services `echo-node serve` starts, in one or several processes.
 
 The first process owns start-up (migrations, clearing tmp/) and the services that must run
-once; extra ingest processes only accept DIMSE associations on the shared port.
+once; it opens the DIMSE listening sockets, and extra ingest processes only accept DIMSE
+associations on them (echo_node.dimse.listeners).
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from echo_node.dimse.server import DimseServer
+from echo_node.dimse.listeners import Listeners
+from echo_node.dimse.server import DimseServer, dimse_ports
 from echo_node.dimse.tls import server_context
 from echo_node.export.deliver import deliver_due
 from echo_node.jobs.scheduler import (
@@ -106,9 +108,15 @@ def serve(settings: Settings, config_file: Path | None, stop: threading.Event) -
     if not settings.allowed_peers:
         logger.warning("allowed_peers is empty: every calling AE and address is accepted")
 
-    children = _start_ingest_children(settings.resolved_ingest_processes - 1, config_file)
+    # Opened here, before the other ingest processes start: they all accept on these sockets.
+    processes = settings.resolved_ingest_processes if settings.dimse_enabled else 1
+    ports = dimse_ports(settings) if settings.dimse_enabled else []
+    listeners = Listeners.open(settings.bind, ports, processes)
+    children = _start_ingest_children(processes - 1, config_file, listeners)
     dimse = (
-        DimseServer(settings, node.ingestor, node.reporter, tls) if settings.dimse_enabled else None
+        DimseServer(settings, node.ingestor, node.reporter, tls, listeners.for_process(0))
+        if settings.dimse_enabled
+        else None
     )
     commitment_sweep = None
     if dimse is not None:
@@ -143,28 +151,30 @@ def serve(settings: Settings, config_file: Path | None, stop: threading.Event) -
 
 
 def _start_ingest_children(
-    count: int, config_file: Path | None
+    count: int, config_file: Path | None, listeners: Listeners
 ) -> list[multiprocessing.process.BaseProcess]:
     # spawn, not fork: the parent already runs threads and holds database connections.
     context = multiprocessing.get_context("spawn")
     children: list[multiprocessing.process.BaseProcess] = []
-    for index in range(count):
+    for index in range(1, count + 1):
         child = context.Process(
-            target=_ingest_child, args=(config_file,), name=f"echo-node-ingest-{index + 1}"
+            target=_ingest_child,
+            args=(config_file, listeners.for_process(index)),
+            name=f"echo-node-ingest-{index}",
         )
         child.start()
         children.append(child)
     return children
 
 
-def _ingest_child(config_file: Path | None) -> None:
+def _ingest_child(config_file: Path | None, listeners: Listeners) -> None:
     stop = stop_on_signals()
     settings = load_settings(config_file)
     configure_logging(settings.log_level, settings.log_format)
     node = open_node(settings)
     # Each process builds its own context (an SSLContext does not cross processes); the parent
     # has already checked the files.
-    dimse = DimseServer(settings, node.ingestor, node.reporter, server_context(settings))
+    dimse = DimseServer(settings, node.ingestor, node.reporter, server_context(settings), listeners)
     dimse.start()
     try:
         wait(stop)

@@ -259,8 +259,7 @@ class Settings(BaseModel):
                     "dimse_enabled = false turns DIMSE off"
                 )
             return value
-        # Both DIMSE listeners set SO_REUSEPORT, so one port would bind twice without an
-        # error and the kernel would split associations between clear and TLS.
+        # One port cannot be both the clear and the TLS listener (nor the HTTP one).
         if value in (info.data.get("dimse_port"), info.data.get("http_port")):
             raise ValueError("must differ from dimse_port and http_port")
         own = info.data.get("dimse_tls_certificate")
