@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
@@ -82,6 +82,18 @@ class IngestResult:
         return self.outcome in ("stored", "duplicate")
 
 
+class Spooled(Protocol):
+    """A received file's writer that hashed it and fsynced it as it arrived
+    (echo_node.dimse.pynetdicom_patches.SpoolFile)."""
+
+    def digest(self) -> FileDigest | None:
+        """sha256 and size of the whole file; None if it was not hashed."""
+
+    def wait_synced(self) -> bool:
+        """Wait for the file's fsync: True once done, False if none was made (raises the
+        fsync's OSError)."""
+
+
 @dataclass(frozen=True)
 class Staged:
     """A checked file hashed and fsynced in tmp/, with the name and row it is to get."""
@@ -118,19 +130,19 @@ class Ingestor:
         temp: Path,
         peer: Peer,
         expected_sop_instance_uid: str | None = None,
-        digest: FileDigest | None = None,
+        spooled: Spooled | None = None,
     ) -> IngestResult:
         """Store the Part 10 file at ``temp`` (inside the store's tmp/) or quarantine it.
 
-        ``digest``: the file's sha256 and size computed as it was written, if it was; else
-        the file is read to compute them.
+        ``spooled``: the writer of ``temp``, if it hashed and fsynced it as it arrived
+        (DIMSE); otherwise the file is read to hash it and fsynced here.
         """
         started = time.perf_counter()
         try:
             size = temp.stat().st_size
         except OSError:
             size = 0
-        result = self._ingest(temp, peer, expected_sop_instance_uid, digest)
+        result = self._ingest(temp, peer, expected_sop_instance_uid, spooled)
         self.metrics.ingested(peer.transport, result.outcome, size, time.perf_counter() - started)
         return result
 
@@ -139,7 +151,7 @@ class Ingestor:
         temp: Path,
         peer: Peer,
         expected_sop_instance_uid: str | None,
-        digest: FileDigest | None,
+        spooled: Spooled | None,
     ) -> IngestResult:
         try:
             header = read_header(temp, expected_sop_instance_uid)
@@ -148,7 +160,7 @@ class Ingestor:
         except OSError as exc:
             return self._not_stored(temp, peer, exc, expected_sop_instance_uid)
         try:
-            staged = self.stage(temp, header, peer, digest)
+            staged = self.stage(temp, header, peer, spooled)
             created = self.store.commit_instance(staged.temp, staged.target)
         except OSError as exc:
             return self._not_stored(temp, peer, exc, header.sop_instance_uid)
@@ -170,13 +182,14 @@ class Ingestor:
         )
 
     def stage(
-        self, temp: Path, header: InstanceHeader, peer: Peer, digest: FileDigest | None = None
+        self, temp: Path, header: InstanceHeader, peer: Peer, spooled: Spooled | None = None
     ) -> Staged:
-        """Hash (unless ``digest`` is the file's, computed as it was written) and fsync the
-        checked file in tmp/: ready for its final name and its row."""
+        """Hash and fsync the checked file in tmp/ (or take the sha256 and the fsync its
+        writer did as it arrived, ``spooled``): ready for its final name and its row."""
         os.chmod(temp, FILE_MODE)
         # The slow part (hash and fsync) happens before the transaction, so other writers are
         # held up only by the rename and the row.
+        digest = spooled.digest() if spooled is not None else None
         if digest is not None and digest.size != temp.stat().st_size:
             logger.warning(
                 "the sha256 computed on receipt does not cover the whole file; file read again",
@@ -185,7 +198,10 @@ class Ingestor:
             digest = None
         if digest is None:
             digest = digest_file(temp)
-        fsync_file(temp)
+        # Before the file gets its final name, whoever does it (durability order: fsync file,
+        # link, fsync directory, commit).
+        if spooled is None or not spooled.wait_synced():
+            fsync_file(temp)
         target = self.store.instance_path(
             header.study_instance_uid,
             header.series_instance_uid,

@@ -7,6 +7,7 @@ a pynetdicom requestor, the raw-socket peer of tests/reliability.
 from __future__ import annotations
 
 import hashlib
+import os
 import sqlite3
 import tempfile
 import threading
@@ -165,3 +166,47 @@ def test_an_idle_association_waits_instead_of_polling(
     assert association.is_released
     assert time.perf_counter() - started < 1.0
     assert echoscu(in_process.port)
+
+
+def test_durability_order_is_fsync_link_directory_fsync_commit(
+    in_process: InProcessNode, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file's fsync (made by the reader as the last fragment lands) comes before its
+    link under the final name, which comes before the directory's fsync, which comes before
+    the row's commit: for every instance."""
+    events: list[tuple[str, int]] = []
+    lock = threading.Lock()
+    real_fsync, real_link = os.fsync, os.link
+    real_index = ingest.Ingestor._index
+
+    def fsync(fd: int) -> None:
+        real_fsync(fd)
+        with lock:
+            events.append(("fsync", os.fstat(fd).st_ino))
+
+    def link(source: Any, target: Any, **kwargs: Any) -> None:
+        inode = os.stat(source).st_ino
+        real_link(source, target, **kwargs)
+        with lock:
+            events.append(("link", inode))
+            events.append(("into", os.stat(Path(target).parent).st_ino))
+
+    def index(self: ingest.Ingestor, staged: ingest.Staged) -> ingest.IngestResult:
+        result = real_index(self, staged)  # committed when it returns
+        with lock:
+            events.append(("commit", os.stat(staged.target).st_ino))
+        return result
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "link", link)
+    monkeypatch.setattr(ingest.Ingestor, "_index", index)
+    files = reuid_copies(us_file("examples_ybr_color.dcm"), tmp_path / "order", 5, series_per=2)
+    assert storescu(in_process.port, files).acknowledged == files
+    commits = [inode for kind, inode in events if kind == "commit"]
+    assert len(commits) == 5
+    for inode in commits:
+        file_synced = events.index(("fsync", inode))
+        linked = events.index(("link", inode))
+        directory = events[linked + 1][1]
+        directory_synced = events.index(("fsync", directory), linked)
+        assert file_synced < linked < directory_synced < events.index(("commit", inode))

@@ -21,8 +21,10 @@ docs/pynetdicom-patches.md. Nothing in pynetdicom is modified in place.
 6. ``AcceptorHandler``: each association's reader is a ``reactor.ReactiveDUL``, which waits
    for data instead of polling and reads whole PDUs without copying them (patch 8).
 
-``SpoolFile`` also hashes the data set as it is written and starts its writeback early
-(storage.hashing, storage.writeback): the node's own work, no change to pynetdicom's.
+``SpoolFile`` also hashes the data set as it is written, starts its writeback early
+(storage.hashing, storage.writeback) and, once the last fragment is written, fsyncs it from
+the reader thread while the C-STORE handler reads its header (``SpoolingDIMSE._receive``):
+the node's own work, no change to pynetdicom's.
 """
 
 from __future__ import annotations
@@ -88,6 +90,10 @@ class SpoolFile:
         self._digest = digest if target is not None else None
         self._written = 0  # bytes in the file
         self._written_back = 0  # bytes whose writeback has been started
+        # The fsync the reader makes once the last fragment is written (expect_sync, sync).
+        self._sync_expected = False
+        self._synced = threading.Event()
+        self._sync_error: OSError | None = None
         if target is not None:
             # pynetdicom has already written the preamble and the file meta: those few
             # hundred bytes are read back, everything after them is hashed as it is written.
@@ -128,6 +134,32 @@ class SpoolFile:
                     self._written_back = self._written
             except (OSError, ValueError) as exc:
                 self.fail(exc)
+
+    def expect_sync(self) -> None:
+        """The last fragment is about to be written: the reader fsyncs the file next, while
+        the C-STORE handler (started as the message completes) reads its header."""
+        self._sync_expected = True
+
+    def sync(self) -> None:
+        """The reader's fsync of the complete file (after expect_sync, whatever happened)."""
+        try:
+            if self._target is not None and self.failure is None:
+                self._target.flush()
+                os.fsync(self._target.fileno())
+        except (OSError, ValueError) as exc:  # the handler's stage() raises it
+            self._sync_error = exc if isinstance(exc, OSError) else OSError(str(exc))
+        finally:
+            self._synced.set()
+
+    def wait_synced(self) -> bool:
+        """Wait for the reader's fsync: True once it is done, False if none is coming (the
+        caller then fsyncs); raises the fsync's error."""
+        if not self._sync_expected:
+            return False
+        self._synced.wait()
+        if self._sync_error is not None:
+            raise self._sync_error
+        return self.failure is None
 
     def digest(self) -> FileDigest | None:
         """sha256 and size of the complete file (all of it flushed); None if it failed or
@@ -211,6 +243,15 @@ class SpoolingDIMSE(DIMSEServiceProvider):  # type: ignore[misc]
             self._receive(single)
 
     def _receive(self, primitive: P_DATA) -> None:
+        # The last fragment of a data set being written to a file: once it is written (and the
+        # message handed to the association's thread), its fsync is made here.
+        spool = getattr(self.message, "_data_set_file", None)
+        value = primitive.presentation_data_value_list[0][1]
+        # PS3.8 E.2 message control header: bit 0 command, bit 1 last fragment.
+        final_data = len(value) > 0 and value[0] & 0x03 == 0x02
+        last = spool if isinstance(spool, SpoolFile) and final_data else None
+        if last is not None:
+            last.expect_sync()
         try:
             super().receive_primitive(primitive)
         except OSError as exc:  # making the file, or writing its meta, failed
@@ -219,6 +260,9 @@ class SpoolingDIMSE(DIMSEServiceProvider):  # type: ignore[misc]
                 raise
             self._wrap(message).fail(exc)
             return
+        finally:
+            if last is not None:
+                last.sync()
         message = self.message
         if message is None:
             return

@@ -69,11 +69,14 @@ def handle_store(event: events.Event, ingestor: Ingestor, in_flight: InFlight) -
             # The data set could not be written as it arrived (disk full); the reader has
             # logged why and dropped the rest (pynetdicom_patches.SpoolingDIMSE).
             return store_status(ingestor.not_received(peer, sop_instance_uid))
-        # Hashed as it arrived (pynetdicom_patches.SpoolFile); without that, the file is read.
+        # Hashed and fsynced as it arrived (pynetdicom_patches.SpoolFile), while its header
+        # is read here; without that, the ingest path reads and fsyncs the file itself.
         spool = getattr(request, "_dataset_file", None)
-        digest = spool.digest() if isinstance(spool, SpoolFile) else None
         result = ingestor.ingest(
-            path, peer, expected_sop_instance_uid=sop_instance_uid, digest=digest
+            path,
+            peer,
+            expected_sop_instance_uid=sop_instance_uid,
+            spooled=spool if isinstance(spool, SpoolFile) else None,
         )
         return store_status(result)
 
