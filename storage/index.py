@@ -111,10 +111,10 @@ def index_instance(session: Session, header: InstanceHeader, receipt: Receipt) -
     stored once), else a new row, the next version of its SOP Instance UID.
 
     Plain SQL statements (SQLAlchemy Core) on the session's connection, no ORM unit of work:
-    three statements for an instance of a known series where the ORM ran eight, at a fraction
-    of the CPU time (docs/ARCHITECTURE.md, "Ingest"). Two writers racing for the same new
-    version (possible on PostgreSQL) make the second's insert fail with IntegrityError; the
-    caller retries, and the retry sees the first's row.
+    four statements for an instance of a known series where the ORM ran eight, at about a
+    quarter of the CPU time (docs/ARCHITECTURE.md, "Ingest: one C-STORE, thread by thread").
+    Two writers racing for the same new version (possible on PostgreSQL) make the second's
+    insert fail with IntegrityError; the caller retries, and the retry sees the first's row.
     """
     connection = session.connection()
     stored = connection.execute(_VERSIONS, {"sop_instance_uid": header.sop_instance_uid}).all()
