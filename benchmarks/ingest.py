@@ -1,20 +1,26 @@
 """DIMSE ingest throughput: dcmtk storescu pushing 200 × ~3 MB US clips to dcmtk storescp and
-to Echo Node, on loopback, in the same run (issue 3's benchmark).
+to Echo Node, on loopback, in the same run (issue 3's benchmark), in interleaved rounds.
 
 storescp does not fsync; the node fsyncs every file and commits its row before answering.
+Every run is checked once its receiver has stopped, or the benchmark fails: storescp holds a
+file for every instance sent; the node holds a row for every instance sent, the row's file,
+with the row's sha256, named after it, and nothing in tmp/ or quarantine/.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import signal
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -143,63 +149,145 @@ def echo_node(port: int, data: Path, processes: int) -> subprocess.Popen[bytes]:
     )
 
 
-def measure(name: str, senders: int, start_receiver: object, files: list[Path]) -> Figure:
-    size_mb = sum(path.stat().st_size for path in files) / 1e6
-    times = []
-    for run in range(RUNS):
-        out = WORK / f"recv-{name}-{senders}-{run}"
-        shutil.rmtree(out, ignore_errors=True)
-        port = free_port()
-        receiver = start_receiver(port, out)  # type: ignore[operator]
+@dataclass(frozen=True)
+class Receiver:
+    name: str
+    senders: int
+    start: Callable[[int, Path], subprocess.Popen[bytes]]
+    check: Callable[[Path, dict[str, Path]], None]
+
+
+def check_storescp(out: Path, sent: dict[str, Path]) -> None:
+    """Every sent instance arrived: one file per SOP Instance UID, no more."""
+    received = [
+        str(dcmread(path, stop_before_pixels=True).SOPInstanceUID)
+        for path in out.rglob("*")
+        if path.is_file()
+    ]
+    if sorted(received) != sorted(sent):
+        raise RuntimeError(f"storescp holds {len(received)} files for {len(sent)} sent instances")
+
+
+def check_echo_node(out: Path, sent: dict[str, Path]) -> None:
+    """What the node acknowledged is what it holds: a row for every sent instance, its file
+    present with the sha256 of the row, the file named after it, and nothing else left."""
+    with sqlite3.connect(out / "echo-node.db") as db:
+        rows = db.execute("SELECT sop_instance_uid, path, sha256, size FROM instances").fetchall()
+    indexed = {sop: (path, sha, size) for sop, path, sha, size in rows}
+    if len(rows) != len(sent) or indexed.keys() != sent.keys():
+        raise RuntimeError(f"the node indexed {len(rows)} rows for {len(sent)} sent instances")
+    for sop, (path, sha, size) in indexed.items():
+        stored = out / path
+        content = stored.read_bytes()  # raises if the file is missing
+        if hashlib.sha256(content).hexdigest() != sha or len(content) != size:
+            raise RuntimeError(f"{path}: the file's sha256 or size differs from its row")
+        if stored.name != f"{sop}.{sha[:16]}.dcm":
+            raise RuntimeError(f"{path}: the file name does not carry its UID and sha256")
+    # Files only: torch, loaded by the node's processing side, keeps a cache directory in
+    # the temp directory, which the node points at its tmp/.
+    kept = [*(out / "tmp").iterdir(), *(out / "quarantine").iterdir()]
+    leftovers = [path for path in kept if path.is_file()]
+    if leftovers:
+        raise RuntimeError(f"the node left {len(leftovers)} files in tmp/ or quarantine/")
+
+
+def run_once(receiver: Receiver, files: list[Path], sent: dict[str, Path], label: str) -> float:
+    """Seconds to push every file to a freshly started receiver, checked afterwards."""
+    out = WORK / f"recv-{label}"
+    shutil.rmtree(out, ignore_errors=True)
+    port = free_port()
+    process = receiver.start(port, out)
+    try:
+        wait_listening(port, process)
+        # Let the receiver settle and check it answers DICOM before the clock starts: every
+        # ingest process bound to the shared port, and the node's processing side done
+        # loading torch (it starts after the listener, so that a restarted node takes
+        # images at once, and its import would otherwise compete with the first seconds).
+        time.sleep(SETTLE_S)
+        subprocess.run(
+            ["echoscu", "-aec", "ECHONODE", "127.0.0.1", str(port)], env=DCMTK_ENV, check=True
+        )
+        seconds = push(port, files, receiver.senders)
+    finally:
+        process.send_signal(signal.SIGTERM)
         try:
-            wait_listening(port, receiver)
-            # Let the receiver settle and check it answers DICOM before the clock starts: every
-            # ingest process bound to the shared port, and the node's processing side done
-            # loading torch (it starts after the listener, so that a restarted node takes
-            # images at once, and its import would otherwise compete with the first seconds).
-            time.sleep(SETTLE_S)
-            subprocess.run(
-                ["echoscu", "-aec", "ECHONODE", "127.0.0.1", str(port)], env=DCMTK_ENV, check=True
-            )
-            times.append(push(port, files, senders))
-        finally:
-            receiver.send_signal(signal.SIGTERM)
-            try:
-                receiver.wait(60)
-            except subprocess.TimeoutExpired:
-                receiver.kill()
-            subprocess.run(["pkill", "-f", f"storescp.*{port}"], check=False)
-            shutil.rmtree(out, ignore_errors=True)
-    median = statistics.median(times)
-    return Figure(name, senders, len(files) / median, size_mb / median, times)
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        subprocess.run(["pkill", "-f", f"storescp.*{port}"], check=False)
+    try:
+        receiver.check(out, sent)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    return seconds
+
+
+def measure(receivers: list[Receiver], files: list[Path]) -> list[list[float]]:
+    """RUNS interleaved rounds: each round runs every receiver once, so a change in the
+    machine's load (other jobs share it) falls on all of them alike. Seconds per receiver,
+    per round."""
+    sent = {str(dcmread(path, stop_before_pixels=True).SOPInstanceUID): path for path in files}
+    times: list[list[float]] = [[] for _ in receivers]
+    for run in range(RUNS):
+        for index, receiver in enumerate(receivers):
+            label = f"{receiver.name.replace(' ', '')}-{receiver.senders}-{run}"
+            times[index].append(run_once(receiver, files, sent, label))
+    return times
 
 
 def main() -> list[Figure]:
     files = make_clips(WORK / "clips")
-    mean_mb = sum(path.stat().st_size for path in files) / len(files) / 1e6
-    print(f"ingest: {len(files)} US multi-frame clips of {mean_mb:.2f} MB, {RUNS} runs each")
-    figures = [
-        measure("storescp", 1, lambda p, o: storescp(p, o, fork=False), files),
-        measure("echo-node", 1, lambda p, o: echo_node(p, o, processes=1), files),
-        measure("storescp --fork", 4, lambda p, o: storescp(p, o, fork=True), files),
-        # One ingest process per core: more only adds contention (measured 16 img/s with four
-        # processes against 26 with two on this 2-core machine).
-        measure("echo-node", 4, lambda p, o: echo_node(p, o, processes=CORES), files),
+    size_mb = sum(path.stat().st_size for path in files) / 1e6
+    mean_mb = size_mb / len(files)
+    print(
+        f"ingest: {len(files)} US multi-frame clips of {mean_mb:.2f} MB, {RUNS} interleaved "
+        "rounds, every run checked"
+    )
+    receivers = [
+        Receiver("storescp", 1, lambda p, o: storescp(p, o, fork=False), check_storescp),
+        Receiver("echo-node", 1, lambda p, o: echo_node(p, o, processes=1), check_echo_node),
+        Receiver("storescp --fork", 4, lambda p, o: storescp(p, o, fork=True), check_storescp),
+        # The default: one ingest process per core (more only adds contention, measured 16
+        # img/s with four processes against 26 with two on this 2-core machine).
+        Receiver("echo-node", 4, lambda p, o: echo_node(p, o, processes=0), check_echo_node),
     ]
+    times = measure(receivers, files)
+    figures = [
+        Figure(
+            receiver.name,
+            receiver.senders,
+            len(files) / statistics.median(runs),
+            size_mb / statistics.median(runs),
+            runs,
+        )
+        for receiver, runs in zip(receivers, times, strict=True)
+    ]
+    # Per round: the node's rate over the reference's in that same round.
+    per_round = {
+        "x1": [scp / node for node, scp in zip(times[1], times[0], strict=True)],
+        "x4": [scp / node for node, scp in zip(times[3], times[2], strict=True)],
+    }
     ratios = {
         "x1": figures[1].images_per_s / figures[0].images_per_s,
         "x4": figures[3].images_per_s / figures[2].images_per_s,
     }
-    print(f"{'receiver':<18}{'senders':>8}{'img/s':>10}{'MB/s':>10}")
+    print(f"{'receiver':<18}{'senders':>8}{'img/s':>10}{'MB/s':>10}   img/s per round")
     for figure in figures:
+        rounds = " ".join(f"{len(files) / seconds:6.1f}" for seconds in figure.runs)
         print(
             f"{figure.receiver:<18}{figure.senders:>8}"
-            f"{figure.images_per_s:>10.1f}{figure.mb_per_s:>10.1f}"
+            f"{figure.images_per_s:>10.1f}{figure.mb_per_s:>10.1f}   {rounds}"
         )
-    print(f"ratio echo-node / storescp, one association: {ratios['x1']:.2f}")
+    spread = {
+        key: " ".join(f"{value:.2f}" for value in values) for key, values in per_round.items()
+    }
+    print(
+        f"ratio echo-node / storescp, one association: {ratios['x1']:.2f} "
+        f"(per round {spread['x1']})"
+    )
     print(
         f"ratio echo-node ({CORES} ingest processes) / storescp --fork, four senders: "
-        f"{ratios['x4']:.2f}"
+        f"{ratios['x4']:.2f} (per round {spread['x4']})"
     )
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "ingest.json").write_text(
@@ -210,11 +298,15 @@ def main() -> list[Figure]:
                 "clip_mb": mean_mb,
                 "figures": [asdict(figure) for figure in figures],
                 "ratios": ratios,
+                "ratios_per_round": per_round,
                 "ingest_processes_x4": CORES,
+                "checked": "every run: a row and a file for every instance sent, the file's "
+                "sha256 equal to the row's and in its name; storescp: every instance's file",
                 "note": "storescp does not fsync; echo-node fsyncs each file and commits its row",
             },
             indent=2,
         )
+        + "\n"
     )
     return figures
 

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
@@ -25,8 +25,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from echo_node.structure import MalformedDataset, check_lengths, dataset_start
 from storage.db import database_full
-from storage.files import FILE_MODE, FileStore, digest_file, fsync_file, out_of_space
-from storage.index import InstanceHeader, Receipt, add_instance, find_version
+from storage.files import (
+    FILE_MODE,
+    FileDigest,
+    FileStore,
+    digest_file,
+    fsync_file,
+    out_of_space,
+)
+from storage.index import InstanceHeader, Receipt, index_instance
 from storage.uids import InvalidUID, checked_uid
 
 if TYPE_CHECKING:
@@ -75,6 +82,18 @@ class IngestResult:
         return self.outcome in ("stored", "duplicate")
 
 
+class Spooled(Protocol):
+    """A received file's writer that hashed it and fsynced it as it arrived
+    (echo_node.dimse.pynetdicom_patches.SpoolFile)."""
+
+    def digest(self) -> FileDigest | None:
+        """sha256 and size of the whole file; None if it was not hashed."""
+
+    def wait_synced(self) -> bool:
+        """Wait for the file's fsync: True once done, False if none was made (raises the
+        fsync's OSError)."""
+
+
 @dataclass(frozen=True)
 class Staged:
     """A checked file hashed and fsynced in tmp/, with the name and row it is to get."""
@@ -107,20 +126,32 @@ class Ingestor:
     metrics: Metrics
 
     def ingest(
-        self, temp: Path, peer: Peer, expected_sop_instance_uid: str | None = None
+        self,
+        temp: Path,
+        peer: Peer,
+        expected_sop_instance_uid: str | None = None,
+        spooled: Spooled | None = None,
     ) -> IngestResult:
-        """Store the Part 10 file at ``temp`` (inside the store's tmp/) or quarantine it."""
+        """Store the Part 10 file at ``temp`` (inside the store's tmp/) or quarantine it.
+
+        ``spooled``: the writer of ``temp``, if it hashed and fsynced it as it arrived
+        (DIMSE); otherwise the file is read to hash it and fsynced here.
+        """
         started = time.perf_counter()
         try:
             size = temp.stat().st_size
         except OSError:
             size = 0
-        result = self._ingest(temp, peer, expected_sop_instance_uid)
+        result = self._ingest(temp, peer, expected_sop_instance_uid, spooled)
         self.metrics.ingested(peer.transport, result.outcome, size, time.perf_counter() - started)
         return result
 
     def _ingest(
-        self, temp: Path, peer: Peer, expected_sop_instance_uid: str | None
+        self,
+        temp: Path,
+        peer: Peer,
+        expected_sop_instance_uid: str | None,
+        spooled: Spooled | None,
     ) -> IngestResult:
         try:
             header = read_header(temp, expected_sop_instance_uid)
@@ -129,7 +160,7 @@ class Ingestor:
         except OSError as exc:
             return self._not_stored(temp, peer, exc, expected_sop_instance_uid)
         try:
-            staged = self.stage(temp, header, peer)
+            staged = self.stage(temp, header, peer, spooled)
             created = self.store.commit_instance(staged.temp, staged.target)
         except OSError as exc:
             return self._not_stored(temp, peer, exc, header.sop_instance_uid)
@@ -162,13 +193,27 @@ class Ingestor:
             out_of_space=True,
         )
 
-    def stage(self, temp: Path, header: InstanceHeader, peer: Peer) -> Staged:
-        """Hash and fsync the checked file in tmp/: ready for its final name and its row."""
+    def stage(
+        self, temp: Path, header: InstanceHeader, peer: Peer, spooled: Spooled | None = None
+    ) -> Staged:
+        """Hash and fsync the checked file in tmp/ (or take the sha256 and the fsync its
+        writer did as it arrived, ``spooled``): ready for its final name and its row."""
         os.chmod(temp, FILE_MODE)
         # The slow part (hash and fsync) happens before the transaction, so other writers are
         # held up only by the rename and the row.
-        digest = digest_file(temp)
-        fsync_file(temp)
+        digest = spooled.digest() if spooled is not None else None
+        if digest is not None and digest.size != temp.stat().st_size:
+            logger.warning(
+                "the sha256 computed on receipt does not cover the whole file; file read again",
+                extra={"sop_instance_uid": header.sop_instance_uid},
+            )
+            digest = None
+        if digest is None:
+            digest = digest_file(temp)
+        # Before the file gets its final name, whoever does it (durability order: fsync file,
+        # link, fsync directory, commit).
+        if spooled is None or not spooled.wait_synced():
+            fsync_file(temp)
         target = self.store.instance_path(
             header.study_instance_uid,
             header.series_instance_uid,
@@ -198,20 +243,22 @@ class Ingestor:
         for attempt in range(1, _INDEX_ATTEMPTS + 1):
             try:
                 with self.sessions.begin() as session:
-                    existing = find_version(session, header.sop_instance_uid, receipt.sha256)
-                    if existing is not None:
-                        return IngestResult(
-                            "duplicate",
-                            sop_instance_uid=header.sop_instance_uid,
-                            study_instance_uid=header.study_instance_uid,
-                            version=existing.version,
-                            path=self.store.root / existing.path,
-                        )
-                    version = add_instance(session, header, receipt).version
+                    indexed = index_instance(session, header, receipt)
                 break
             except IntegrityError:
+                # Another writer took this version first (PostgreSQL): the retry sees its
+                # row, a duplicate if it holds the same bytes.
                 if attempt == _INDEX_ATTEMPTS:
                     raise
+        if indexed.duplicate:
+            return IngestResult(
+                "duplicate",
+                sop_instance_uid=header.sop_instance_uid,
+                study_instance_uid=header.study_instance_uid,
+                version=indexed.version,
+                path=self.store.root / indexed.path,
+            )
+        version = indexed.version
         if version > 1:
             logger.warning(
                 "same SOP Instance UID received with different bytes; kept as a new version",

@@ -1,7 +1,8 @@
 """Running the node: the services `echo-node serve` starts, in one or several processes.
 
 The first process owns start-up (migrations, clearing tmp/) and the services that must run
-once; extra ingest processes only accept DIMSE associations on the shared port.
+once; it opens the DIMSE listening sockets, and extra ingest processes only accept DIMSE
+associations on them (echo_node.dimse.listeners).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from pathlib import Path
 from types import FrameType
 
 from echo_node.dimse.commitment_report import Reporter
-from echo_node.dimse.server import DimseServer
+from echo_node.dimse.listeners import Listeners
+from echo_node.dimse.server import DimseServer, dimse_ports
 from echo_node.dimse.tls import server_context
 from echo_node.jobs.worker import Worker
 from echo_node.logsetup import configure_logging
@@ -109,9 +111,13 @@ def serve(settings: Settings, config_file: Path | None, stop: threading.Event) -
     if not settings.allowed_peers:
         logger.warning("allowed_peers is empty: every calling AE and address is accepted")
 
-    children = _start_ingest_children(settings.ingest_processes - 1, config_file)
+    # Opened here, before the other ingest processes start: they all accept on these sockets.
+    processes = settings.resolved_ingest_processes if settings.dimse_enabled else 1
+    ports = dimse_ports(settings) if settings.dimse_enabled else []
+    listeners = Listeners.open(settings.bind, ports, processes)
+    children = _start_ingest_children(processes - 1, config_file, listeners)
     scheduler = Scheduler()
-    dimse = dimse_server(node, tls) if settings.dimse_enabled else None
+    dimse = dimse_server(node, tls, listeners.for_process(0)) if settings.dimse_enabled else None
     if dimse is not None:
         dimse.start()
         schedule_commitment_reports(scheduler, settings, dimse.reporter.report_due)
@@ -141,36 +147,41 @@ def serve(settings: Settings, config_file: Path | None, stop: threading.Event) -
         leave_multiprocess_mode(metrics_dir)
 
 
-def dimse_server(node: Node, tls: ssl.SSLContext | None) -> DimseServer:
+def dimse_server(
+    node: Node, tls: ssl.SSLContext | None, listeners: Listeners | None = None
+) -> DimseServer:
     """The DIMSE services over the node's durable parts: C-STORE into its ingestor, storage
-    commitment reports sent by a Reporter over its database and file store."""
+    commitment reports sent by a Reporter over its database and file store; ``listeners``, the
+    sockets this process accepts on (shared with the other ingest processes)."""
     reporter = Reporter(node.settings, node.sessions, node.store)
-    return DimseServer(node.settings, node.ingestor, reporter, tls)
+    return DimseServer(node.settings, node.ingestor, reporter, tls, listeners)
 
 
 def _start_ingest_children(
-    count: int, config_file: Path | None
+    count: int, config_file: Path | None, listeners: Listeners
 ) -> list[multiprocessing.process.BaseProcess]:
     # spawn, not fork: the parent already runs threads and holds database connections.
     context = multiprocessing.get_context("spawn")
     children: list[multiprocessing.process.BaseProcess] = []
-    for index in range(count):
+    for index in range(1, count + 1):
         child = context.Process(
-            target=_ingest_child, args=(config_file,), name=f"echo-node-ingest-{index + 1}"
+            target=_ingest_child,
+            args=(config_file, listeners.for_process(index)),
+            name=f"echo-node-ingest-{index}",
         )
         child.start()
         children.append(child)
     return children
 
 
-def _ingest_child(config_file: Path | None) -> None:
+def _ingest_child(config_file: Path | None, listeners: Listeners) -> None:
     stop = stop_on_signals()
     settings = load_settings(config_file)
     configure_logging(settings.log_level, settings.log_format)
     node = open_node(settings)
     # Each process builds its own context (an SSLContext does not cross processes); the parent
     # has already checked the files.
-    dimse = dimse_server(node, server_context(settings))
+    dimse = dimse_server(node, server_context(settings), listeners)
     dimse.start()
     try:
         wait(stop)

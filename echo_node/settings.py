@@ -191,7 +191,7 @@ class Settings(BaseModel):
     http_body_timeout_s: float = Field(gt=0)
     http_max_connections: int = Field(ge=1)
     stable_after_s: float = Field(ge=0)
-    ingest_processes: int = Field(ge=1)
+    ingest_processes: int = Field(ge=0)  # 0: one per core (resolved_ingest_processes)
     log_format: Literal["text", "json"]
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"]
     metrics_enabled: bool
@@ -259,8 +259,7 @@ class Settings(BaseModel):
                     "dimse_enabled = false turns DIMSE off"
                 )
             return value
-        # Both DIMSE listeners set SO_REUSEPORT, so one port would bind twice without an
-        # error and the kernel would split associations between clear and TLS.
+        # One port cannot be both the clear and the TLS listener (nor the HTTP one).
         if value in (info.data.get("dimse_port"), info.data.get("http_port")):
             raise ValueError("must differ from dimse_port and http_port")
         own = info.data.get("dimse_tls_certificate")
@@ -381,6 +380,17 @@ class Settings(BaseModel):
     @classmethod
     def _peers(cls, value: Any) -> Any:
         return _parsed_items(value, PeerRule.parse)
+
+    @property
+    def resolved_ingest_processes(self) -> int:
+        """``ingest_processes``, or with 0 the cores this process may run on."""
+        if self.ingest_processes:
+            return self.ingest_processes
+        return (
+            len(os.sched_getaffinity(0))
+            if hasattr(os, "sched_getaffinity")
+            else (os.cpu_count() or 1)
+        )
 
     @property
     def resolved_database_url(self) -> str:

@@ -106,6 +106,9 @@ def node_env(data_dir: Path, port: int, **extra: str) -> dict[str, str]:
         # Ingest tests run without the scheduler and worker (and so without loading torch);
         # tests of processing turn it on.
         ECHO_NODE_PROCESS_ENABLED="false",
+        # One ingest process (the default is one per core) unless a test asks for more: limits
+        # counted per process stay what the test expects, and kill -9 leaves no orphan.
+        ECHO_NODE_INGEST_PROCESSES="1",
     )
     env.update({f"ECHO_NODE_{k.upper()}": v for k, v in extra.items()})
     return env

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -16,6 +17,14 @@ def test_defaults_and_the_interface_later_work_relies_on() -> None:
     assert (settings.ae_title, settings.dimse_port, settings.http_port) == ("ECHONODE", 11112, 8080)
     assert settings.allowed_peers == ()
     assert settings.inference_device == "cpu"
+
+
+def test_one_ingest_process_per_core_unless_set() -> None:
+    assert load_settings(environ={}).ingest_processes == 0
+    cores = len(os.sched_getaffinity(0))
+    assert load_settings(environ={}).resolved_ingest_processes == cores
+    three = load_settings(environ={"ECHO_NODE_INGEST_PROCESSES": "3"})
+    assert three.resolved_ingest_processes == 3
 
 
 def test_file_then_environment_override(tmp_path: Path) -> None:
@@ -78,6 +87,7 @@ def test_commitment_report_address_from_commitment_peers_then_destinations() -> 
         ("ECHO_NODE_BIND", "not-an-address"),
         ("ECHO_NODE_INFERENCE_DEVICE", "tpu"),
         ("ECHO_NODE_LOG_FORMAT", "xml"),
+        ("ECHO_NODE_INGEST_PROCESSES", "-1"),
         ("ECHO_NODE_DESTINATIONS", '[{"name": "pacs", "kind": "dimse"}]'),
         ("ECHO_NODE_NO_SUCH_KEY", "1"),
         ("ECHO_NODE_DEVICE_UID", "1.2.03"),

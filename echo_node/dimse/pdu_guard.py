@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from _typeshed import ReadableBuffer, WriteableBuffer
 
     from echo_node.dimse.admission import Connection
+    from echo_node.dimse.listeners import Ticket
 
 logger = logging.getLogger(__name__)
 
@@ -151,6 +152,7 @@ class _Guarded:
 
     guard: PduGuard | None = None
     connection: Connection | None = None
+    ticket: Ticket | None = None  # the connection in its process's count (listeners.py)
     address: str = "?"
     _refused = False
 
@@ -196,6 +198,8 @@ class _Guarded:
         super().close()  # type: ignore[misc]
         if self.connection is not None:
             self.connection.release()
+        if self.ticket is not None:
+            self.ticket.close()
 
     def _ready(self, guard: PduGuard) -> float | None:
         """Ready the socket's timeout for the next read and return the time; None (the
@@ -250,4 +254,5 @@ class GuardedSSLSocket(_Guarded, ssl.SSLSocket):
     def take_over(self, plain: GuardedSocket) -> None:
         """Carry the guard and connection over from the TCP socket the handshake wrapped."""
         self.guard, self.connection, self.address = plain.guard, plain.connection, plain.address
-        plain.connection = None
+        self.ticket = plain.ticket
+        plain.connection = plain.ticket = None

@@ -1,12 +1,12 @@
 """The SCP (C-ECHO, C-STORE, storage commitment): one pynetdicom AE listening on the
 configured port, and on the DICOM TLS port when one is set, shut down gracefully.
 
-Several ingest processes can listen on the same ports (SO_REUSEPORT); the kernel spreads
-associations across them, which is how Python ingest scales past one core (MEASURED.md).
-Both listeners share one Admission, so max_associations counts their associations together
-(per process). Every accepted connection is checked before pynetdicom reads it: admission.py
-decides who gets in, pdu_guard.py bounds what they may send and for how long, and
-pynetdicom_patches.py holds the few changes to pynetdicom's own behaviour.
+Several ingest processes accept on the same listening sockets (listeners.py), each new
+connection taken by the process with the fewest open, which is how Python ingest scales past
+one core. Both listeners of a process share one Admission, so max_associations counts their
+associations together (per process). Every accepted connection is checked before pynetdicom
+reads it: admission.py decides who gets in, pdu_guard.py bounds what they may send and for
+how long, and pynetdicom_patches.py holds the few changes to pynetdicom's own behaviour.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from echo_node.dimse.admission import Admission, AdmissionLimits
 from echo_node.dimse.commitment import handle_action
 from echo_node.dimse.commitment_report import Reporter
 from echo_node.dimse.contexts import supported_contexts
+from echo_node.dimse.listeners import DEFER_S, Listeners
 from echo_node.dimse.pdu_guard import (
     ASSOCIATION_REQUEST_LIMIT,
     GuardedSocket,
@@ -43,11 +44,14 @@ from echo_node.dimse.tls import handshake
 from echo_node.ingest import Ingestor
 from echo_node.settings import Settings
 from echo_node.watermark import Watermark
+from storage.hashing import Hasher
 
 logger = logging.getLogger(__name__)
 
 # How long shutdown waits for C-STORE handlers already running to finish.
 _DRAIN_TIMEOUT_S = 60.0
+# How often a process looks again at a connection it leaves to a less busy one.
+_RETRY_S = 0.001
 # pynetdicom's own association limit counts every connection from its TCP connect on; the
 # node's Admission decides instead (after the association request), so this only has to be
 # out of reach.
@@ -55,32 +59,74 @@ _PYNETDICOM_ASSOCIATION_LIMIT = 1_000_000
 
 
 class _SharedPortServer(ThreadedAssociationServer):  # type: ignore[misc]
-    """pynetdicom's threaded server with SO_REUSEPORT, so ingest processes share a port, and
-    with the node's admission and PDU checks on every accepted connection (admission.py,
-    pdu_guard.py)."""
+    """pynetdicom's threaded server on a listening socket shared by the ingest processes
+    (listeners.py), with the node's admission and PDU checks on every accepted connection
+    (admission.py, pdu_guard.py)."""
 
-    # socketserver's default backlog is 5: while the accept loop is busy, further SYNs are
-    # dropped and every peer (a listed scanner too) waits out TCP's retransmission.
-    request_queue_size = 512
-
-    def __init__(self, *args: Any, admission: Admission, limits: PduLimits, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        admission: Admission,
+        limits: PduLimits,
+        hasher: Hasher,
+        listeners: Listeners,
+        port: int,
+        **kwargs: Any,
+    ) -> None:
         self.admission = admission
         self.limits = limits
+        self.hasher = hasher  # received data sets are hashed as they arrive (AcceptorHandler)
+        self.listeners = listeners
+        self._port = port
+        self._deferring_since: float | None = None
+        self._deferred_at = 0.0
         kwargs["request_handler"] = AcceptorHandler
         super().__init__(*args, **kwargs)
 
     def server_bind(self) -> None:
+        """The shared listening socket instead of the one socketserver has just made."""
         assert self.socket is not None
-        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        super().server_bind()
+        self.socket.close()
+        self.socket = self.listeners.socket(self._port)
+        self.server_address = self.socket.getsockname()
+
+    def server_activate(self) -> None:
+        """Nothing: the shared socket already listens."""
+
+    def server_close(self) -> None:
+        """This process's descriptor closed; never shut down (pynetdicom's does), which would
+        stop the socket for the other processes too."""
+        assert self.socket is not None
+        self.socket.close()
 
     def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
         # Accepted in the accept loop; the TLS handshake, when there is one, runs later in the
         # connection's thread (pynetdicom runs it here, where one silent peer stalls all).
         assert self.socket is not None
+        self._leave_to_a_less_busy_process()
+        # BlockingIOError if another process took it first; socketserver then goes on.
         accepted, client = self.socket.accept()
+        self._deferring_since = None
+        ticket = self.listeners.opened()
         guard = PduGuard(self.limits, time.monotonic())
-        return GuardedSocket.adopt(accepted, guard, str(client[0])), client
+        guarded = GuardedSocket.adopt(accepted, guard, str(client[0]))
+        guarded.ticket = ticket
+        return guarded, client
+
+    def _leave_to_a_less_busy_process(self) -> None:
+        """Raise BlockingIOError (socketserver's accept loop then looks again) while another
+        process holds fewer connections, for at most DEFER_S per waiting connection."""
+        if self.listeners.least_busy():
+            return
+        now = time.monotonic()
+        # Retries come every millisecond while a connection waits; a longer gap means the
+        # last one was taken and this is a new one.
+        if self._deferring_since is None or now - self._deferred_at > 5 * _RETRY_S:
+            self._deferring_since = now
+        self._deferred_at = now
+        if now - self._deferring_since < DEFER_S:
+            time.sleep(_RETRY_S)
+            raise BlockingIOError("left to a less busy ingest process")
 
     def verify_request(
         self, request: socket.socket | tuple[bytes, socket.socket], client_address: Any
@@ -156,10 +202,14 @@ class DimseServer:
     reporter: Reporter
     # From echo_node.dimse.tls.server_context; None = no TLS listener.
     tls: ssl.SSLContext | None = None
+    # The listening sockets shared with the other ingest processes (service.py); None: this
+    # server opens its own.
+    listeners: Listeners | None = None
     in_flight: InFlight = field(default_factory=InFlight)
     _ae: AE | None = None
     _admission: Admission | None = None
     _limits: PduLimits | None = None
+    _hasher: Hasher = field(default_factory=Hasher)
     _servers: list[ThreadedAssociationServer] = field(default_factory=list)
 
     def start(self) -> None:
@@ -204,6 +254,8 @@ class DimseServer:
             (evt.EVT_CONN_CLOSE, on_connection_closed),
         ]
         self._ae = ae
+        if self.listeners is None:
+            self.listeners = Listeners.open(settings.bind, dimse_ports(settings), processes=1)
         # TLS first: once the clear port answers (what a readiness probe checks), both do.
         if self.tls is not None:
             self._listen(self.settings.dimse_tls_port, self.tls, handlers)
@@ -221,6 +273,9 @@ class DimseServer:
             server_class=_SharedPortServer if tls is None else _TlsSharedPortServer,
             admission=self._admission,
             limits=self._limits,
+            hasher=self._hasher,
+            listeners=self.listeners,
+            port=port,
         )
         # So ae.active_associations sees this server's associations (stop() aborts them).
         self._ae._servers.append(server)
@@ -237,7 +292,9 @@ class DimseServer:
         if not self._servers or self._ae is None:
             return
         for server in self._servers:
-            server.shutdown()
+            server.shutdown()  # this process stops accepting; what is queued is the others'
+        assert self.listeners is not None
+        self.listeners.close()
         if not self.in_flight.wait_idle(_DRAIN_TIMEOUT_S):
             logger.error("shutdown: C-STORE handlers still running after the drain timeout")
         # An instance whose data had not fully arrived was never acknowledged: the sender
@@ -248,3 +305,8 @@ class DimseServer:
                 association.abort()
         self._servers.clear()
         logger.info("DIMSE service stopped")
+
+
+def dimse_ports(settings: Settings) -> list[int]:
+    """The ports DIMSE listens on: the clear one unless 0, the TLS one if set."""
+    return [port for port in (settings.dimse_tls_port, settings.dimse_port) if port]

@@ -15,6 +15,7 @@ from pydicom.dataset import Dataset
 from pynetdicom import events
 from pynetdicom.dimse_primitives import C_STORE
 
+from echo_node.dimse.pynetdicom_patches import SpoolFile
 from echo_node.ingest import Ingestor, IngestResult, Peer
 
 logger = logging.getLogger(__name__)
@@ -68,7 +69,15 @@ def handle_store(event: events.Event, ingestor: Ingestor, in_flight: InFlight) -
             # The data set could not be written as it arrived (disk full); the reader has
             # logged why and dropped the rest (pynetdicom_patches.SpoolingDIMSE).
             return store_status(ingestor.not_received(peer, sop_instance_uid))
-        result = ingestor.ingest(path, peer, expected_sop_instance_uid=sop_instance_uid)
+        # Hashed and fsynced as it arrived (pynetdicom_patches.SpoolFile), while its header
+        # is read here; without that, the ingest path reads and fsyncs the file itself.
+        spool = getattr(request, "_dataset_file", None)
+        result = ingestor.ingest(
+            path,
+            peer,
+            expected_sop_instance_uid=sop_instance_uid,
+            spooled=spool if isinstance(spool, SpoolFile) else None,
+        )
         return store_status(result)
 
 
