@@ -92,6 +92,19 @@ def outputs_of(node: Node, job_id: int) -> list[Output]:
         return list(rows)
 
 
+def measured_clips(node: Node, job_id: int) -> set[str]:
+    """The clips of a job with at least one reported value: the ones that get an overlay.
+    Which values random weights make plausible is up to the weights, so tests count these
+    rather than assume a number."""
+    with node.sessions() as session:
+        clips = session.scalars(select(JobClip).where(JobClip.job_id == job_id)).all()
+        return {
+            clip.sop_instance_uid
+            for clip in clips
+            if any(row["decision"] == "reported" for row in clip.detail.get("report", []))
+        }
+
+
 def output_path(node: Node, output: Output) -> Path:
     return node.store.root / output.instance.path
 

@@ -36,7 +36,7 @@ from storage.queue import utc_now
 from tests.all_models import install_all_models
 from tests.conftest import require_tool
 from tests.orthanc import Orthanc
-from tests.test_processing import claim_next, make_node, stable_job, truth
+from tests.test_processing import claim_next, make_node, measured_clips, stable_job, truth
 from tests.test_results_data import dciodvfy, walk
 
 # Two runs of a study through every network on a shared CPU: minutes, not the default 300 s.
@@ -50,6 +50,7 @@ pytestmark = [
 
 COMPREHENSIVE_SR = "1.2.840.10008.5.1.4.1.1.88.33"
 SC = "1.2.840.10008.5.1.4.1.1.7.4"
+ENCAPSULATED_PDF = "1.2.840.10008.5.1.4.1.1.104.1"
 EF = 57.0  # what the EF network's head is built to answer; every other network is random
 
 
@@ -83,7 +84,8 @@ def _record(node: Node, job_id: int) -> dict[str, Any]:
         job = session.get(Job, job_id)
         assert job is not None
         detail: dict[str, Any] = job_detail(session, job)
-        return detail
+    detail["measured_clips"] = measured_clips(node, job_id)
+    return detail
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +135,11 @@ def _save(ds: Dataset, path: Path) -> Path:
 
 def test_every_object_orthanc_holds_validates_without_errors_or_warnings(study: Study_) -> None:
     for run in (1, 2):
-        for kind, count in (("sr", 1), ("sc", 4)):
+        # One overlay per clip with a reported value: the Doppler clips (classical engine) and
+        # the A4C clip (the EF network built to answer EF); the PLAX clip's are up to the weights.
+        measured = study.records[study.jobs[run - 1]]["measured_clips"]
+        assert len(measured) >= 3
+        for kind, count in (("sr", 1), ("tid1500", 1), ("pdf", 1), ("sc", len(measured))):
             objects = study.outputs(run, kind)
             assert len(objects) == count, (run, kind)
             for number, ds in enumerate(objects):
@@ -284,7 +290,10 @@ def test_runs_are_told_apart_and_their_objects_reference_each_other(study: Study
         == first.SOPInstanceUID
     )
     classes = [ds.SOPClassUID for ds in held.values()]
-    assert classes.count(COMPREHENSIVE_SR) == 2 and classes.count(SC) == 8
+    measured = sum(len(study.records[job]["measured_clips"]) for job in study.jobs)
+    # Per run: the echo SR and its TID 1500 copy, the overlays, the PDF.
+    assert classes.count(COMPREHENSIVE_SR) == 4 and classes.count(SC) == measured
+    assert classes.count(ENCAPSULATED_PDF) == 2
 
 
 def test_tid_5300_attributes_each_value_to_its_algorithm(study: Study_) -> None:
