@@ -19,7 +19,9 @@ from typing import Any
 import pynetdicom
 from pydicom.sr.coding import Code
 from pydicom.uid import UID
-from pynetdicom.presentation import DEFAULT_TRANSFER_SYNTAXES as DEFAULT_SYNTAXES
+from pynetdicom.presentation import (  # type: ignore[attr-defined]
+    DEFAULT_TRANSFER_SYNTAXES as DEFAULT_SYNTAXES,
+)
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     StorageCommitmentPushModel,
     StudyRootQueryRetrieveInformationModelFind,
