@@ -20,6 +20,7 @@ from echo_node.jobs.scheduler import (
     start_commitment_sweep,
     start_retention_sweep,
     start_scheduler,
+    start_selftest_schedule,
 )
 from echo_node.jobs.worker import Worker
 from echo_node.logsetup import configure_logging
@@ -120,9 +121,13 @@ def serve(settings: Settings, config_file: Path | None, stop: threading.Event) -
         http.start()
     processing = Processing(node) if settings.process_enabled else None
     retention = start_retention_sweep(node) if settings.retention_days else None
+    # Its clips come in through this process's own DIMSE listener.
+    selftests = start_selftest_schedule(node) if dimse is not None else None
     try:
         wait(stop)
     finally:
+        if selftests is not None:
+            selftests.shutdown(wait=False)  # a self-test under way is ended by the exit
         if retention is not None:
             retention.shutdown(wait=True)
         if processing is not None:

@@ -254,6 +254,8 @@ class Settings(BaseModel):
     retention_days: int = Field(ge=0)
     retention_results_days: int = Field(ge=0)
     retention_sweep_interval_s: float = Field(gt=0)
+    selftest_time: str
+    selftest_timeout_s: float = Field(gt=0)
 
     @field_validator("ae_title")
     @classmethod
@@ -301,6 +303,14 @@ class Settings(BaseModel):
     @classmethod
     def _cors_origins(cls, value: Any) -> Any:
         return _parsed_items(value, _check_origin)
+
+    @field_validator("selftest_time")
+    @classmethod
+    def _selftest_time(cls, value: str) -> str:
+        value = value.strip()
+        if value and selftest_clock(value) is None:
+            raise ValueError('must be a time of day "HH:MM" (24 h, the host\'s time), or ""')
+        return value
 
     @field_validator("models_mirror")
     @classmethod
@@ -419,6 +429,16 @@ class Settings(BaseModel):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'echo-node.db').resolve()}"
+
+
+def selftest_clock(text: str) -> tuple[int, int] | None:
+    """(hour, minute) of a "HH:MM" time of day, or None if it is not one."""
+    hour, colon, minute = text.strip().partition(":")
+    if not (colon and hour.isdigit() and minute.isdigit() and len(minute) == 2):
+        return None
+    if not (0 <= int(hour) <= 23 and 0 <= int(minute) <= 59):
+        return None
+    return int(hour), int(minute)
 
 
 def _parsed_items(value: Any, parse: Callable[[str], Any]) -> Any:

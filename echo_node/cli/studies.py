@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from echo_node.cli.context import state
 from echo_node.export.backlog import destination_backlog
 from echo_node.jobs.queue import STATES
+from echo_node.selftest.record import latest as latest_selftest
 from echo_node.watermark import disk_space
 from storage.commitments import FAILED, PENDING, SENT
 from storage.models import Commitment, Instance, Job, RetentionDeletion, Series, Study
@@ -132,6 +133,18 @@ def status(
                 select(RetentionDeletion.kind, func.count()).group_by(RetentionDeletion.kind)
             ).all()
         )
+        test = latest_selftest(session)
+        selftest = {
+            "schedule": node.settings.selftest_time or None,
+            "last": None
+            if test is None or test.finished_at is None
+            else {
+                "id": test.id,
+                "passed": bool(test.passed),
+                "finished_at": test.finished_at.isoformat(),
+                "summary": test.summary,
+            },
+        }
     quarantined = len(list(node.store.quarantine_dir.glob("*.json")))
     space = disk_space(node.store.root, node.settings)
     report: dict[str, Any] = {
@@ -177,6 +190,8 @@ def status(
                 kind: int(deletions.get(kind, 0)) for kind in ("received", "results")
             },
         },
+        # The latest self-test (`echo-node selftest`, daily at selftest_time).
+        "selftest": selftest,
     }
     if as_json:
         typer.echo(json.dumps(report, indent=2))
@@ -202,6 +217,14 @@ def status(
                 + f"; deleted so far: {value['studies_deleted']['received']} studies' images, "
                 f"{value['studies_deleted']['results']} studies' results"
             )
+        elif key == "selftest":
+            last = value["last"]
+            shown = (
+                "none run"
+                if last is None
+                else ("passed " if last["passed"] else "FAILED ")
+                + f"{last['finished_at']}: {last['summary']}"
+            ) + (f" (daily at {value['schedule']})" if value["schedule"] else " (no schedule)")
         elif key == "last_job":
             shown = f"#{value['id']} {value['state']} {value['finished_at']}" if value else "-"
         elif key == "destinations":

@@ -3,7 +3,8 @@
 - stable studies: every ``sweep_interval_s`` seconds, queue a job for each study that has been
   quiet for ``stable_after_s`` (echo_node.jobs.queue does the work);
 - storage commitment reports due for a (re)try, every ``sweep_interval_s``;
-- the retention policy, every ``retention_sweep_interval_s``, the first at once.
+- the retention policy, every ``retention_sweep_interval_s``, the first at once;
+- the self-test (echo_node.selftest), daily at ``selftest_time`` (the host's local time).
 
 Running any of them in several processes is safe: a job's unique content key lets only one
 insert win, a report is claimed under a lease, a study is assessed again in the transaction
@@ -79,3 +80,26 @@ def start_retention_sweep(node: Node) -> BackgroundScheduler:
     return _every(
         node.settings.retention_sweep_interval_s, "retention-sweep", work, queue.now_utc()
     )
+
+
+def start_selftest_schedule(node: Node) -> BackgroundScheduler | None:
+    """The daily self-test at ``selftest_time``; None when it is "" (off)."""
+    from echo_node.selftest.run import run_selftest
+    from echo_node.settings import selftest_clock
+
+    clock = selftest_clock(node.settings.selftest_time)
+    if clock is None:
+        return None
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    scheduler = BackgroundScheduler()  # the host's time zone: "HH:MM" as the operator means it
+    scheduler.add_job(
+        lambda: run_selftest(node, "schedule"),
+        "cron",
+        hour=clock[0],
+        minute=clock[1],
+        id="daily-selftest",
+        max_instances=1,
+        coalesce=True,
+    )
+    scheduler.start()
+    return scheduler

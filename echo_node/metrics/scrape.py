@@ -21,6 +21,8 @@ from echo_node.export.backlog import destination_backlog
 from echo_node.jobs.queue import STATES
 from echo_node.metrics import MULTIPROCESS_ENV
 from echo_node.node import Node
+from echo_node.selftest.record import failed_values
+from echo_node.selftest.record import latest as latest_selftest
 from echo_node.watermark import disk_space
 from storage.models import Job
 
@@ -56,6 +58,12 @@ class NodeStateCollector(Collector):
             counts = dict(
                 session.execute(select(Job.state, func.count()).group_by(Job.state)).all()
             )
+            test = latest_selftest(session)
+            selftest = (
+                None
+                if test is None or test.finished_at is None
+                else (bool(test.passed), test.finished_at, len(failed_values(test)))
+            )
             backlog = destination_backlog(
                 session, [destination.name for destination in node.settings.destinations]
             )
@@ -67,6 +75,23 @@ class NodeStateCollector(Collector):
             age = (now - line.oldest_pending).total_seconds() if line.oldest_pending else 0.0
             oldest.add_metric([line.destination], max(age, 0.0))
         yield from (jobs, pending, failed, oldest)
+        if selftest is not None:  # none before the first self-test (absent() alerts on it)
+            passed, finished, differences = selftest
+            yield GaugeMetricFamily(
+                "echo_node_selftest_passed",
+                "1 if the latest self-test (`echo-node selftest`, selftest_time) passed, else 0.",
+                value=1.0 if passed else 0.0,
+            )
+            yield GaugeMetricFamily(
+                "echo_node_selftest_last_run_timestamp_seconds",
+                "When the latest self-test ended (Unix time).",
+                value=finished.timestamp(),
+            )
+            yield GaugeMetricFamily(
+                "echo_node_selftest_failed_values",
+                "Reported values of the latest self-test outside their tolerance (or missing).",
+                value=float(differences),
+            )
 
         quarantined = sum(1 for _ in node.store.quarantine_dir.glob("*.json"))
         yield GaugeMetricFamily(
