@@ -24,11 +24,13 @@ import pydicom
 import pytest
 
 from ai.phantom.study import generate_study
+from echo_node.cli.importer import import_file
 from echo_node.processing import run_job
-from storage.models import FindingRow, Job
+from storage.models import FindingRow, Instance, Job
 from tests.conftest import NodeProcess, free_port
 from tests.orthanc import Orthanc
 from tests.test_processing import claim_next, make_node, truth
+from tests.test_web_support import serve_web
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -240,3 +242,27 @@ def test_the_running_node_processes_what_it_retrieves_once_and_never_a_partial_s
         assert _db(node, received) == [("ORTHANC",)]  # the node's own results aside
     finally:
         node.stop()
+
+
+def test_a_dicomweb_source_that_wants_a_token(tmp_path: Path, pacs: Pacs) -> None:
+    """Another Echo Node as the DICOMweb source: its bearer token is sent; a wrong one is
+    refused with a message that says so, and nothing is made."""
+    with serve_web(tmp_path / "source") as source:
+        for path in sorted(pacs.whole_dir.glob("*.dcm")):
+            assert import_file(source.node.ingestor, path).outcome == "stored"
+        entry = {"name": "peer", "kind": "dicomweb", "url": source.url}
+        good = json.dumps([{**entry, "token": source.read_token}])
+        bad = json.dumps([{**entry, "token": "not-a-token"}])
+        refused = NodeProcess(tmp_path / "a", free_port(), {"sources": bad}).cli(
+            "reprocess", pacs.whole, "--from", "peer"
+        )
+        assert refused.returncode == 1
+        assert "source peer refused QIDO-RS (401): check its token" in refused.stderr
+        node = NodeProcess(tmp_path / "b", free_port(), {"sources": good})
+        run = node.cli("reprocess", pacs.whole, "--from", "peer")
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert "4 of 4 instance(s)" in run.stdout and "(WADO-RS)" in run.stdout
+        # The same files as the source holds, byte for byte (the same envelope either way).
+        held = dict(_db(node, "SELECT sop_instance_uid, sha256 FROM instances"))
+        with source.node.sessions() as session:
+            assert held == {i.sop_instance_uid: i.sha256 for i in session.query(Instance)}
