@@ -144,6 +144,10 @@ def test_scp_and_stow_store_video_as_received_and_wado_serves_it(
         assert rendered.status_code == 200, rendered.text
         image = np.asarray(Image.open(io.BytesIO(rendered.content)).convert("RGB"))
         assert np.abs(image.astype(int) - frames[2].astype(int)).mean() < MEAN_TOLERANCE
+        # And a thumbnail, as a study browser asks for one.
+        thumbnail = httpx.get(f"{path}/thumbnail", headers={"Accept": "image/jpeg"}, timeout=30)
+        assert thumbnail.status_code == 200, thumbnail.text
+        assert Image.open(io.BytesIO(thumbnail.content)).size[0] > 0
     status = json.loads(node.cli("status", "--json").stdout)
     assert status["instances"] == 2 and status["quarantined"] == 0
 
