@@ -23,6 +23,9 @@ and extended → Pillow, the decoder the EchoNet reference code ran on (pydicom 
 the lossless syntaxes and JPEG 2000 → pylibjpeg (lossless is exact by definition; JPEG 2000
 through OpenJPEG, as Pillow's would). Clip.decoder names the library and its version.
 
+Video (MPEG-2, H.264, HEVC transfer syntaxes): the frames are one bitstream, decoded forward by
+PyAV (FFmpeg) in ai/video.py; Clip.decoder names PyAV and its FFmpeg.
+
 Timing: frame time from FrameTime, else FrameTimeVector (mean increment), else CineRate, else
 RecommendedDisplayFrameRate; heart rate from HeartRate (0 means "not recorded"); R-wave times
 from RWaveTimeVector, else RWavePointer (1-based frame numbers) through the frame times.
@@ -48,6 +51,7 @@ from pydicom.pixels.utils import pixel_array
 
 from ai.clip import Clip, Frame
 from ai.regions import parse_regions
+from ai.video import VideoDecodeError, VideoFrames, bitstream, decoder_name, is_video
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +82,7 @@ _PINNED: dict[tuple[str, str], tuple[str, ...]] = {
 }
 DECODING_PLUGINS = {syntax: pair for pair, syntaxes in _PINNED.items() for syntax in syntaxes}
 NATIVE = "native"
+VIDEO = "pyav"  # Decoder.plugin of the video syntaxes: ai/video.py, not a pydicom plugin
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,8 @@ class Decoder:
 
 def choose_decoder(transfer_syntax: str, bits_stored: int) -> Decoder:
     """The pinned decoder of a transfer syntax (see the module doc)."""
+    if is_video(transfer_syntax):
+        return Decoder(VIDEO, decoder_name())
     plugin, package = DECODING_PLUGINS.get(transfer_syntax, ("", ""))
     if transfer_syntax == uid.JPEGExtended12Bit and bits_stored > 8:
         plugin, package = "pylibjpeg", "pylibjpeg-libjpeg"  # Pillow's libjpeg is 8-bit only
@@ -189,6 +196,19 @@ class DicomFrames:
         file_meta = getattr(ds, "file_meta", None)
         syntax = str(file_meta.get("TransferSyntaxUID", "")) if file_meta is not None else ""
         self.decoder = choose_decoder(syntax, self._layout.bits_stored)
+        self._video: VideoFrames | None = None
+        if self.decoder.plugin == VIDEO:
+            # The compressed stream is read whole (it is the clip's size on disk); frames are
+            # decoded from it as they are asked for.
+            try:
+                stream = bitstream(ds.PixelData)
+                self._video = VideoFrames(
+                    stream, syntax, self._layout.frames, int(ds.Rows), int(ds.Columns)
+                )
+            except VideoDecodeError as exc:
+                raise DecodeError(str(exc)) from exc
+            except ValueError as exc:  # pydicom: Pixel Data not encapsulated as declared
+                raise DecodeError(f"video Pixel Data unreadable: {exc}") from exc
 
     def __len__(self) -> int:
         return self._layout.frames
@@ -198,6 +218,11 @@ class DicomFrames:
             index += self._layout.frames
         if not 0 <= index < self._layout.frames:
             raise IndexError(f"frame {index} outside 0..{self._layout.frames - 1}")
+        if self._video is not None:
+            try:
+                return self._video[index]
+            except VideoDecodeError as exc:
+                raise DecodeError(str(exc)) from exc
         source: Dataset | Path = self._path if self._path is not None else self._ds
         # as_rgb: explicit YBR → RGB; decoding_plugin: the pinned decoder (module docstring).
         decoded = pixel_array(source, index=index, as_rgb=True, decoding_plugin=self.decoder.plugin)

@@ -48,8 +48,9 @@ _DEFER_SIZE = 64 * 1024
 _INDEX_ATTEMPTS = 3
 
 Outcome = Literal["stored", "duplicate", "quarantined", "failed"]
-# How an instance arrived ("node": the node's own SR and overlays); a metrics label.
-Transport = Literal["dimse", "stowrs", "import", "node"]
+# How an instance arrived ("node": the node's own SR and overlays; "retrieve": brought back
+# from a source by `reprocess --from`, over C-GET or WADO-RS); a metrics label.
+Transport = Literal["dimse", "stowrs", "import", "node", "retrieve"]
 
 # The peer address recorded on what the node stores itself (its SR and overlays). Such
 # instances do not count as new content of their study: they must not make it "unstable"

@@ -14,6 +14,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from echo_node.export.backlog import Backlog, destination_backlog
 from echo_node.jobs.queue import STATES
+from echo_node.selftest.record import failed_values
+from echo_node.selftest.record import latest as latest_selftest
 from echo_node.settings import Settings
 from echo_node.watermark import DiskSpace, disk_space
 from storage.files import FileStore
@@ -33,18 +35,35 @@ class QueueState:
     backlog: list[Backlog]  # one line a destination
     quarantined: int
     space: DiskSpace
+    selftest: SelftestOutcome | None  # the latest finished self-test; None before the first
+
+
+@dataclass(frozen=True)
+class SelftestOutcome:
+    passed: bool
+    finished_at: datetime
+    failed_values: int  # reported values outside their tolerance, or missing
 
 
 def queue_state(
     sessions: sessionmaker[Session], store: FileStore, settings: Settings
 ) -> QueueState:
-    """Jobs by state, each destination's backlog, quarantine and free space: two grouped
-    counts on indexed columns and a directory stat."""
+    """Jobs by state, each destination's backlog, the latest self-test, quarantine and free
+    space: two grouped counts and a one-row query on indexed columns, and a directory stat."""
     read_at = utc_now()
     with sessions() as session:
         jobs = job_counts(session)
         backlog = destination_backlog(session, destination_names(settings))
-    return QueueState(read_at, jobs, backlog, quarantined(store), disk_space(store.root, settings))
+        selftest = selftest_outcome(session)
+    space = disk_space(store.root, settings)
+    return QueueState(read_at, jobs, backlog, quarantined(store), space, selftest)
+
+
+def selftest_outcome(session: Session) -> SelftestOutcome | None:
+    test = latest_selftest(session)
+    if test is None or test.finished_at is None:
+        return None
+    return SelftestOutcome(bool(test.passed), test.finished_at, len(failed_values(test)))
 
 
 def destination_names(settings: Settings) -> list[str]:

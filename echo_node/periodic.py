@@ -7,7 +7,9 @@
 - storage commitment reports due for a (re)try: every ``sweep_interval_s``, wherever the DIMSE
   service runs, processing or not (a report taken on must go out);
 - the retention policy (echo_node.retention): every ``retention_sweep_interval_s``, the first
-  at start, in `serve`'s first process when retention_days > 0.
+  at start, in `serve`'s first process when retention_days > 0;
+- the self-test (echo_node.selftest): daily at ``selftest_time`` (the host's local time), in
+  `serve`'s first process when it runs the DIMSE service (the test's clips come in through it).
 
 Running any of them in several processes is safe: a job's unique content key lets only one
 insert win, deliveries and reports are claimed under a lease (storage.queue), a study is
@@ -27,12 +29,15 @@ from datetime import datetime
 from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+from tzlocal import get_localzone
 
 from echo_node.export.deliver import deliver_due
 from echo_node.jobs import queue
 from echo_node.node import Node
 from echo_node.retention.sweep import sweep as retention_sweep
-from echo_node.settings import Settings
+from echo_node.selftest.run import run_selftest
+from echo_node.settings import Settings, selftest_clock
 from storage.queue import utc_now
 
 logger = logging.getLogger(__name__)
@@ -74,6 +79,17 @@ class Scheduler:
             max_instances=instances,
             coalesce=True,
             **timing,
+        )
+
+    def daily(self, hour: int, minute: int, name: str, work: Callable[[], Any]) -> None:
+        """Run ``work`` every day at ``hour``:``minute`` of the host's time zone (the time an
+        operator means when they write one)."""
+        self._scheduler.add_job(
+            work,
+            CronTrigger(hour=hour, minute=minute, timezone=get_localzone()),
+            id=name,
+            max_instances=1,
+            coalesce=True,
         )
 
     def until_idle(self, work: Callable[[], int]) -> Callable[[], None]:
@@ -128,3 +144,19 @@ def schedule_retention(scheduler: Scheduler, node: Node) -> None:
     scheduler.every(
         node.settings.retention_sweep_interval_s, "retention-sweep", work, first=utc_now()
     )
+
+
+def schedule_selftest(scheduler: Scheduler, node: Node) -> None:
+    """The daily self-test at ``selftest_time`` (none when it is ""). It runs in a thread of its
+    own so that stopping the node does not wait for it: an interrupted self-test's phantom
+    study is removed by the next one (echo_node.selftest.run)."""
+    clock = selftest_clock(node.settings.selftest_time)
+    if clock is None:
+        return
+
+    def start() -> None:
+        threading.Thread(
+            target=run_selftest, args=(node, "schedule"), name="selftest", daemon=True
+        ).start()
+
+    scheduler.daily(*clock, "daily-selftest", start)

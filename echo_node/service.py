@@ -28,6 +28,7 @@ from echo_node.periodic import (
     schedule_commitment_reports,
     schedule_processing,
     schedule_retention,
+    schedule_selftest,
 )
 from echo_node.settings import Settings, load_settings
 from echo_node.web.server import run_http
@@ -128,6 +129,8 @@ def serve(settings: Settings, config_file: Path | None, stop: threading.Event) -
     processing = Processing(node, scheduler) if settings.process_enabled else None
     if settings.retention_days:
         schedule_retention(scheduler, node)
+    if dimse is not None:  # the self-test's clips come in through this process's listener
+        schedule_selftest(scheduler, node)
     try:
         wait(stop)
     finally:

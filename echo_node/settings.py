@@ -13,7 +13,7 @@ import tomllib
 from collections.abc import Callable, Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -112,10 +112,12 @@ class CommitmentPeer(BaseModel):
         return cls(ae_title=_check_ae_title(ae), host=host.strip("[]"), port=int(port))
 
 
-class Destination(BaseModel):
-    """Where results are sent: a DIMSE storage SCP or a DICOMweb (STOW-RS) base URL."""
+class RemoteNode(BaseModel):
+    """A peer the node opens associations or HTTP requests to: a DIMSE AE or a DICOMweb base
+    URL. ``Destination`` and ``Source`` differ only in what is done with it."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+    role: ClassVar[str] = "peer"
 
     name: str = Field(min_length=1, max_length=64)
     kind: Literal["dimse", "dicomweb"]
@@ -133,23 +135,46 @@ class Destination(BaseModel):
     tls_private_key: str | None = None
 
     @model_validator(mode="after")
-    def _complete(self) -> Destination:
+    def _complete(self) -> RemoteNode:
+        what = f"{self.role} {self.name!r}"
         if self.kind == "dimse" and not (self.ae_title and self.host and self.port):
-            raise ValueError(f"destination {self.name!r}: dimse needs ae_title, host and port")
+            raise ValueError(f"{what}: dimse needs ae_title, host and port")
         if self.kind == "dicomweb" and not self.url:
-            raise ValueError(f"destination {self.name!r}: dicomweb needs url")
+            raise ValueError(f"{what}: dicomweb needs url")
         tls_files = (self.tls_ca_file, self.tls_certificate, self.tls_private_key)
         if (self.kind != "dimse" or not self.tls) and any(tls_files):
             raise ValueError(
-                f"destination {self.name!r}: tls_* files need kind dimse and tls = true "
+                f"{what}: tls_* files need kind dimse and tls = true "
                 "(dicomweb takes an https:// url)"
             )
         if bool(self.tls_certificate) != bool(self.tls_private_key):
-            raise ValueError(
-                f"destination {self.name!r}: tls_certificate and tls_private_key go together"
-            )
+            raise ValueError(f"{what}: tls_certificate and tls_private_key go together")
         if self.ae_title is not None:
             _check_ae_title(self.ae_title)
+        return self
+
+
+class Destination(RemoteNode):
+    """Where results are sent: a DIMSE storage SCP or a DICOMweb (STOW-RS) base URL."""
+
+    role: ClassVar[str] = "destination"
+
+
+class Source(RemoteNode):
+    """Where `echo-node reprocess --from` retrieves a study the node no longer holds: a DIMSE
+    Query/Retrieve SCP (C-GET, or C-MOVE to the node's own AE title) or a DICOMweb base URL
+    (QIDO-RS to count, WADO-RS to retrieve)."""
+
+    role: ClassVar[str] = "source"
+
+    retrieve: Literal["c-get", "c-move"] | None = None
+
+    @model_validator(mode="after")
+    def _method(self) -> Source:
+        if self.kind == "dimse" and self.retrieve is None:
+            raise ValueError(f'source {self.name!r}: dimse needs retrieve = "c-get" or "c-move"')
+        if self.kind == "dicomweb" and self.retrieve is not None:
+            raise ValueError(f"source {self.name!r}: retrieve is for dimse sources only")
         return self
 
 
@@ -222,12 +247,15 @@ class Settings(BaseModel):
     pdf_report: bool
     pdf_max_bytes: int = Field(ge=10_000)
     destinations: tuple[Destination, ...]
+    sources: tuple[Source, ...]
     delivery_max_attempts: int = Field(ge=1)
     commitment_peers: tuple[CommitmentPeer, ...]
     commitment_report_attempts: int = Field(ge=1)
     retention_days: int = Field(ge=0)
     retention_results_days: int = Field(ge=0)
     retention_sweep_interval_s: float = Field(gt=0)
+    selftest_time: str
+    selftest_timeout_s: float = Field(gt=0)
 
     @field_validator("ae_title")
     @classmethod
@@ -275,6 +303,14 @@ class Settings(BaseModel):
     def _cors_origins(cls, value: Any) -> Any:
         return _parsed_items(value, _check_origin)
 
+    @field_validator("selftest_time")
+    @classmethod
+    def _selftest_time(cls, value: str) -> str:
+        value = value.strip()
+        if value and selftest_clock(value) is None:
+            raise ValueError('must be a time of day "HH:MM" (24 h, the host\'s time), or ""')
+        return value
+
     @field_validator("models_mirror")
     @classmethod
     def _mirror(cls, value: str) -> str:
@@ -308,7 +344,7 @@ class Settings(BaseModel):
         # `sr_template = 5300` in a TOML file means the template number as much as "5300".
         return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
-    @field_validator("destinations", mode="before")
+    @field_validator("destinations", "sources", mode="before")
     @classmethod
     def _destinations(cls, value: Any) -> Any:
         if isinstance(value, str):  # from the environment: a JSON list
@@ -328,7 +364,13 @@ class Settings(BaseModel):
         names = [destination.name for destination in self.destinations]
         if len(names) != len(set(names)):
             raise ValueError("destination names must be unique")
+        names = [source.name for source in self.sources]
+        if len(names) != len(set(names)):
+            raise ValueError("source names must be unique")
         return self
+
+    def source(self, name: str) -> Source | None:
+        return next((source for source in self.sources if source.name == name), None)
 
     @model_validator(mode="after")
     def _retention(self) -> Settings:
@@ -397,6 +439,16 @@ class Settings(BaseModel):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'echo-node.db').resolve()}"
+
+
+def selftest_clock(text: str) -> tuple[int, int] | None:
+    """(hour, minute) of a "HH:MM" time of day, or None if it is not one."""
+    hour, colon, minute = text.strip().partition(":")
+    if not (colon and hour.isdigit() and minute.isdigit() and len(minute) == 2):
+        return None
+    if not (0 <= int(hour) <= 23 and 0 <= int(minute) <= 59):
+        return None
+    return int(hour), int(minute)
 
 
 def _parsed_items(value: Any, parse: Callable[[str], Any]) -> Any:

@@ -64,6 +64,31 @@ def find_version(session: Session, sop_instance_uid: str, sha256: str) -> Instan
     ).first()
 
 
+def ensure_study(session: Session, study_instance_uid: str, now: datetime) -> tuple[Study, bool]:
+    """The study's row, made (with no series yet) if the node holds none; True if made here.
+
+    For work that refers to a study before any of its instances arrives (a retrieval's job);
+    add_instance fills its patient attributes from the first instance."""
+    existing = session.scalars(
+        select(Study).where(Study.study_instance_uid == study_instance_uid)
+    ).first()
+    if existing is not None:
+        return existing, False
+    insert_on_conflict(
+        session,
+        Study.__table__,
+        {
+            "study_instance_uid": study_instance_uid,
+            "first_received_at": now,
+            "last_received_at": now,
+        },
+    )
+    study = session.scalars(
+        select(Study).where(Study.study_instance_uid == study_instance_uid)
+    ).one()
+    return study, True
+
+
 @dataclass(frozen=True)
 class Indexed:
     """An instance's row: the one just inserted, or the stored one with the same bytes."""

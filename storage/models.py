@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -19,6 +20,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -65,6 +67,9 @@ class Study(Base):
     first_received_at: Mapped[datetime] = mapped_column(UTCDateTime())
     # The stable-study trigger compares this with the quiet period.
     last_received_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    # A study of the node's own self-test (echo_node.selftest): processed like any study,
+    # never sent to destinations, removed once compared with its ground truth.
+    qa: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     series: Mapped[list[Series]] = relationship(back_populates="study")
 
@@ -295,3 +300,22 @@ class RetentionDeletion(Base):
     files: Mapped[list[str]] = mapped_column(JSON)  # relative to the data directory
     deleted_at: Mapped[datetime] = mapped_column(UTCDateTime())
     files_removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+
+
+class SelfTest(Base):
+    """One run of `echo-node selftest` (echo_node.selftest): a phantom study pushed through the
+    node and its reported values compared with the phantom's ground truth.
+
+    ``passed`` is None while it runs; ``detail`` holds every comparison and note.
+    """
+
+    __tablename__ = "selftests"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    passed: Mapped[bool | None] = mapped_column(Boolean)
+    study_instance_uid: Mapped[str | None] = mapped_column(UID)
+    trigger: Mapped[str] = mapped_column(String(16))  # "command" or "schedule"
+    summary: Mapped[str | None] = mapped_column(Text)
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)

@@ -18,6 +18,7 @@ from echo_node.cli import (
     models,
     phantom,
     reprocess,
+    selftest,
     send,
     serve,
     studies,
@@ -63,6 +64,7 @@ app.command("doctor")(doctor.doctor)
 app.command("cleanup")(cleanup.cleanup)
 app.command("conformance")(conformance.conformance)
 app.command("health")(health.health)
+app.command("selftest")(selftest.selftest)
 
 
 def main() -> None:

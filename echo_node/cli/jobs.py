@@ -231,7 +231,7 @@ def retry(
         if job is None:
             typer.echo(f"no job {job_id}", err=True)
             raise typer.Exit(1)
-        if job.state in (queue.QUEUED, queue.RUNNING):
+        if job.state in (queue.QUEUED, queue.RUNNING, queue.RETRIEVING):
             typer.echo(f"job {job_id} is {job.state}; nothing to retry", err=True)
             raise typer.Exit(1)
         queue.retry_job(session, job, utc_now())

@@ -43,10 +43,14 @@ def send(
         raise typer.Exit(2)
     node = state(ctx).node()
     with node.sessions.begin() as session:
-        study_id = session.scalar(select(Study.id).where(Study.study_instance_uid == study_uid))
-        if study_id is None:
+        study = session.scalars(select(Study).where(Study.study_instance_uid == study_uid)).first()
+        if study is None:
             typer.echo(f"no study {study_uid}", err=True)
             raise typer.Exit(1)
+        if study.qa:  # a phantom: its results must never reach a PACS
+            typer.echo(f"study {study_uid} is a self-test study; it is never sent", err=True)
+            raise typer.Exit(1)
+        study_id = study.id
         output_ids = list(session.scalars(select(Output.id).where(Output.study_id == study_id)))
         requeue(session, output_ids, names)
     if not output_ids:

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from echo_node import overview
 from echo_node.cli.context import state
+from echo_node.selftest.record import latest as latest_selftest
 from storage.models import Instance, Series, Study
 
 
@@ -113,6 +114,18 @@ def status(
         last_job = overview.last_finished_job(session)
         commitments = overview.commitment_counts(session)
         deletions = overview.deletion_counts(session)
+        test = latest_selftest(session)
+        selftest = {
+            "schedule": node.settings.selftest_time or None,
+            "last": None
+            if test is None or test.finished_at is None
+            else {
+                "id": test.id,
+                "passed": bool(test.passed),
+                "finished_at": test.finished_at.isoformat(),
+                "summary": test.summary,
+            },
+        }
     space = now.space
     report: dict[str, Any] = {
         "studies": held.studies,
@@ -155,6 +168,8 @@ def status(
             "retention_results_days": node.settings.retention_results_days,
             "studies_deleted": deletions,
         },
+        # The latest self-test (`echo-node selftest`, daily at selftest_time).
+        "selftest": selftest,
     }
     if as_json:
         typer.echo(json.dumps(report, indent=2))
@@ -180,6 +195,14 @@ def status(
                 + f"; deleted so far: {value['studies_deleted']['received']} studies' images, "
                 f"{value['studies_deleted']['results']} studies' results"
             )
+        elif key == "selftest":
+            last = value["last"]
+            shown = (
+                "none run"
+                if last is None
+                else ("passed " if last["passed"] else "FAILED ")
+                + f"{last['finished_at']}: {last['summary']}"
+            ) + (f" (daily at {value['schedule']})" if value["schedule"] else " (no schedule)")
         elif key == "last_job":
             shown = f"#{value['id']} {value['state']} {value['finished_at']}" if value else "-"
         elif key == "destinations":

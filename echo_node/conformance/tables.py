@@ -19,8 +19,14 @@ from typing import Any
 import pynetdicom
 from pydicom.sr.coding import Code
 from pydicom.uid import UID
+from pynetdicom.presentation import (  # type: ignore[attr-defined]
+    DEFAULT_TRANSFER_SYNTAXES as DEFAULT_SYNTAXES,
+)
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     StorageCommitmentPushModel,
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelMove,
     Verification,
 )
 
@@ -30,6 +36,7 @@ from echo_node.results import catalogue, codes
 from echo_node.results.coding import CODING_5200, CODING_5300
 from echo_node.results.sc import MULTIFRAME_TRUE_COLOR_SC
 from echo_node.results.sr import COMPREHENSIVE_SR
+from echo_node.retrieve import dimse as retrieve_dimse
 from echo_node.settings import Settings, load_settings
 from storage import commitments
 
@@ -71,6 +78,11 @@ def network_services() -> Table:
                 "yes",
             ),
             ("Storage Commitment Push Model", "no", "yes"),
+            (
+                "Study Root Query/Retrieve: FIND, GET, MOVE",
+                "yes, `reprocess --from` (section 4.2.3)",
+                "no",
+            ),
         ],
     )
 
@@ -113,6 +125,23 @@ def scu_contexts() -> Table:
         (
             f"{_name(StorageCommitmentPushModel)} `{StorageCommitmentPushModel}`",
             _syntaxes(commitment_report.REPORT_TRANSFER_SYNTAXES),
+            "SCP (SCP/SCU role selection)",
+        )
+    )
+    for query in (
+        StudyRootQueryRetrieveInformationModelFind,
+        StudyRootQueryRetrieveInformationModelGet,
+        StudyRootQueryRetrieveInformationModelMove,
+    ):
+        rows.append((f"{_name(query)} `{query}`", _syntaxes(DEFAULT_SYNTAXES), "SCU"))
+    contexts = retrieve_dimse.storage_contexts(retrieve_dimse.MAX_STORAGE_CONTEXTS)
+    listed = "; ".join(_syntaxes(group).replace("<br>", ", ") for group in contexts)
+    rows.append(
+        (
+            "each storage SOP class the source lists in SOP Classes in Study, else "
+            + ", ".join(_name(uid) for uid in retrieve_dimse.ECHO_SOP_CLASSES)
+            + " (C-GET)",
+            f"one context per group: {listed}",
             "SCP (SCP/SCU role selection)",
         )
     )

@@ -3,7 +3,7 @@ Verification and the Storage Commitment Push Model, each with the transfer synta
 equipment sends.
 
 Data are stored as received, so accepting a compressed syntax costs nothing here; decoding
-happens later, in ai/, for the clips that are processed.
+happens later, in ai/, for the clips that are processed (video clips with PyAV, ai/video.py).
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     StorageCommitmentPushModel,
     Verification,
 )
+
+from ai.video import VIDEO_SYNTAXES
 
 # Within a context the requestor's order decides: pynetdicom accepts the first syntax it offers
 # that is listed here. Every syntax a scanner sends is listed, so none needs a transcode.
@@ -35,6 +37,9 @@ TRANSFER_SYNTAXES: tuple[str, ...] = (
     uid.ExplicitVRLittleEndian,
     uid.ImplicitVRLittleEndian,
     uid.ExplicitVRBigEndian,
+    # Ultrasound clips as video: MPEG-2, MPEG-4 AVC/H.264 and HEVC/H.265, each also in its
+    # fragmentable form (PS3.5 §8.2.5-8.2.8).
+    *VIDEO_SYNTAXES,
 )
 
 

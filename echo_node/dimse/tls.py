@@ -14,7 +14,7 @@ import ssl
 from typing import cast
 
 from echo_node.dimse.pdu_guard import GuardedSSLSocket
-from echo_node.settings import ConfigError, Destination, Settings
+from echo_node.settings import ConfigError, RemoteNode, Settings
 
 logger = logging.getLogger(__name__)
 
@@ -57,9 +57,10 @@ def server_context(settings: Settings) -> ssl.SSLContext | None:
     return context
 
 
-def client_context(destination: Destination) -> ssl.SSLContext:
-    """For associations the node opens to a dimse destination with tls = true: verify the peer
-    (its CA file or the system store, and its host name); show our certificate if set."""
+def client_context(destination: RemoteNode) -> ssl.SSLContext:
+    """For associations the node opens to a dimse destination or source with tls = true:
+    verify the peer (its CA file or the system store, and its host name); show our certificate
+    if set."""
     context = ssl.create_default_context(
         ssl.Purpose.SERVER_AUTH, cafile=destination.tls_ca_file or None
     )

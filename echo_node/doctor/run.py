@@ -14,6 +14,7 @@ from echo_node.doctor.files import (
     indexed_files,
 )
 from echo_node.doctor.report import Check
+from echo_node.doctor.selftest import check_selftest
 from echo_node.doctor.system import (
     check_data_dir,
     check_decoders,
@@ -78,7 +79,11 @@ def _database_checks(
             indexed = indexed_files(sessions)
             checks.append(check_orphans(store, indexed, sessions, settings.doctor_in_flight_s, fix))
             checks += check_indexed(store, indexed, verify_files)
-        checks += [check_jobs(sessions), check_deliveries(sessions, settings)]
+        checks += [
+            check_jobs(sessions),
+            check_deliveries(sessions, settings),
+            check_selftest(sessions, settings),
+        ]
         return checks
     finally:
         engine.dispose()

@@ -106,14 +106,22 @@ _DECODERS = {
 def check_decoders() -> Check:
     from pydicom.pixels import decoders
 
+    from ai.video import available
+
     absent = [name for name in _DECODERS if not getattr(decoders, name).is_available]
+    if not available():
+        absent.append("PyAV (MPEG-2, H.264, HEVC video)")
     if not absent:
-        return Check("image decoders", "OK", "JPEG baseline, RLE, JPEG-LS, JPEG 2000 available")
-    required = any(_DECODERS[name] for name in absent)
+        return Check(
+            "image decoders",
+            "OK",
+            "JPEG baseline, RLE, JPEG-LS, JPEG 2000 and video (PyAV) available",
+        )
+    required = any(_DECODERS.get(name, False) for name in absent)
     return Check(
         "image decoders",
         "FAIL" if required else "WARN",
-        "no plugin decodes these (pylibjpeg packages)",
+        "no plugin decodes these (pylibjpeg packages, av)",
         tuple(absent),
     )
 

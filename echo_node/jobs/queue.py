@@ -29,7 +29,13 @@ from storage.queue import Retry, utc_now
 logger = logging.getLogger(__name__)
 
 QUEUED, RUNNING, DONE, FAILED, SKIPPED = "queued", "running", "done", "failed", "skipped"
-STATES = (QUEUED, RUNNING, DONE, FAILED, SKIPPED)
+# A study being retrieved from a source (`reprocess --from`, echo_node.retrieve): its job waits
+# here, never claimed, and the stable-study sweep leaves the study alone until the retrieval
+# ends and the job is queued (or skipped, for a partial retrieval).
+RETRIEVING = "retrieving"
+STATES = (QUEUED, RUNNING, DONE, FAILED, SKIPPED, RETRIEVING)
+# Jobs whose creation counts as the processing of the study content received before it.
+_CONTENT_REASONS = ("stable", "retrieve")
 # Jobs are claimed highest priority first: a study that just arrived is processed before a
 # reprocessing backlog (`reprocess --since` of a thousand studies), whatever was queued first.
 LIVE_PRIORITY = 10
@@ -37,17 +43,21 @@ REPROCESS_PRIORITY = 0
 
 
 def enqueue_stable_studies(session: Session, settings: Settings, now: datetime) -> list[int]:
-    """Queue a job for each study quiet for ``stable_after_s`` whose content has no job yet.
+    """Queue a job for each study quiet for ``stable_after_s`` whose content has no job yet
+    (nor a retrieval under way or finished since: its job is the one that processes it).
 
     A study none of whose instances is processable gets a job that is skipped at once, with
     the reason, so `echo-node jobs` explains why it was not processed.
     """
     cutoff = now - timedelta(seconds=settings.stable_after_s)
     newer_job = exists().where(
-        Job.study_id == Study.id, Job.reason == "stable", Job.created_at >= Study.last_received_at
+        Job.study_id == Study.id,
+        Job.reason.in_(_CONTENT_REASONS),
+        Job.created_at >= Study.last_received_at,
     )
+    retrieving = exists().where(Job.study_id == Study.id, Job.state == RETRIEVING)
     candidates = session.scalars(
-        select(Study.id).where(Study.last_received_at <= cutoff, ~newer_job)
+        select(Study.id).where(Study.last_received_at <= cutoff, ~newer_job, ~retrieving)
     ).all()
     created = []
     for study_id in candidates:

@@ -3,7 +3,8 @@
 An instance counts when its series' modality is in ``process_modalities``, its sender is in
 ``process_calling_aes`` and its SOP class in ``process_sop_classes`` (each when set), it is the
 newest version of its SOP Instance UID, and it is not something the node made itself (its own
-results must never trigger a new job).
+results must never trigger a new job). A self-test study (``Study.qa``) comes from the node's
+own AE title, so ``process_calling_aes`` does not apply to it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from echo_node.ingest import OWN_OUTPUT_ADDRESS
 from echo_node.settings import Settings
-from storage.models import Instance, Output, Series
+from storage.models import Instance, Output, Series, Study
 
 __all__ = ["OWN_OUTPUT_ADDRESS", "content_key", "processable_instances"]
 
@@ -44,7 +45,9 @@ def processable_instances(session: Session, study_id: int, settings: Settings) -
         )
         .order_by(Instance.sop_instance_uid)
     )
-    if settings.process_calling_aes:
+    if settings.process_calling_aes and not session.scalar(
+        select(Study.qa).where(Study.id == study_id)
+    ):
         query = query.where(Instance.source_ae.in_(settings.process_calling_aes))
     if settings.process_sop_classes:
         query = query.where(Instance.sop_class_uid.in_(settings.process_sop_classes))

@@ -15,7 +15,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 # Where an instance came from (echo_node.ingest.Peer.transport).
-TRANSPORTS = ("dimse", "stowrs", "import", "node")
+TRANSPORTS = ("dimse", "stowrs", "import", "node", "retrieve")
 OUTCOMES = ("stored", "duplicate", "quarantined", "failed")
 _STEP_NAME = re.compile(r"[a-z0-9_:\-]{1,40}")
 # A job runs seconds (classical Doppler) to many minutes (PLAX on CPU, MEASURED.md).

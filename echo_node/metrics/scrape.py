@@ -59,6 +59,23 @@ class NodeStateCollector(Collector):
             )
             oldest.add_metric([line.destination], max(age, 0.0))
         yield from (jobs, pending, failed, oldest)
+        selftest = state.selftest
+        if selftest is not None:  # none before the first self-test (absent() alerts on it)
+            yield GaugeMetricFamily(
+                "echo_node_selftest_passed",
+                "1 if the latest self-test (`echo-node selftest`, selftest_time) passed, else 0.",
+                value=1.0 if selftest.passed else 0.0,
+            )
+            yield GaugeMetricFamily(
+                "echo_node_selftest_last_run_timestamp_seconds",
+                "When the latest self-test ended (Unix time).",
+                value=selftest.finished_at.timestamp(),
+            )
+            yield GaugeMetricFamily(
+                "echo_node_selftest_failed_values",
+                "Reported values of the latest self-test outside their tolerance (or missing).",
+                value=float(selftest.failed_values),
+            )
 
         yield GaugeMetricFamily(
             "echo_node_quarantined_files",

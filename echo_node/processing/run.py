@@ -71,6 +71,7 @@ class _Plan:
     earlier: dict[str, ClipResult]
     # The study's latest TID 1500 document by an earlier job (superseded by this one's).
     earlier_measurement_report: Path | None = None
+    qa: bool = False  # a self-test study: its results go to no destination
 
 
 def run_job(node: Node, job_id: int, models: ModelSource | None) -> JobOutcome:
@@ -222,6 +223,7 @@ def _read_plan(node: Node, job_id: int) -> _Plan:
             earlier_measurement_report=_path(
                 node, earlier_document(session, job.study_id, job_id, MEASUREMENT_REPORT)
             ),
+            qa=study.qa,
         )
 
 
@@ -246,8 +248,9 @@ def _write(node: Node, plan: _Plan, runs: list[ClipRun], stored: list[StoredOutp
         with node.sessions.begin() as session:
             record_clips(session, plan.job_id, runs)
             outputs = record_outputs(session, plan.job_id, plan.study_id, stored)
+            destinations = () if plan.qa else node.settings.destinations
             for output in outputs:
-                queue_deliveries(session, output, node.settings.destinations)
+                queue_deliveries(session, output, destinations)
             if any(item.kind == "sr" for item in stored):
                 supersede_reports(session, plan.job_id, plan.study_id)
                 supersede_documents(session, plan.job_id, plan.study_id)

@@ -517,7 +517,7 @@ def _derive(
         inputs = tuple(by_key[k] for k in definition.inputs if k in by_key)
         if len(inputs) != len(definition.inputs) or not _compatible(key, inputs):
             continue
-        number = _calculate(key, [i.value for i in inputs])
+        number = calculate(key, [i.value for i in inputs])
         if number is None or not math.isfinite(number):
             continue
         qualifiers = tuple(dict.fromkeys(q for i in inputs for q in i.qualifiers))
@@ -542,7 +542,7 @@ def _compatible(key: str, inputs: Sequence[ReportedValue]) -> bool:
     return e.source == a.source and e.algorithm == a.algorithm
 
 
-def _calculate(key: str, x: Sequence[float]) -> float | None:
+def calculate(key: str, x: Sequence[float]) -> float | None:
     """The formula of catalogue.DERIVED[key] on the inputs' reported values (SR units)."""
     if key == "MV_E_A":
         return x[0] / x[1] if x[1] else None

@@ -99,7 +99,7 @@ def _delete_study(
         session.add(record)
         session.flush()
         record_id = record.id
-    _remove_files(store, [file.path for file in item.files])
+    remove_files(store, [file.path for file in item.files])
     with sessions.begin() as session:
         session.execute(
             update(RetentionDeletion)
@@ -134,20 +134,26 @@ def _delete_rows(session: Session, item: Assessment) -> None:
             )
         )
         return
-    jobs = select(Job.id).where(Job.study_id == item.study_id).scalar_subquery()
-    outputs = select(Output.id).where(Output.study_id == item.study_id).scalar_subquery()
+    delete_study_rows(session, item.study_id)
+
+
+def delete_study_rows(session: Session, study_id: int) -> None:
+    """Every row of a study: deliveries, outputs, findings, job clips, jobs, instances, series
+    and the study itself (the caller removes the files, after the commit)."""
+    jobs = select(Job.id).where(Job.study_id == study_id).scalar_subquery()
+    outputs = select(Output.id).where(Output.study_id == study_id).scalar_subquery()
     session.execute(delete(Delivery).where(Delivery.output_id.in_(outputs)))
-    session.execute(delete(Output).where(Output.study_id == item.study_id))
+    session.execute(delete(Output).where(Output.study_id == study_id))
     session.execute(delete(FindingRow).where(FindingRow.job_id.in_(jobs)))
     session.execute(delete(JobClip).where(JobClip.job_id.in_(jobs)))
-    session.execute(delete(Job).where(Job.study_id == item.study_id))
-    series = select(Series.id).where(Series.study_id == item.study_id).scalar_subquery()
+    session.execute(delete(Job).where(Job.study_id == study_id))
+    series = select(Series.id).where(Series.study_id == study_id).scalar_subquery()
     session.execute(delete(Instance).where(Instance.series_id.in_(series)))
-    session.execute(delete(Series).where(Series.study_id == item.study_id))
-    session.execute(delete(Study).where(Study.id == item.study_id))
+    session.execute(delete(Series).where(Series.study_id == study_id))
+    session.execute(delete(Study).where(Study.id == study_id))
 
 
-def _remove_files(store: FileStore, paths: list[str]) -> None:
+def remove_files(store: FileStore, paths: list[str]) -> None:
     """Unlink the files and the series and study directories left empty, durably."""
     changed: set[Path] = set()
     for relative in paths:
@@ -177,7 +183,7 @@ def finish_removals(sessions: sessionmaker[Session], store: FileStore) -> int:
             )
         ).all()
     for record_id, files in pending:
-        _remove_files(store, list(files))
+        remove_files(store, list(files))
         with sessions.begin() as session:
             session.execute(
                 update(RetentionDeletion)

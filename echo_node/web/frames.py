@@ -2,6 +2,11 @@
 
 Only the requested frame is read: native Pixel Data is sliced by offset, encapsulated Pixel
 Data is walked with pydicom's fragment parser, so a 500 MB clip is never loaded for one frame.
+
+A video clip (MPEG-2, H.264, HEVC transfer syntaxes) has no frames as stored: its Pixel Data
+is one bitstream whose frames depend on each other, and the node does not transcode. Its
+frames are answered 406 (VIDEO_FRAMES says what to ask for instead); the instance itself is
+served as stored, and /rendered decodes a frame to JPEG or PNG.
 """
 
 from __future__ import annotations
@@ -31,11 +36,13 @@ FRAME_MEDIA_TYPES = {
     "1.2.840.10008.1.2.4.90": "image/jp2",
     "1.2.840.10008.1.2.4.91": "image/jp2",
     "1.2.840.10008.1.2.5": "image/dicom-rle",
-    "1.2.840.10008.1.2.4.100": "video/mpeg2",
-    "1.2.840.10008.1.2.4.102": "video/mp4",
-    "1.2.840.10008.1.2.4.103": "video/mp4",
 }
 OCTET_STREAM = "application/octet-stream"
+VIDEO_FRAMES = (
+    "the instance is a video ({name}): its frames are one bitstream, not stored one by one, "
+    "and this node does not transcode; retrieve the instance (application/dicom) or a "
+    "frame's /rendered image"
+)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 encoded as JPEG or PNG (PS3.18 §8.3.5.1 rendering parameters), and small icons for documents.
 
 Only the requested frame is decoded: pydicom reads that frame's bytes from the file, so a
-280 MB clip costs one frame of memory, not the clip.
+280 MB clip costs one frame of memory, not the clip. A video clip (MPEG-2, H.264, HEVC) is one
+bitstream: it is read whole (its compressed size) and decoded up to the frame asked for.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pydicom.dataset import Dataset
 from pydicom.pixels.processing import apply_color_lut
 from pydicom.pixels.utils import get_nr_frames, pixel_array
 
+from ai.video import VideoFrames, bitstream, is_video
 from echo_node.web.errors import WebError
 
 RENDERED_TYPES = ("image/jpeg", "image/png")
@@ -82,6 +84,8 @@ def frame_image(path: Path, header: Dataset, number: int) -> Image.Image:
     if not 1 <= number <= count:
         raise WebError(404, f"frame {number} does not exist (the instance has {count})")
     try:
+        if is_video(str(header.file_meta.get("TransferSyntaxUID", ""))):
+            return Image.fromarray(_video_frame(path, number))
         array = pixel_array(path, index=number - 1)
     except Exception as exc:  # missing decoder plugins and damaged data end the same way
         raise WebError(406, f"cannot decode this frame: {type(exc).__name__}") from None
@@ -94,6 +98,23 @@ def frame_image(path: Path, header: Dataset, number: int) -> Image.Image:
     if photometric == "MONOCHROME1":
         array = 255 - array
     return Image.fromarray(array)
+
+
+def _video_frame(path: Path, number: int) -> np.ndarray:
+    """Frame ``number`` of a video clip (MPEG-2, H.264, HEVC), RGB: its stream is decoded
+    from the start up to that frame (ai/video.py)."""
+    dataset = dcmread(path)
+    frames = VideoFrames(
+        bitstream(dataset.PixelData),
+        str(dataset.file_meta.TransferSyntaxUID),
+        frame_count(dataset),
+        int(dataset.Rows),
+        int(dataset.Columns),
+    )
+    try:
+        return frames[number - 1]
+    finally:
+        frames.close()
 
 
 def _eight_bit(array: np.ndarray, header: Dataset) -> np.ndarray:

@@ -11,12 +11,14 @@ import anyio.to_thread
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydicom import dcmread
+from pydicom.uid import UID
 
+from ai.video import is_video
 from echo_node.node import Node
 from echo_node.web.dependencies import NodeDep
 from echo_node.web.dicomjson import DICOM_JSON, to_json, without_bulk_data
 from echo_node.web.errors import WebError
-from echo_node.web.frames import OCTET_STREAM, frame_info, read_frame, render_frame
+from echo_node.web.frames import OCTET_STREAM, VIDEO_FRAMES, frame_info, read_frame, render_frame
 from echo_node.web.lookup import StoredInstance, find_instances
 from echo_node.web.mediatypes import accepted, wants
 
@@ -98,6 +100,8 @@ async def retrieve_frames(
     numbers = _frame_numbers(frames)
     (item,) = await _instances(node, study, series, instance)
     info = await anyio.to_thread.run_sync(frame_info, item.path)
+    if is_video(info.transfer_syntax_uid):
+        raise WebError(406, VIDEO_FRAMES.format(name=UID(info.transfer_syntax_uid).name))
     if max(numbers) > info.count:
         raise WebError(404, f"frame {max(numbers)} does not exist (the instance has {info.count})")
     for accept in accepted(request):
