@@ -2,10 +2,12 @@
 
 The node runs on loopback ports with processing on and its viewer at /viewer/; dcmtk's storescu
 sends it the demo's phantom study (`echo-node phantom --seed 1`, as `make run` does), the node
-processes it (SR and secondary-capture overlays), and the browser then signs in with a read
-token, finds the study in OHIF's study list, opens it and checks what a user would look at:
-the clip and the overlay drawn in the viewport (pixels, not DOM), and every thumbnail of the
-study browser fetched from the node's /thumbnail resources and not blank.
+processes it (echo SR, secondary-capture overlays, TID 1500 copy, PDF), and the browser then
+signs in with a read token, finds the study in OHIF's study list, opens it and checks what a
+user would look at: the clip and the overlay drawn in the viewport (pixels, not DOM), every
+thumbnail of the study browser fetched from the node's /thumbnail resources and not blank, the
+three documents listed by their series descriptions, and the TID 1500 copy's measurements
+loaded into OHIF's measurement tools and listed by name and value in its Measurements panel.
 
 `UPDATE_SCREENSHOTS=1` copies the screenshots into docs/images for the README.
 """
@@ -15,12 +17,16 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
+import highdicom as hd
 import numpy as np
 import pytest
 from PIL import Image
@@ -28,6 +34,14 @@ from playwright.sync_api import BrowserContext, Locator, Page, Response, sync_pl
 from pydicom import dcmread
 
 from ai.phantom.study import generate_study
+from echo_node.results import codes
+from echo_node.results.series import (
+    MEASUREMENTS,
+    measurements_series,
+    pdf_series,
+    report_series,
+)
+from echo_node.results.tid1500 import TOOL_PREFIX
 from tests.conftest import REPO, NodeProcess, free_port
 from tests.dicom_files import storescu
 
@@ -46,6 +60,17 @@ VIEWER_DIR = REPO / "ohif"
 PROCESSED_S = 240  # quiet period + processing of the phantom (28-111 s seen on a busy 2-core box)
 UI_S = 90  # the longest any one step in the browser may take (OHIF is 20+ MB of scripts)
 DOCS = REPO / "docs" / "images"
+DOCUMENTS = '[data-cy="studyBrowser-panel"] [data-cy="study-browser-thumbnail-no-image"]'
+
+
+@dataclass(frozen=True)
+class ToolMeasurement:
+    """A measurement group of the node's TID 1500 copy that OHIF loads into a tool."""
+
+    label: str  # the group's first Comment: the name OHIF lists the measurement by
+    site: str  # the Finding Site's meaning, OHIF's second detail line
+    value: float  # the group's first NUM
+    unit: str  # UCUM
 
 
 def _pixels(png: bytes) -> np.ndarray:
@@ -209,6 +234,14 @@ def test_ohif_opens_the_processed_study(tmp_path: Path, node_factory: type[NodeP
         page.screenshot(path=shots / "viewer-overlay.png")
         _check_page(page, images.count(), thumbnails, failures)
 
+        step = time.monotonic()
+        loaded = _tool_measurements(tmp_path / "data")
+        assert any(m.unit == "cm/s" for m in loaded), loaded  # the demo's Doppler peaks
+        _check_measurements(page, loaded)
+        timings["TID 1500 measurements loaded and listed"] = time.monotonic() - step
+        page.screenshot(path=shots / "viewer-measurements.png")
+        assert not failures, failures
+
     timings["total"] = time.monotonic() - started
     print("; ".join(f"{what}: {seconds:.1f} s" for what, seconds in timings.items()))
     if os.environ.get("UPDATE_SCREENSHOTS") == "1":
@@ -222,8 +255,87 @@ def _check_page(page: Page, shown: int, thumbnails: list[int], failures: list[st
     # Each of them came from the node's /thumbnail resources, none failed, and nothing the
     # page asked of DICOMweb failed either.
     assert thumbnails.count(200) >= shown and not failures, (thumbnails, failures)
-    # The SR is listed as a document (OHIF draws no thumbnail for it).
-    no_image = page.locator(
-        '[data-cy="studyBrowser-panel"] [data-cy="study-browser-thumbnail-no-image"]'
+    # The run's three documents, each listed once by its series (OHIF draws no thumbnail for
+    # a document): the echo SR, the TID 1500 copy and the PDF.
+    now = datetime.now()  # the descriptions name the run, not its time
+    expected = sorted(
+        (series.number, modality, series.description)
+        for modality, series in (
+            ("SR", report_series(1, now)),
+            ("SR", measurements_series(1, now)),
+            ("DOC", pdf_series(1, now)),
+        )
     )
-    assert no_image.filter(has_text="SR").count() == 1
+    documents = page.locator(DOCUMENTS)
+    listed = sorted(
+        (
+            int(re.findall(r"S:\s*(\d+)", document.inner_text())[0]),
+            document.locator('[data-cy="series-modality-label"]').inner_text().strip(),
+            document.locator('[data-cy="series-description-label"]').inner_text().strip(),
+        )
+        for document in documents.all()
+    )
+    assert listed == expected, documents.all_inner_texts()
+
+
+def _tool_measurements(data_dir: Path) -> list[ToolMeasurement]:
+    """What OHIF lists once it has loaded the node's TID 1500 copy into its tools: the groups
+    whose tracking identifier names a Cornerstone tool (E/A's is drawn only; docs/VIEWERS.md)."""
+    description = measurements_series(1, datetime.now()).description
+    (path,) = (
+        path
+        for path in (data_dir / "instances").rglob("*.dcm")
+        if dcmread(path, stop_before_pixels=True).get("SeriesDescription") == description
+    )
+    document = hd.sr.srread(path)
+    assert isinstance(document.content, hd.sr.MeasurementReport)
+    found = []
+    for group in document.content.get_image_measurement_groups():
+        if not (group.tracking_identifier or "").startswith(TOOL_PREFIX):
+            continue
+        comments = [
+            item.TextValue
+            for item in group[0].ContentSequence
+            if item.ValueType == "TEXT"
+            and item.ConceptNameCodeSequence[0].CodeValue == codes.COMMENT.value
+        ]
+        first = group.get_measurements()[0]
+        found.append(
+            ToolMeasurement(
+                comments[0],
+                group.finding_sites[0].value.meaning,
+                float(first.value),
+                first.unit.value,
+            )
+        )
+    assert found, "the TID 1500 copy has no measurement OHIF loads into a tool"
+    return found
+
+
+def _check_measurements(page: Page, expected: list[ToolMeasurement]) -> None:
+    """Open the TID 1500 copy, accept OHIF's offer to track its measurements (3.13's SR badge
+    has no LOAD button: the offer is the viewport's notification) and read the Measurements
+    panel: one row per tool measurement, titled by its label, with its finding site and a
+    value. A velocity's value is the SR's until the Probe tool recalculates it from the
+    spectral region's calibration on the drawn beat; either is within 10 % of the node's."""
+    page.locator(DOCUMENTS).filter(has_text=MEASUREMENTS).dblclick()
+    badge = page.locator('[data-cy^="ModalityLoadBadge-"]')
+    _until(lambda: "SR" in badge.all_inner_texts(), "the SR viewport's badge")
+    page.locator('[data-cy="yes-hydrate-btn"]').click(timeout=UI_S * 1000)
+    panel = page.locator('[data-cy="trackedMeasurements-panel"]')
+    if not panel.is_visible():
+        page.locator('[data-cy="trackedMeasurements-btn"]').click()
+    rows = panel.locator('[data-cy^="measurement-table-row-"]')
+    _until(lambda: rows.count() >= len(expected), f"{len(expected)} measurement rows")
+    titles = rows.locator('[data-cy="data-row-title"]').all_inner_texts()
+    assert sorted(titles) == sorted(m.label for m in expected), titles
+    by_label = {m.label: m for m in expected}
+    for row in rows.all():
+        measurement = by_label[row.locator('[data-cy="data-row-title"]').inner_text()]
+        details = row.locator('[data-cy="data-row-details-primary"]').inner_text()
+        assert measurement.site in details, (measurement, details)
+        numbers = [abs(float(n)) for n in re.findall(r"-?\d+(?:\.\d+)?", details)]
+        assert numbers, (measurement, details)
+        if measurement.unit == "cm/s":
+            close = [n for n in numbers if abs(n - measurement.value) <= 0.1 * measurement.value]
+            assert close, (measurement, details)
