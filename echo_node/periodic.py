@@ -28,6 +28,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from apscheduler.job import Job
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from tzlocal import get_localzone
@@ -91,6 +92,10 @@ class Scheduler:
             max_instances=1,
             coalesce=True,
         )
+
+    def job(self, name: str) -> Job | None:
+        """The scheduled pass called ``name`` (its trigger says when it runs next)."""
+        return self._scheduler.get_job(name)
 
     def until_idle(self, work: Callable[[], int]) -> Callable[[], None]:
         """``work`` run again at once while it did something (a backlog is drained, not

@@ -15,12 +15,12 @@ from typing import Any
 
 import httpx
 import pytest
-from echo_node.jobs.scheduler import start_selftest_schedule
 from pydicom.dataset import Dataset
 
 import ai.phantom.dicom
 from ai.clip import UltrasoundRegion
 from echo_node.node import open_node
+from echo_node.periodic import Scheduler, schedule_selftest
 from echo_node.selftest.run import run_selftest
 from echo_node.settings import load_settings
 from tests.conftest import NodeProcess, free_port
@@ -146,16 +146,21 @@ def test_the_daily_schedule(tmp_path: Path) -> None:
         environ={"ECHO_NODE_DATA_DIR": str(tmp_path / "data"), "ECHO_NODE_SELFTEST_TIME": "02:30"}
     )
     node = open_node(settings)
-    scheduler = start_selftest_schedule(node)
+    scheduler = Scheduler()
     try:
-        assert scheduler is not None
-        trigger = scheduler.get_job("daily-selftest").trigger
-        fields = {field.name: str(field) for field in trigger.fields}
+        schedule_selftest(scheduler, node)
+        job = scheduler.job("daily-selftest")
+        assert job is not None
+        fields = {field.name: str(field) for field in job.trigger.fields}
         assert (fields["hour"], fields["minute"]) == ("2", "30")
     finally:
-        assert scheduler is not None
-        scheduler.shutdown(wait=False)
+        scheduler.shutdown()
         node.engine.dispose()
     off = open_node(load_settings(environ={"ECHO_NODE_DATA_DIR": str(tmp_path / "off")}))
-    assert start_selftest_schedule(off) is None
-    off.engine.dispose()
+    scheduler = Scheduler()
+    try:
+        schedule_selftest(scheduler, off)
+        assert scheduler.job("daily-selftest") is None
+    finally:
+        scheduler.shutdown()
+        off.engine.dispose()
