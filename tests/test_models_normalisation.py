@@ -16,6 +16,7 @@ from ai.models.normalisation import STAND_IN_FLAG, channel_statistics, read_vide
 from ai.phantom import generate_study
 from ai.pipelines import a4c
 from ai.pipelines.a4c import EF_MODEL, A4cOptions, run_a4c
+from ai.pipelines.a4c_frames import clip_window, dynamic_frames
 from tests.test_models import random_state, save_checkpoint, small_spec, store_with
 from tests.test_models_cli import listed, run
 
@@ -51,8 +52,13 @@ def test_videos_are_read_as_rgb_from_avi_and_dicom(tmp_path: Path) -> None:
     study = generate_study(tmp_path / "study", seed=3, rows=120, columns=160)
     a4c = study[1]
     clip = load_clip(a4c)
-    expected = np.stack([clip.frames[i] for i in range(len(clip))])
-    np.testing.assert_array_equal(read_video(a4c), expected)
+    # A DICOM clip: the frames as the A4C pipeline gives them to a 112x112 network.
+    window = clip_window(clip, (112, 112))
+    expected = dynamic_frames(np.stack([clip.frames[i] for i in range(len(clip))]), window.geometry)
+    video = read_video(a4c)
+    assert video.shape == (len(clip), 112, 112, 3)
+    np.testing.assert_array_equal(video, expected)
+    assert read_video(a4c, (64, 48)).shape == (len(clip), 64, 48, 3)
 
 
 def network_inputs(monkeypatch: pytest.MonkeyPatch) -> list[torch.Tensor]:

@@ -24,6 +24,7 @@ import numpy.typing as npt
 
 from ai.decode import load_clip
 from ai.models.registry import ModelSpec
+from ai.pipelines.a4c_frames import clip_window, dynamic_frames
 
 STAND_IN_FLAG = "normalisation_stand_in"
 SITE = "site"  # ModelSpec.normalisation of statistics computed here
@@ -62,12 +63,16 @@ def channel_statistics(videos: Iterable[npt.NDArray[np.uint8]]) -> ChannelStatis
     return ChannelStatistics(_triple(mean), _triple(std), count, pixels)
 
 
-def read_video(path: Path) -> npt.NDArray[np.uint8]:
+def read_video(path: Path, size: tuple[int, int] = (112, 112)) -> npt.NDArray[np.uint8]:
     """(frames, rows, columns, 3) RGB uint8 from an AVI/MP4 (as the reference's loader: OpenCV
-    decodes BGR, converted to RGB) or from a DICOM file through ai.decode."""
+    decodes BGR, converted to RGB), or from a DICOM file the frames as the A4C pipeline hands
+    them to a network of input ``size`` (rows, columns): windowed, resized and masked
+    (ai.pipelines.a4c_frames). The statistics must describe what the network sees, and a
+    training set's AVIs are already at that size; a full DICOM frame's black surround is not."""
     if path.suffix.lower() == ".dcm":
         clip = load_clip(path)
-        return np.stack([clip.frames[i] for i in range(len(clip))])
+        frames = np.stack([clip.frames[i] for i in range(len(clip))])
+        return dynamic_frames(frames, clip_window(clip, size).geometry)
     capture = cv2.VideoCapture(str(path))
     frames = []
     try:

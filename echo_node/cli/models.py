@@ -296,7 +296,7 @@ def normalise(
         typer.echo(f"no .avi, .mp4 or .dcm file under {videos}", err=True)
         raise typer.Exit(1)
     try:
-        stats = channel_statistics(read_video(path) for path in chosen)
+        stats = channel_statistics(read_video(path, spec.input_size) for path in chosen)
     except ValueError as exc:
         typer.echo(f"cannot read the videos: {exc}", err=True)
         raise typer.Exit(1) from None
