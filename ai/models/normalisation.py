@@ -71,8 +71,8 @@ def read_video(path: Path, size: tuple[int, int] = (112, 112)) -> npt.NDArray[np
     training set's AVIs are already at that size; a full DICOM frame's black surround is not."""
     if path.suffix.lower() == ".dcm":
         clip = load_clip(path)
-        frames = np.stack([clip.frames[i] for i in range(len(clip))])
-        return dynamic_frames(frames, clip_window(clip, size).geometry)
+        decoded = np.stack([clip.frames[i] for i in range(len(clip))])
+        return dynamic_frames(decoded, clip_window(clip, size).geometry)
     capture = cv2.VideoCapture(str(path))
     frames = []
     try:
