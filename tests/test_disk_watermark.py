@@ -23,6 +23,7 @@ from pydicom import dcmread
 
 from tests.conftest import NodeProcess, free_port, us_file
 from tests.dicom_files import reuid_copies, storescu
+from tests.reliability import probes
 
 WATERMARK_PERCENT = 35  # of 40 MB: the node refuses below 14 MB free
 
@@ -45,24 +46,6 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         yield mount_point
     finally:
         subprocess.run(["umount", "-l", str(mount_point)], capture_output=True)
-
-
-def _stow(port: int, token: str, path: Path) -> httpx.Response:
-    boundary = "echo-node-test-boundary"
-    body = (
-        f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
-        + path.read_bytes()
-        + f"\r\n--{boundary}--\r\n".encode()
-    )
-    return httpx.post(
-        f"http://127.0.0.1:{port}/dicom-web/studies",
-        content=body,
-        headers={
-            "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}',
-            "Authorization": f"Bearer {token}",
-        },
-        timeout=30,
-    )
 
 
 def _indexed(data_dir: Path) -> dict[str, tuple[str, str]]:
@@ -118,7 +101,7 @@ def test_fill_until_refused_then_take_data_again_when_space_returns(
     log = node.log()
     assert "free disk space below the watermark" in log
     assert "association rejected: free disk space below the watermark" in log
-    stow = _stow(http_port, token, files[-1])
+    stow = probes.stow(http_port, token, [files[-1].read_bytes()])
     assert stow.status_code == 507, stow.text
     assert "watermark" in stow.json()["message"]
     status = json.loads(node.cli("status", "--json").stdout)
@@ -163,7 +146,7 @@ def test_fill_until_refused_then_take_data_again_when_space_returns(
     assert retry.acknowledged == refused_batch, retry.output
     assert "free disk space back above the watermark" in node.log()
     assert json.loads(node.cli("status", "--json").stdout)["disk_free"]["accepting"] is True
-    assert _stow(http_port, token, files[-1]).status_code == 200
+    assert probes.stow(http_port, token, [files[-1].read_bytes()]).status_code == 200
     assert httpx.get(f"http://127.0.0.1:{http_port}/readyz", timeout=10).status_code == 200
     assert node.cli("health", "--ready").returncode == 0
     assert node.stop() == 0

@@ -29,6 +29,7 @@ from echo_node.processing import run_job
 from storage.models import FindingRow, JobClip
 from tests.conftest import NodeProcess, free_port, us_file
 from tests.dicom_files import storescu
+from tests.reliability import probes
 from tests.test_processing import make_node, stable_job, truth
 from tests.video import CODECS, H264, HEVC, Codec, moving_pattern, video_file
 
@@ -73,24 +74,6 @@ def test_a_stream_shorter_than_its_header_is_a_decode_error(tmp_path: Path) -> N
         clip.frames[5]
 
 
-def _stow(port: int, token: str, path: Path) -> httpx.Response:
-    boundary = "echo-node-video-boundary"
-    body = (
-        f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
-        + path.read_bytes()
-        + f"\r\n--{boundary}--\r\n".encode()
-    )
-    return httpx.post(
-        f"http://127.0.0.1:{port}/dicom-web/studies",
-        content=body,
-        headers={
-            "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}',
-            "Authorization": f"Bearer {token}",
-        },
-        timeout=30,
-    )
-
-
 def test_scp_and_stow_store_video_as_received_and_wado_serves_it(
     tmp_path: Path, node_factory: type[NodeProcess]
 ) -> None:
@@ -112,7 +95,7 @@ def test_scp_and_stow_store_video_as_received_and_wado_serves_it(
     sent = storescu(node.port, [h264], flag=H264.storescu_flag)
     assert sent.acknowledged == [h264], sent.output
     token = node.cli("tokens", "add", "--scope", "write").stdout.strip().splitlines()[-1]
-    stowed = _stow(http_port, token, hevc)
+    stowed = probes.stow(http_port, token, [hevc.read_bytes()])
     assert stowed.status_code == 200, stowed.text
 
     base = f"http://127.0.0.1:{http_port}/dicom-web/studies/{study}"
