@@ -9,8 +9,9 @@ repeats so that a busy machine weighs on both alike. Per run: wall and CPU secon
 the split by step, every network pass (model, input shape, count, seconds), the moment the
 first value was computed, and each finding's value, compared between the backends.
 
-Results: benchmarks/results/study.json. `--fast` (small clips, a 12-clip exam, one repeat; written to study-fast.json, no target)
-checks that the benchmark works in a few minutes; the figures that count come from a full run
+Results: benchmarks/results/study.json. `--fast` (small clips, a 12-clip exam, one repeat;
+written to study-fast.json, not weighed against the targets) checks that the benchmark works in
+a few minutes; the figures that count come from a full run
 on a quiet machine (`make bench`). Conversions for OpenVINO are made before the timed runs (as
 `echo-node models import` does) and reported apart.
 """
