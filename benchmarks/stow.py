@@ -19,7 +19,15 @@ from pathlib import Path
 
 import httpx
 
-from benchmarks.ingest import ECHO_NODE, RESULTS, RUNS, WORK, free_port, make_clips
+from benchmarks.ingest import (
+    DISK_FLOOR_ENV,
+    ECHO_NODE,
+    RESULTS,
+    RUNS,
+    WORK,
+    free_port,
+    make_clips,
+)
 from tests.orthanc import Orthanc
 
 
@@ -88,6 +96,7 @@ def node_env(data: Path, port: int) -> dict[str, str]:
         ECHO_NODE_HTTP_PORT=str(port),
         ECHO_NODE_BIND="127.0.0.1",
         ECHO_NODE_LOG_LEVEL="WARNING",
+        **DISK_FLOOR_ENV,
         ECHO_NODE_PROCESS_ENABLED="false",
     )
     return env

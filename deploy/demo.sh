@@ -65,6 +65,10 @@ curl -sf "$ORTHANC_URL/system" >/dev/null || { echo "Orthanc did not start"; exi
 export ECHO_NODE_DATA_DIR="$DEMO/data" ECHO_NODE_BIND=127.0.0.1 ECHO_NODE_DIMSE_PORT="$PORT"
 export ECHO_NODE_HTTP_ENABLED=true ECHO_NODE_HTTP_PORT=${ECHO_NODE_HTTP_PORT:-$(free_port)}
 export ECHO_NODE_STABLE_AFTER_S="$QUIET_S" ECHO_NODE_SWEEP_INTERVAL_S=${ECHO_NODE_SWEEP_INTERVAL_S:-1}
+# The demo's study is a few MB: a developer's disk fuller than the production watermark
+# (10 % / 5 GB free, config/default.toml) must not make the node refuse it.
+export ECHO_NODE_DISK_MIN_FREE_PERCENT=${ECHO_NODE_DISK_MIN_FREE_PERCENT:-0}
+export ECHO_NODE_DISK_MIN_FREE_GB=${ECHO_NODE_DISK_MIN_FREE_GB:-0.5}
 export ECHO_NODE_DESTINATIONS="[{\"name\": \"orthanc\", \"kind\": \"dimse\", \"ae_title\": \"ORTHANC\", \"host\": \"127.0.0.1\", \"port\": $ORTHANC_DICOM_PORT}]"
 echo "== starting the node: AE ECHONODE on 127.0.0.1:$PORT, DICOMweb and OHIF on http://127.0.0.1:$ECHO_NODE_HTTP_PORT, results to Orthanc, quiet period ${QUIET_S}s"
 "$BIN/echo-node" serve >"$DEMO/node.log" 2>&1 &
