@@ -12,9 +12,11 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydicom.data import get_testdata_file
@@ -59,15 +61,29 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 # processes) keep a small floor instead, so the check still runs on every store. The
 # watermark's own tests set theirs (tests/test_disk_watermark.py, tests/reliability/).
 TEST_DISK_FLOOR = {"disk_min_free_percent": 0, "disk_min_free_gb": 0.1}
+_production_defaults: Callable[[], dict[str, Any]] | None = None
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    global _production_defaults
     if "not peer" in (config.getoption("markexpr", "") or ""):
         sys.addaudithook(_no_peer_started)
     from echo_node import settings
 
-    defaults = settings.default_values
+    defaults = _production_defaults = settings.default_values
     settings.default_values = lambda: {**defaults(), **TEST_DISK_FLOOR}
+
+
+@contextmanager
+def production_defaults() -> Iterator[None]:
+    """Settings as config/default.toml has them, the disk floor above lifted: for what states
+    the defaults to a reader (the conformance statement)."""
+    from echo_node import settings
+
+    assert _production_defaults is not None
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(settings, "default_values", _production_defaults)
+        yield
 
 
 # The programs that are peers (or start one): dcmtk, dicom3tools, Orthanc, PostgreSQL, poppler,

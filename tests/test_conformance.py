@@ -4,6 +4,7 @@ changes what the node accepts, sends, answers or writes, this fails until it is 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,9 +15,16 @@ from echo_node.cli import app
 from echo_node.conformance.render import render
 from echo_node.dimse import contexts, store
 from echo_node.results import codes
-from tests.conftest import REPO
+from tests.conftest import REPO, production_defaults
 
 STATEMENT = REPO / "docs" / "conformance.md"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _stated_defaults() -> Iterator[None]:
+    # The statement gives config/default.toml's values, not the disk floor tests run with.
+    with production_defaults():
+        yield
 
 
 @pytest.fixture(scope="module")
