@@ -72,6 +72,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
     defaults = _production_defaults = settings.default_values
     settings.default_values = lambda: {**defaults(), **TEST_DISK_FLOOR}
+    # And for the nodes started as processes with this environment (`python -m echo_node.web`,
+    # the echo-node command); node_env, which drops ECHO_NODE_* variables, sets it itself.
+    for key, value in TEST_DISK_FLOOR.items():
+        os.environ.setdefault(f"ECHO_NODE_{key.upper()}", str(value))
 
 
 @contextmanager
