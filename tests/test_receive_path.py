@@ -36,6 +36,9 @@ from tests.test_ingest_bad_input import damaged, raw_sending, send_raw
 
 __all__ = ["raw_sending"]  # a fixture used below
 
+# dcmtk sends to the node under test: peers (not in `make test-unit`).
+pytestmark = pytest.mark.peer
+
 
 class InProcessNode:
     def __init__(self, node: Node, server: DimseServer, port: int) -> None:

@@ -32,7 +32,8 @@ from tests.orthanc import Orthanc
 from tests.test_processing import claim_next, make_node, truth
 from tests.test_web_support import serve_web
 
-pytestmark = pytest.mark.timeout(600)
+# Orthanc, dcmtk and the node as a process: peers (not in `make test-unit`).
+pytestmark = [pytest.mark.peer, pytest.mark.timeout(600)]
 
 
 @dataclass

@@ -26,7 +26,8 @@ from echo_node.settings import load_settings
 from tests.conftest import NodeProcess, free_port
 from tests.orthanc import Orthanc
 
-pytestmark = pytest.mark.timeout(600)
+# Orthanc, dcmtk and the node as a process: peers (not in `make test-unit`).
+pytestmark = [pytest.mark.peer, pytest.mark.timeout(600)]
 
 CLASSICAL = {"TR_Vmax", "MV_E", "MV_A", "MV_E_A", "TR_PG"}
 
