@@ -40,9 +40,11 @@ class QueueState:
 
 @dataclass(frozen=True)
 class SelftestOutcome:
+    id: int
     passed: bool
     finished_at: datetime
     failed_values: int  # reported values outside their tolerance, or missing
+    summary: str | None
 
 
 def queue_state(
@@ -63,7 +65,9 @@ def selftest_outcome(session: Session) -> SelftestOutcome | None:
     test = latest_selftest(session)
     if test is None or test.finished_at is None:
         return None
-    return SelftestOutcome(bool(test.passed), test.finished_at, len(failed_values(test)))
+    return SelftestOutcome(
+        test.id, bool(test.passed), test.finished_at, len(failed_values(test)), test.summary
+    )
 
 
 def destination_names(settings: Settings) -> list[str]:

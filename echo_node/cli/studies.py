@@ -14,7 +14,6 @@ from sqlalchemy.orm import Session
 
 from echo_node import overview
 from echo_node.cli.context import state
-from echo_node.selftest.record import latest as latest_selftest
 from storage.models import Instance, Series, Study
 
 
@@ -114,18 +113,18 @@ def status(
         last_job = overview.last_finished_job(session)
         commitments = overview.commitment_counts(session)
         deletions = overview.deletion_counts(session)
-        test = latest_selftest(session)
-        selftest = {
-            "schedule": node.settings.selftest_time or None,
-            "last": None
-            if test is None or test.finished_at is None
-            else {
-                "id": test.id,
-                "passed": bool(test.passed),
-                "finished_at": test.finished_at.isoformat(),
-                "summary": test.summary,
-            },
-        }
+    test = now.selftest
+    selftest = {
+        "schedule": node.settings.selftest_time or None,
+        "last": None
+        if test is None
+        else {
+            "id": test.id,
+            "passed": test.passed,
+            "finished_at": test.finished_at.isoformat(),
+            "summary": test.summary,
+        },
+    }
     space = now.space
     report: dict[str, Any] = {
         "studies": held.studies,
