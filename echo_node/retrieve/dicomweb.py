@@ -10,9 +10,7 @@ dataset would make) and handed to the Ingestor, so a study is never held in memo
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
 
 import httpx
 
@@ -21,8 +19,7 @@ from echo_node.ingest import Ingestor, IngestResult, Peer
 from echo_node.retrieve.outcome import RetrieveError, Tally
 from echo_node.settings import Settings, Source
 from echo_node.web.mediatypes import content_type_parameters
-from echo_node.web.multipart import MultipartError, MultipartParser, TruncatedPart
-from storage.files import FileStore
+from echo_node.web.multipart import MultipartError, MultipartParser, TempFileSink, TruncatedPart
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +77,7 @@ def _receive(response: httpx.Response, ingestor: Ingestor, peer: Peer, tally: Ta
     media_type, parameters = content_type_parameters(response.headers.get("content-type", ""))
     if media_type != "multipart/related" or not parameters.get("boundary"):
         return f"WADO-RS answered {media_type or 'no media type'}, not multipart/related"
-    sink = _PartFiles(ingestor.store)
+    sink = TempFileSink(ingestor.store, ".wado")
     parser = MultipartParser(parameters["boundary"], sink)
     problem = ""
     try:
@@ -100,10 +97,10 @@ def _receive(response: httpx.Response, ingestor: Ingestor, peer: Peer, tally: Ta
     return problem
 
 
-def _ingest_done(sink: _PartFiles, ingestor: Ingestor, peer: Peer, tally: Tally) -> None:
+def _ingest_done(sink: TempFileSink, ingestor: Ingestor, peer: Peer, tally: Tally) -> None:
     while sink.done:
-        path, complete = sink.done.pop(0)
-        tally.add(_ingest_part(ingestor, path, complete, peer))
+        part = sink.done.pop(0)
+        tally.add(_ingest_part(ingestor, part.path, part.complete, peer))
 
 
 def _ingest_part(ingestor: Ingestor, path: Path, complete: bool, peer: Peer) -> IngestResult:
@@ -122,38 +119,6 @@ def _ingest_part(ingestor: Ingestor, path: Path, complete: bool, peer: Peer) -> 
         return ingestor.ingest(path, peer)
     path.unlink(missing_ok=True)
     return ingestor.ingest(wrapped, peer)
-
-
-@dataclass
-class _PartFiles:
-    """Each part into its own file in tmp/ (echo_node.web.multipart.PartSink)."""
-
-    store: FileStore
-    done: list[tuple[Path, bool]] = field(default_factory=list)
-    _handle: IO[bytes] | None = None
-    _path: Path | None = None
-
-    def begin(self, headers: dict[str, str]) -> None:
-        self._path = self.store.new_temp_path(".wado")
-        self._handle = self._path.open("wb")
-
-    def data(self, chunk: bytes) -> None:
-        assert self._handle is not None
-        self._handle.write(chunk)
-
-    def end(self, complete: bool) -> None:
-        assert self._handle is not None and self._path is not None
-        self._handle.close()
-        self.done.append((self._path, complete))
-        self._handle = self._path = None
-
-    def discard(self) -> None:
-        if self._handle is not None and self._path is not None:
-            self._handle.close()
-            self._path.unlink(missing_ok=True)
-        for path, _ in self.done:
-            path.unlink(missing_ok=True)
-        self.done.clear()
 
 
 def _client(source: Source, settings: Settings) -> httpx.Client:

@@ -6,7 +6,11 @@ network chunk plus a delimiter's length whatever the size of the parts.
 
 from __future__ import annotations
 
-from typing import Protocol
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Protocol
+
+from storage.files import FileStore
 
 # Part headers larger than this are not a DICOMweb client's; refusing them bounds memory.
 MAX_HEADER_BYTES = 16 * 1024
@@ -27,6 +31,50 @@ class PartSink(Protocol):
 
     def end(self, complete: bool) -> None:
         """``complete`` is False when the body stopped before the part's closing delimiter."""
+
+
+@dataclass
+class ReceivedPart:
+    path: Path
+    headers: dict[str, str]
+    complete: bool
+
+
+@dataclass
+class TempFileSink:
+    """Writes each part to its own file in the store's tmp/ directory (``suffix`` says whose:
+    STOW-RS, a WADO-RS retrieval); the finished parts wait in ``done`` to be handed on."""
+
+    store: FileStore
+    suffix: str
+    done: list[ReceivedPart] = field(default_factory=list)
+    _handle: IO[bytes] | None = None
+    _current: ReceivedPart | None = None
+
+    def begin(self, headers: dict[str, str]) -> None:
+        path = self.store.new_temp_path(self.suffix)
+        self._current = ReceivedPart(path, headers, complete=False)
+        self._handle = path.open("wb")
+
+    def data(self, chunk: bytes) -> None:
+        assert self._handle is not None
+        self._handle.write(chunk)
+
+    def end(self, complete: bool) -> None:
+        assert self._handle is not None and self._current is not None
+        self._handle.close()
+        self._current.complete = complete
+        self.done.append(self._current)
+        self._handle = self._current = None
+
+    def discard(self) -> None:
+        """Remove what was not handed on (the peer gone): unacknowledged, so not kept."""
+        if self._handle is not None and self._current is not None:
+            self._handle.close()
+            self._current.path.unlink(missing_ok=True)
+        for part in self.done:
+            part.path.unlink(missing_ok=True)
+        self.done.clear()
 
 
 class MultipartParser:

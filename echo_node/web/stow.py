@@ -8,9 +8,9 @@ The response is the Store Instances Response Module (PS3.18 Table 10.5.3-1) in D
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import anyio.to_thread
 from fastapi import APIRouter, Depends, Request
@@ -26,8 +26,14 @@ from echo_node.web.errors import WebError
 from echo_node.web.health import refuse_when_disk_low
 from echo_node.web.lookup import series_and_class
 from echo_node.web.mediatypes import content_type_parameters
-from echo_node.web.multipart import MultipartError, MultipartParser, TruncatedPart
-from storage.files import FileStore, out_of_space
+from echo_node.web.multipart import (
+    MultipartError,
+    MultipartParser,
+    ReceivedPart,
+    TempFileSink,
+    TruncatedPart,
+)
+from storage.files import out_of_space
 
 logger = logging.getLogger(__name__)
 
@@ -57,48 +63,6 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
     409: {"description": "no instance stored", "content": {DICOM_JSON: {}}},
     507: {"description": "the node is out of space", "content": {DICOM_JSON: {}}},
 }
-
-
-@dataclass
-class ReceivedPart:
-    path: Path
-    headers: dict[str, str]
-    complete: bool
-
-
-@dataclass
-class _TempSink:
-    """Writes each part to its own file in the store's tmp/ directory."""
-
-    store: FileStore
-    done: list[ReceivedPart] = field(default_factory=list)
-    _handle: IO[bytes] | None = None
-    _current: ReceivedPart | None = None
-
-    def begin(self, headers: dict[str, str]) -> None:
-        path = self.store.new_temp_path(".stow")
-        self._current = ReceivedPart(path, headers, complete=False)
-        self._handle = path.open("wb")
-
-    def data(self, chunk: bytes) -> None:
-        assert self._handle is not None
-        self._handle.write(chunk)
-
-    def end(self, complete: bool) -> None:
-        assert self._handle is not None and self._current is not None
-        self._handle.close()
-        self._current.complete = complete
-        self.done.append(self._current)
-        self._handle = self._current = None
-
-    def discard(self) -> None:
-        """Remove what was not handed on (client gone): unacknowledged, so not kept."""
-        if self._handle is not None and self._current is not None:
-            self._handle.close()
-            self._current.path.unlink(missing_ok=True)
-        for part in self.done:
-            part.path.unlink(missing_ok=True)
-        self.done.clear()
 
 
 @dataclass(frozen=True)
@@ -139,7 +103,7 @@ def make_router(node: Node, write: Any) -> APIRouter:
 async def _store(node: Node, request: Request, study: str | None) -> JSONResponse:
     refuse_when_disk_low(node)
     boundary = _boundary(request.headers.get("content-type", ""))
-    sink = _TempSink(node.store)
+    sink = TempFileSink(node.store, ".stow")
     parser = MultipartParser(boundary, sink)
     address = request.client.host if request.client else None
     peer = Peer(ae_title=None, address=address, transport="stowrs")
@@ -187,7 +151,7 @@ def _boundary(content_type: str) -> str:
 
 
 async def _ingest_done(
-    node: Node, sink: _TempSink, peer: Peer, study: str | None, outcomes: list[PartOutcome]
+    node: Node, sink: TempFileSink, peer: Peer, study: str | None, outcomes: list[PartOutcome]
 ) -> None:
     while sink.done:
         part = sink.done.pop(0)
