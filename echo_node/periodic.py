@@ -37,7 +37,6 @@ from echo_node.export.deliver import deliver_due
 from echo_node.jobs import queue
 from echo_node.node import Node
 from echo_node.retention.sweep import sweep as retention_sweep
-from echo_node.selftest.run import run_selftest
 from echo_node.settings import Settings, selftest_clock
 from storage.queue import utc_now
 
@@ -160,6 +159,10 @@ def schedule_selftest(scheduler: Scheduler, node: Node) -> None:
         return
 
     def start() -> None:
+        # Imported when the test runs: it pulls in the SR writers (highdicom), which `serve`
+        # need not load before it answers.
+        from echo_node.selftest.run import run_selftest
+
         threading.Thread(
             target=run_selftest, args=(node, "schedule"), name="selftest", daemon=True
         ).start()
