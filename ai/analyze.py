@@ -14,6 +14,7 @@ pipeline, and the result says why.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from ai.clip import Clip
 from ai.decode import Source, load_clip
@@ -57,11 +58,13 @@ def run_pipelines(
             message=note,
             decoder=clip.decoder,
         )
-    results = tuple(run_pipeline(function, clip, models) for function in functions)
+    results: list[PipelineResult] = []
+    for function in functions:
+        results.append(run_pipeline(function, clip, models, tuple(results)))
     return ClipResult(
         sop_instance_uid=clip.sop_instance_uid,
         view=decision,
-        pipelines=results,
+        pipelines=tuple(results),
         frame_count=len(clip),
         frame_time_ms=clip.frame_time_ms,
         decoder=clip.decoder,
@@ -75,12 +78,17 @@ def _why_no_pipeline(decision: ViewDecision) -> str:
     return f"not processed: no pipeline for view {shown!r} (decided by {decision.decided_by})"
 
 
-def run_pipeline(function: PipelineFn, clip: Clip, models: ModelSource | None) -> PipelineResult:
+def run_pipeline(
+    function: PipelineFn,
+    clip: Clip,
+    models: ModelSource | None,
+    earlier: Sequence[PipelineResult] = (),
+) -> PipelineResult:
     """One pipeline, its values checked against physiological limits. A fault in it becomes a
     failed result naming the error, so the other pipelines of the clip still run; the
-    traceback goes to the log."""
+    traceback goes to the log. `earlier`: the clip's results so far (ai.pipelines)."""
     try:
-        return flag_implausible(function(clip, models))
+        return flag_implausible(function(clip, models, earlier=earlier))
     except Exception as error:
         logger.exception(
             "pipeline %s failed",

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from ai.clip import ArrayFrames, Clip, UltrasoundRegion
-from ai.findings import ClipResult, PipelineStatus, View, ViewDecision
+from ai.findings import ClipResult, PipelineResult, PipelineStatus, View, ViewDecision
 from ai.models import ModelStore
 from ai.models.architectures import build
 from ai.models.loader import LoadedModel, sha256_file
@@ -238,6 +238,77 @@ def test_rv_base_runs_for_a4c_on_its_own_curve(tmp_path: Path) -> None:
     assert rv.name == "RVbase" and rv.frames == (28, 56)
     assert rv.value == pytest.approx(120 * CM_PER_PX, rel=0.01)
     assert "RVbase_cm" in result.series
+
+
+class CountingKeyed(KeyedNet):
+    """KeyedNet that counts the frames it is given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.frames = 0
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        self.frames += x.shape[0]
+        return super().forward(x)
+
+
+def _phases(pipeline: str, ed: tuple[int, ...], es: tuple[int, ...]) -> PipelineResult:
+    series = {"ED_frames": tuple(map(float, ed)), "ES_frames": tuple(map(float, es))}
+    return PipelineResult(pipeline, PipelineStatus.OK, (), "", series)
+
+
+def test_the_beats_the_views_own_pipeline_found_are_measured_without_a_second_scan(
+    tmp_path: Path,
+) -> None:
+    clip, distance = keyed_clip()
+    store = keyed_store(tmp_path, PLAX.models)
+    phase_net = CountingKeyed()
+    store.add(stand_in(PLAX.phase_model, phase_net))
+    # Frames the clip's own curve would not give (its extrema are 28, 56 and 42, 70).
+    earlier = (_phases("doppler", (1,), (2,)), _phases("plax", (30, 58), (44,)))
+    result = run_measurements_2d_plax(clip, store, earlier=earlier)
+    assert result.status is PipelineStatus.OK, result.message
+    found = {f.name: f for f in result.findings}
+    assert found["LVIDd"].frames == found["IVSd"].frames == found["AoRoot"].frames == (30, 58)
+    assert found["LVIDs"].frames == found["LAd"].frames == (44,)
+    assert found["LVIDd"].value == pytest.approx(
+        np.median(distance[[30, 58]]) * CM_PER_PX, rel=0.01
+    )
+    assert all(
+        f.flags == ("phase_from_echonet_lvh", "source_not_3_4_cropped") for f in found.values()
+    )
+    # The phase model ran on the three phase frames only: no scan, so no per-frame curve.
+    assert phase_net.frames == 3 and "LVID_cm" not in result.series
+
+    a4c = run_measurements_2d_a4c(
+        clip, keyed_store(tmp_path, A4C.models), earlier=(_phases("a4c", (31,), (45,)),)
+    )
+    (rv,) = a4c.findings
+    assert rv.frames == (31,) and "phase_from_lv_area" in rv.flags
+
+
+@pytest.mark.parametrize(
+    ("earlier", "options"),
+    [
+        ((_phases("plax", (), (44,)),), Measurements2DOptions()),  # no ED found
+        (
+            (dataclasses.replace(_phases("plax", (30,), (44,)), status=PipelineStatus.FAILED),),
+            Measurements2DOptions(),
+        ),
+        ((_phases("a4c", (30,), (44,)),), Measurements2DOptions()),  # another view's pipeline
+        ((_phases("plax", (30,), (44,)),), Measurements2DOptions(share_phases=False)),
+    ],
+    ids=["no-end-diastole", "failed", "other-view", "sharing-off"],
+)
+def test_without_the_views_beats_the_phase_model_scans_the_clip(
+    tmp_path: Path, earlier: tuple[PipelineResult, ...], options: Measurements2DOptions
+) -> None:
+    clip, _ = keyed_clip()
+    result = run_view(clip, keyed_store(tmp_path, PLAX.models), PLAX, options, earlier)
+    found = {f.name: f for f in result.findings}
+    assert found["LVIDd"].frames == (28, 56) and found["LAd"].frames == (42, 70)
+    assert found["LVIDd"].flags == ("source_not_3_4_cropped",)
+    assert "LVID_cm" in result.series
 
 
 def test_nothing_installed_means_no_value_and_one_message_with_the_commands(

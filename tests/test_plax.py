@@ -175,6 +175,9 @@ def test_pipeline_reports_the_known_lengths_at_ed_and_es(options: PlaxOptions) -
     assert result.series["frame"] == tuple(float(f) for f in range(0, 90, stride))
     lvid_px = np.asarray(result.series["LVID_cm"]) / CM_PER_PX
     np.testing.assert_allclose(lvid_px, keyed_clip()[1][::stride], rtol=0.02)
+    # The beats, for the clip's EchoNet-Measurements models (ai.pipelines.measurements_2d).
+    assert result.series["ED_frames"] == (28.0, 56.0)
+    assert result.series["ES_frames"] == (14.0, 42.0, 70.0)
 
 
 def test_a_one_kind_curve_keeps_its_extremum_and_the_missing_phase_says_so() -> None:
@@ -190,6 +193,8 @@ def test_a_one_kind_curve_keeps_its_extremum_and_the_missing_phase_says_so() -> 
     assert found["LVIDd"].value == pytest.approx(lvid[4] * CM_PER_PX, rel=0.01)
     assert found["LVIDs"].frames == (28,) and "phase_from_extreme_frame" in found["LVIDs"].flags
     assert found["LVIDs"].value == pytest.approx(lvid[28] * CM_PER_PX, rel=0.01)
+    # A stand-in frame is no beat: none is offered to the clip's other models.
+    assert "ED_frames" not in result.series and "ES_frames" not in result.series
 
 
 def test_segment_angles_follow_the_lvh_sign_and_wrap() -> None:

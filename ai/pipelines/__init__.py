@@ -1,19 +1,33 @@
 """The pipelines, one per view, found through a small registry (`@pipeline("plax")`).
 
-A pipeline takes a decoded Clip and the model store and returns a PipelineResult; it never
-raises for a missing model (status model_not_installed) and never invents a value.
+A pipeline takes a decoded Clip, the model store and the results of the clip's pipelines that
+ran before it (`earlier`, in order), and returns a PipelineResult; it never raises for a missing
+model (status model_not_installed) and never invents a value. `earlier` lets a later pipeline
+measure on the cardiac phases an earlier one found on the same clip (ai.pipelines.measurements_2d)
+instead of finding them again; a pipeline run alone gets none and finds its own.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from ai.clip import Clip
 from ai.findings import PipelineResult
 from ai.model_source import ModelSource
 
-# models: the model store (ai.models.store.ModelStore), or None (every model not installed).
-PipelineFn = Callable[[Clip, ModelSource | None], PipelineResult]
+
+class PipelineFn(Protocol):
+    """models: the model store (ai.models.store.ModelStore), or None (every model not
+    installed)."""
+
+    __name__: str
+    __module__: str
+
+    def __call__(
+        self, clip: Clip, models: ModelSource | None, *, earlier: Sequence[PipelineResult] = ()
+    ) -> PipelineResult: ...
+
 
 _REGISTRY: dict[str, list[PipelineFn]] = {}
 

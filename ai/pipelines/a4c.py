@@ -30,6 +30,7 @@ square, 112×112, BGR /255; a shorter clip is reported as too short, never padde
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -286,7 +287,11 @@ def _store_answers(models: ModelSource | None, *names: str) -> list[LoadedModel 
 
 @pipeline("a4c")
 def run_a4c(
-    clip: Clip, models: ModelSource | None, options: A4cOptions | None = None
+    clip: Clip,
+    models: ModelSource | None,
+    options: A4cOptions | None = None,
+    *,
+    earlier: Sequence[PipelineResult] = (),
 ) -> PipelineResult:
     """LVEF (%) with EchoNet-Dynamic, LV area curve and ED/ES frames."""
     try:
@@ -365,12 +370,16 @@ def classify(clip: Clip, models: ModelSource | None, name: str, finding: str) ->
 
 
 @pipeline("a4c")
-def run_a4c_amyloid(clip: Clip, models: ModelSource | None) -> PipelineResult:
+def run_a4c_amyloid(
+    clip: Clip, models: ModelSource | None, *, earlier: Sequence[PipelineResult] = ()
+) -> PipelineResult:
     """Probability of cardiac amyloidosis (EchoNet-LVH, optional model)."""
     return classify(clip, models, "echonet-lvh-amyloid", "amyloid")
 
 
 @pipeline("a4c")
-def run_a4c_hcm(clip: Clip, models: ModelSource | None) -> PipelineResult:
+def run_a4c_hcm(
+    clip: Clip, models: ModelSource | None, *, earlier: Sequence[PipelineResult] = ()
+) -> PipelineResult:
     """Probability of hypertrophic cardiomyopathy (EchoNet-LVH, optional model)."""
     return classify(clip, models, "echonet-lvh-hcm", "hcm")

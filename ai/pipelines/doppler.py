@@ -50,6 +50,7 @@ from __future__ import annotations
 import itertools
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -548,7 +549,9 @@ def measure(clip: Clip, frame_index: int | None = None) -> PipelineResult:
 
 
 @pipeline("doppler")
-def doppler_pipeline(clip: Clip, models: ModelSource | None) -> PipelineResult:
+def doppler_pipeline(
+    clip: Clip, models: ModelSource | None, *, earlier: Sequence[PipelineResult] = ()
+) -> PipelineResult:
     """The registered entry point; the classical engine needs no model store."""
     del models
     return measure(clip)

@@ -441,7 +441,9 @@ def _not_installed(names: tuple[str, ...], models: ModelSource | None) -> Pipeli
 
 
 @pipeline("doppler")
-def run_doppler_neural(clip: Clip, models: ModelSource | None) -> PipelineResult:
+def run_doppler_neural(
+    clip: Clip, models: ModelSource | None, *, earlier: Sequence[PipelineResult] = ()
+) -> PipelineResult:
     """Peak velocities from the EchoNet-Measurements Doppler model that fits the clip."""
     region = spectral_region(clip.regions)
     if region is None:

@@ -29,8 +29,15 @@ frame would take minutes per clip. The pipeline therefore
 A 60-frame PLAX clip with all six models then costs about 30 × 0.6 s (scan) + 21 × 2.5 s
 (3 ED frames each for IVS, LVPW, aortic root, aorta; 3 ED + 3 ES for LVID; 3 ES for LA) ≈ 70 s,
 instead of 60 × 6 × 2.5 s = 15 minutes for every frame of every model.
-Measurements2DOptions(scan_scale=1.0, scan_stride=1) scans every frame at full size, as the
-reference does, and reuses that pass for the phase model's own values.
+Measurements2DOptions(scan_scale=1.0, scan_stride=1, share_phases=False) scans every frame at
+full size, as the reference does, and reuses that pass for the phase model's own values.
+
+One end-diastole per clip: where the view's own pipeline ran first on the clip and found its
+beats (PLAX: EchoNet-LVH's LVID curve, ai.pipelines.plax; A4C: the LV area of EchoNet-Dynamic's
+segmentation, ai.pipelines.a4c; their series ED_frames/ES_frames), step 1 is skipped and the
+models measure on those frames, flagged "phase_from_echonet_lvh" / "phase_from_lv_area". Every
+dimension of the clip is then read at the same end-diastole, and the clip is scanned once, not
+twice (docs/METHODS.md, "One end-diastole per clip").
 
 Without the phase model (e.g. only IVS installed), or when its curve gives nothing, each model
 runs on `fallback_frames` evenly spaced frames and reports the extreme its quantity takes at
@@ -90,6 +97,10 @@ class ViewModels:
     targets: tuple[Target, ...]
     phase_model: str  # its diameter is largest at end-diastole and smallest at end-systole
     series_name: str
+    # The view's own pipeline: where it found ED and ES on the clip (series ED_frames and
+    # ES_frames), this one measures on them (flagged phase_flag) instead of scanning.
+    phase_source: str
+    phase_flag: str
 
     @property
     def models(self) -> tuple[str, ...]:
@@ -113,12 +124,16 @@ PLAX = ViewModels(
     ),
     _m("lvid"),
     "LVID_cm",
+    "plax",  # EchoNet-LVH's LVID curve
+    "phase_from_echonet_lvh",
 )
 A4C = ViewModels(
     "measurements_2d_a4c",
     (Target(_m("rv_base"), "RVbase", "diastole", "max"),),
     _m("rv_base"),
     "RVbase_cm",
+    "a4c",  # EchoNet-Dynamic's LV area: end-diastole is the largest LV
+    "phase_from_lv_area",
 )
 
 
@@ -130,6 +145,7 @@ class Measurements2DOptions:
     max_bpm: float = 140.0  # low-pass cutoff (reference)
     max_beats: int = 3  # ED (and ES) frames each model runs on at full size
     fallback_frames: int = 6  # frames each model runs on when no beat is found
+    share_phases: bool = True  # measure on the ED/ES the view's own pipeline found (see doc)
 
 
 @dataclass(frozen=True)
@@ -170,6 +186,24 @@ def phase_frames(curve: FloatArray, fps: float, options: Measurements2DOptions) 
         ed = ed or [int(np.argmax(smooth))]
         es = es or [int(np.argmin(smooth))]
     return Phases(tuple(ed[: options.max_beats]), tuple(es[: options.max_beats]), flags)
+
+
+def shared_phases(
+    earlier: Sequence[PipelineResult], view: ViewModels, options: Measurements2DOptions
+) -> Phases | None:
+    """The ED/ES frames the view's own pipeline found on this clip, or None when it did not
+    run, failed or found no beat (then the phase model scans the clip itself)."""
+    for result in earlier:
+        if result.pipeline != view.phase_source or result.status is not PipelineStatus.OK:
+            continue
+        ed, es = result.series.get("ED_frames", ()), result.series.get("ES_frames", ())
+        if ed and es:
+            return Phases(
+                tuple(int(f) for f in ed[: options.max_beats]),
+                tuple(int(f) for f in es[: options.max_beats]),
+                (view.phase_flag,),
+            )
+    return None
 
 
 def find_phases(
@@ -274,9 +308,15 @@ def analyse(
     loaded: dict[str, LoadedModel],
     options: Measurements2DOptions,
     batch_size: int,
+    earlier: Sequence[PipelineResult] = (),
 ) -> tuple[list[Finding], dict[str, tuple[float, ...]]]:
-    """Findings of the loaded models of a view, and the phase model's per-frame curve."""
-    phases = find_phases(clip, loaded.get(view.phase_model), options, batch_size, view.series_name)
+    """Findings of the loaded models of a view, and the phase model's per-frame curve (none
+    when the phases came from the view's own pipeline)."""
+    phases = shared_phases(earlier, view, options) if options.share_phases else None
+    if phases is None:
+        phases = find_phases(
+            clip, loaded.get(view.phase_model), options, batch_size, view.series_name
+        )
     spec = next(iter(loaded.values())).spec
     geometry = crop_window(clip.rows, clip.columns, spec.input_width, spec.input_height)
     cropped = geometry.width != clip.columns or geometry.height != clip.rows
@@ -312,6 +352,7 @@ def run_view(
     models: ModelSource | None,
     view: ViewModels,
     options: Measurements2DOptions | None = None,
+    earlier: Sequence[PipelineResult] = (),
 ) -> PipelineResult:
     """Run the installed models of a view; say which are missing (see module doc)."""
     if models is None:
@@ -359,7 +400,7 @@ def run_view(
         extra={"sop_instance_uid": clip.sop_instance_uid},
     )
     findings, series = analyse(
-        clip, view, loaded, options or Measurements2DOptions(), models.batch_size
+        clip, view, loaded, options or Measurements2DOptions(), models.batch_size, earlier
     )
     if not findings:
         message = " | ".join(filter(None, ["no caliper point found on the ED/ES frames", notes]))
@@ -368,12 +409,16 @@ def run_view(
 
 
 @pipeline("plax")
-def run_measurements_2d_plax(clip: Clip, models: ModelSource | None) -> PipelineResult:
+def run_measurements_2d_plax(
+    clip: Clip, models: ModelSource | None, *, earlier: Sequence[PipelineResult] = ()
+) -> PipelineResult:
     """IVSd, LVIDd, LVIDs, LVPWd, AoRoot, AoAsc, LAd (cm) from EchoNet-Measurements models."""
-    return run_view(clip, models, PLAX)
+    return run_view(clip, models, PLAX, earlier=earlier)
 
 
 @pipeline("a4c")
-def run_measurements_2d_a4c(clip: Clip, models: ModelSource | None) -> PipelineResult:
+def run_measurements_2d_a4c(
+    clip: Clip, models: ModelSource | None, *, earlier: Sequence[PipelineResult] = ()
+) -> PipelineResult:
     """RVbase (cm) from the EchoNet-Measurements RV base model."""
-    return run_view(clip, models, A4C)
+    return run_view(clip, models, A4C, earlier=earlier)

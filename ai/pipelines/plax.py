@@ -21,7 +21,8 @@ frame at full size makes a 60-frame clip take minutes. The pipeline therefore
 PlaxOptions(scan_scale=1.0, scan_stride=1) reproduces the reference exactly (every frame at
 full size, one pass). When the coarse scan finds no extremum (clip shorter than about a beat),
 the frame of largest (ED) or smallest (ES) LVID stands in and the findings carry the flag
-"phase_from_extreme_frame".
+"phase_from_extreme_frame". Beats found by the scan are in the series (ED_frames, ES_frames),
+where the clip's EchoNet-Measurements models take them (ai.pipelines.measurements_2d).
 """
 
 from __future__ import annotations
@@ -269,6 +270,7 @@ def analyse(
     # Fewer than about two beats leave a phase without an interior extremum: the frame of
     # largest (ED) or smallest (ES) LVID stands in, and the findings say so.
     ed_flags = es_flags = region_flags
+    beats_found = bool(ed_at) and bool(es_at)
     if not ed_at:
         ed_at, ed_flags = [int(np.argmax(finite))], (*region_flags, "phase_from_extreme_frame")
     if not es_at:
@@ -294,6 +296,9 @@ def analyse(
     series = {"frame": tuple(float(f) for f in scan.frames)}
     for column, name in enumerate(SEGMENTS):
         series[f"{name}_cm"] = tuple(float(v) for v in lengths[:, column])
+    if beats_found:  # the phases a later pipeline of the clip may measure on (measurements_2d)
+        series["ED_frames"] = tuple(float(f) for f in ed_frames)
+        series["ES_frames"] = tuple(float(f) for f in es_frames)
     status = PipelineStatus.OK if findings else PipelineStatus.FAILED
     message = "" if findings else "no keypoint above threshold on the ED/ES frames"
     return PipelineResult(NAME, status, findings, message, series)
@@ -301,7 +306,11 @@ def analyse(
 
 @pipeline("plax")
 def run_plax(
-    clip: Clip, models: ModelSource | None, options: PlaxOptions | None = None
+    clip: Clip,
+    models: ModelSource | None,
+    options: PlaxOptions | None = None,
+    *,
+    earlier: Sequence[PipelineResult] = (),
 ) -> PipelineResult:
     """IVSd, LVIDd, LVPWd, LVIDs (cm) and per-frame curves from an EchoNet-LVH PLAX model."""
     if models is None:

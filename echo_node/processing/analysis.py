@@ -22,7 +22,7 @@ from pydicom.dataset import Dataset
 from ai.analyze import run_pipeline, run_pipelines
 from ai.clip import Frame, FrameSource
 from ai.decode import DecodeError, load_clip
-from ai.findings import ClipResult, PipelineStatus, View, ViewDecision
+from ai.findings import ClipResult, PipelineResult, PipelineStatus, View, ViewDecision
 from ai.model_source import ModelSource
 from ai.pipelines import PipelineFn, pipeline_name, pipelines_for
 from ai.views import Classifier, decide_view
@@ -119,11 +119,11 @@ def analyse_clip(
                 message=f"not processed in this run: limited to pipelines {', '.join(only)}",
             )
     else:
-        results = []
+        results: list[PipelineResult] = []
         for function in functions:
             announce(f"pipeline:{pipeline_name(function)}")
             started, decoded = time.perf_counter(), cache.seconds
-            outcome = run_pipeline(function, clip, models)
+            outcome = run_pipeline(function, clip, models, tuple(results))
             steps.append(
                 _step(
                     f"pipeline:{outcome.pipeline}",

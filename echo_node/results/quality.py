@@ -99,6 +99,12 @@ RULES: Mapping[str, tuple[Rule, ...]] = MappingProxyType(
         "averaged_over_beats": _one(R, "mean of one prediction per beat"),
         "averaged_over_clip_starts": _one(R, "mean of predictions over every clip window"),
         "source_not_3_4_cropped": _one(R, "the clip was centre-cropped to 3:4 for the model"),
+        "phase_from_echonet_lvh": _one(
+            R, "end-diastole/end-systole from EchoNet-LVH's LVID curve on the same clip"
+        ),
+        "phase_from_lv_area": _one(
+            R, "end-diastole from the LV area of EchoNet-Dynamic's segmentation of the clip"
+        ),
     }
 )
 
