@@ -19,6 +19,7 @@ import pytest
 import torch
 from torch import nn
 
+from ai.analyze import run_pipelines
 from ai.clip import ArrayFrames, Clip, UltrasoundRegion
 from ai.findings import ClipResult, PipelineResult, PipelineStatus, View, ViewDecision
 from ai.models import ModelStore
@@ -285,6 +286,33 @@ def test_the_beats_the_views_own_pipeline_found_are_measured_without_a_second_sc
     )
     (rv,) = a4c.findings
     assert rv.frames == (31,) and "phase_from_lv_area" in rv.flags
+
+
+class KeyedLvh(nn.Module):
+    """An EchoNet-LVH stand-in on the keyed clip (BGR input): its four points are red, green,
+    red, green, so its LVID (points 1 to 2) is the dots' distance."""
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        b, g, r = x[:, 0], x[:, 1], x[:, 2]
+        red = (r > 0.6) & (g < 0.3) & (b < 0.3)
+        green = (g > 0.6) & (r < 0.3) & (b < 0.3)
+        return {"out": torch.stack([red, green, red, green], dim=1).float() * 40.0 - 20.0}
+
+
+def test_a_plax_clip_is_scanned_once_when_its_pipelines_run_together(tmp_path: Path) -> None:
+    clip, _ = keyed_clip()
+    store = keyed_store(tmp_path, PLAX.models)
+    store.add(stand_in("echonet-lvh-plax", KeyedLvh()))
+    decision = ViewDecision(View.PLAX, "test", 1.0)
+    lvh, measured = run_pipelines(clip, decision, store).pipelines
+    assert lvh.pipeline == "plax" and lvh.series["ED_frames"] == (28.0, 56.0)
+    found = {f.name: f for f in measured.findings}
+    # EchoNet-LVH's end-systoles (its smoothing keeps 14, tests/test_plax.py), not the
+    # (42, 70) this pipeline's own scan finds.
+    assert lvh.series["ES_frames"] == (14.0, 42.0, 70.0)
+    assert found["AoRoot"].frames == (28, 56) and found["LAd"].frames == (14, 42, 70)
+    assert all("phase_from_echonet_lvh" in f.flags for f in found.values())
+    assert "LVID_cm" not in measured.series
 
 
 @pytest.mark.parametrize(
