@@ -1,13 +1,22 @@
 """Study time with every model installed: torch eager (the reference) and OpenVINO, one run.
 
 What the issue measures (a worker's job on a 2-core CPU, every model installed with random
-weights in the published formats, benchmarks/all_models.py): the 4-clip phantom study and a
-60-clip phantom exam (ai.phantom.exam), each processed by the node's own job path (import →
-stable job → claim → echo_node.processing.run_job: decode, views, pipelines, overlays, SR) on a
-fresh data directory per run, once per backend, the backends' order alternating between
-repeats so that a busy machine weighs on both alike. Per run: wall and CPU seconds of the job,
+weights in the published formats, benchmarks/all_models.py, the A4C segmentation network's head
+fitted to the phantom): the 4-clip phantom study and a 60-clip phantom exam (ai.phantom.exam),
+each processed by the node's own job path (import → stable job → claim →
+echo_node.processing.run_job: decode, views, pipelines, overlays, SR) on a fresh data directory
+per run, once per backend, the backends' order alternating between repeats so that a busy
+machine weighs on both alike. Per run: wall and CPU seconds of the job,
 the split by step, every network pass (model, input shape, count, seconds), the moment the
 first value was computed, and each finding's value, compared between the backends.
+
+Why the fitted head: with random weights throughout, the LV segmentation is the same in every
+frame, the A4C pipeline finds no beat and runs EchoNet-Dynamic's EF model on every clip start
+(19 r2plus1d_18 passes on the 4-clip study) where real weights find the beats and run it on the
+beats' clips alone; the fitted head (benchmarks/fitted_segmentation.py) follows the phantom's
+LV, so the run takes the path real weights take. `--random-segmentation` times the old path;
+study.json says under "segmentation" which network ran and, for the fitted one, how well it fits
+held-out phantom clips.
 
 Results: benchmarks/results/study.json. `--fast` (small clips, a 12-clip exam, one repeat;
 written to study-fast.json, not weighed against the targets) checks that the benchmark works in
@@ -38,10 +47,13 @@ from sqlalchemy import select
 
 from ai.models import backends
 from ai.models.loader import LoadedModel
+from ai.models.registry import Registry
 from ai.models.store import ModelStore, NotInstalled
 from ai.phantom import generate_study
 from ai.phantom.exam import generate_exam
+from ai.pipelines.a4c import SEGMENTATION_MODEL
 from benchmarks.all_models import install_all
+from benchmarks.fitted_segmentation import FIT_RECORD, FITTED_FILE
 from echo_node.cli.importer import import_file
 from echo_node.jobs import queue
 from echo_node.node import open_node
@@ -101,8 +113,10 @@ class CountingStore(ModelStore):
         return dataclasses.replace(loaded, runner=run)
 
 
-def make_store(models: Path, backend: str, device: str, threads: int) -> CountingStore:
-    store = CountingStore(models, device=device, threads=threads, backend=backend)
+def make_store(
+    models: Path, backend: str, device: str, threads: int, registry: Registry | None = None
+) -> CountingStore:
+    store = CountingStore(models, registry, device=device, threads=threads, backend=backend)
     store.passes = Passes()
     return store
 
@@ -240,6 +254,15 @@ def machine(threads: int, device: str) -> dict[str, Any]:
     return info
 
 
+def segmentation_weights(models: Path, registry: Registry) -> dict[str, Any]:
+    """Which A4C segmentation network ran: the file, and how well a fitted head fits."""
+    spec = registry.get(SEGMENTATION_MODEL)
+    if spec.file != FITTED_FILE:
+        return {"weights": "random", "file": spec.file}
+    record = json.loads((models / FIT_RECORD).read_text(encoding="utf-8"))
+    return {"weights": "head fitted to the phantom", "file": spec.file, "fit": record}
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
     parser.add_argument("--fast", action="store_true", help="small clips, 12-clip exam")
@@ -251,6 +274,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--skip-exam", action="store_true")
     parser.add_argument("--skip-study", action="store_true")
     parser.add_argument("--output", type=Path, default=None)
+    parser.add_argument(
+        "--random-segmentation",
+        action="store_true",
+        help="the A4C segmentation network with random weights throughout (no beat is found, "
+        "so the EF model runs on every clip start) instead of its head fitted to the phantom",
+    )
     args = parser.parse_args(argv)
     # A fast run checks the path, on small clips: its figures go beside the full run's, never
     # over them, and are not weighed against the targets (which are for full-size clips).
@@ -268,13 +297,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "machine": machine(args.threads, args.device),
     }
     models = ROOT / "work" / "models"
-    install_all(models)
+    registry = install_all(models, fitted_segmentation=not args.random_segmentation)
+    result["segmentation"] = segmentation_weights(models, registry)
     stores: dict[str, CountingStore] = {}
     result["prepare"] = {}
     for backend in names:
         # OpenVINO always runs on the CPU; torch on the device asked for (CUDA when there).
         device = "cpu" if backend == backends.OPENVINO else args.device
-        stores[backend] = make_store(models, backend, device, args.threads)
+        stores[backend] = make_store(models, backend, device, args.threads, registry)
         result["prepare"][backend] = prepare(stores[backend])
 
     shutil.rmtree(WORK, ignore_errors=True)

@@ -19,8 +19,10 @@ import torch
 
 from ai.models.loader import sha256_file
 from ai.pipelines.a4c import SEGMENTATION_MODEL
+from benchmarks.all_models import benchmark_registry
 from benchmarks.fitted_segmentation import (
     FIT_RECORD,
+    FITTED_FILE,
     FitOptions,
     PhantomClip,
     install_fitted,
@@ -73,3 +75,9 @@ def test_a_stale_file_or_other_options_are_fitted_again(tmp_path: Path) -> None:
     assert record(tmp_path)["options_sha256"] == other.digest() != quick.digest()
     assert path.stat().st_mtime_ns != written
     assert sha256_file(path) == record(tmp_path)["sha256"]
+
+
+def test_benchmark_registry_points_the_store_at_the_fitted_file() -> None:
+    assert benchmark_registry().get(SEGMENTATION_MODEL).file == FITTED_FILE
+    random = benchmark_registry(fitted_segmentation=False)
+    assert random.get(SEGMENTATION_MODEL).file != FITTED_FILE
