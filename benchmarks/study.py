@@ -44,6 +44,7 @@ from typing import Any
 
 import torch
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from ai.models import backends
 from ai.models.loader import LoadedModel
@@ -51,6 +52,7 @@ from ai.models.registry import Registry
 from ai.models.store import ModelStore, NotInstalled
 from ai.phantom import generate_study
 from ai.phantom.exam import generate_exam
+from ai.pipelines.a4c import NAME as A4C_PIPELINE
 from ai.pipelines.a4c import SEGMENTATION_MODEL
 from benchmarks.all_models import install_all
 from benchmarks.fitted_segmentation import FIT_RECORD, FITTED_FILE
@@ -59,7 +61,7 @@ from echo_node.jobs import queue
 from echo_node.node import open_node
 from echo_node.processing import run_job
 from echo_node.settings import load_settings
-from storage.models import FindingRow
+from storage.models import CLIP_RESULT_KEY, FindingRow, JobClip
 from storage.queue import utc_now
 
 ROOT = Path(__file__).resolve().parent
@@ -173,6 +175,7 @@ def run_once(paths: list[Path], store: CountingStore, data_dir: Path) -> dict[st
             findings = {
                 f"{r.sop_instance_uid}|{r.pipeline}|{r.name}": [r.value, r.frame] for r in rows
             }
+            a4c = a4c_paths(session, job_id)
     finally:
         node.engine.dispose()
     steps: dict[str, float] = defaultdict(float)
@@ -192,7 +195,29 @@ def run_once(paths: list[Path], store: CountingStore, data_dir: Path) -> dict[st
         "steps_s": {name: round(seconds, 2) for name, seconds in sorted(steps.items())},
         "passes": store.passes.table(),
         "findings": findings,
+        "a4c": a4c,
     }
+
+
+def a4c_paths(session: Session, job_id: int) -> dict[str, dict[str, Any]]:
+    """Per A4C clip, the phases the segmentation found and how LVEF was averaged: whether the
+    EF model ran on the beats' clips ("averaged_over_beats") or on every clip start."""
+    rows = session.execute(
+        select(JobClip.sop_instance_uid, JobClip.detail).where(JobClip.job_id == job_id)
+    ).all()
+    paths: dict[str, dict[str, Any]] = {}
+    for uid, detail in rows:
+        pipelines = detail.get(CLIP_RESULT_KEY, {}).get("pipelines", [])
+        for result in (p for p in pipelines if p["pipeline"] == A4C_PIPELINE):
+            series = result["series"]
+            lvef = [f for f in result["findings"] if f["name"] == "LVEF"]
+            paths[uid] = {
+                "ED_frames": series.get("ED_frames", []),
+                "ES_frames": series.get("ES_frames", []),
+                "LVEF_beat_start_frames": series.get("LVEF_beat_start_frames", []),
+                "LVEF_flags": lvef[0]["flags"] if lvef else None,
+            }
+    return paths
 
 
 def compare(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
