@@ -1,13 +1,22 @@
 """Study time with every model installed: torch eager (the reference) and OpenVINO, one run.
 
 What the issue measures (a worker's job on a 2-core CPU, every model installed with random
-weights in the published formats, benchmarks/all_models.py): the 4-clip phantom study and a
-60-clip phantom exam (ai.phantom.exam), each processed by the node's own job path (import →
-stable job → claim → echo_node.processing.run_job: decode, views, pipelines, overlays, SR) on a
-fresh data directory per run, once per backend, the backends' order alternating between
-repeats so that a busy machine weighs on both alike. Per run: wall and CPU seconds of the job,
+weights in the published formats, benchmarks/all_models.py, the A4C segmentation network's head
+fitted to the phantom): the 4-clip phantom study and a 60-clip phantom exam (ai.phantom.exam),
+each processed by the node's own job path (import → stable job → claim →
+echo_node.processing.run_job: decode, views, pipelines, overlays, SR) on a fresh data directory
+per run, once per backend, the backends' order alternating between repeats so that a busy
+machine weighs on both alike. Per run: wall and CPU seconds of the job,
 the split by step, every network pass (model, input shape, count, seconds), the moment the
 first value was computed, and each finding's value, compared between the backends.
+
+Why the fitted head: with random weights throughout, the LV segmentation is the same in every
+frame, the A4C pipeline finds no beat and runs EchoNet-Dynamic's EF model on every clip start
+(19 r2plus1d_18 passes on the 4-clip study) where real weights find the beats and run it on the
+beats' clips alone; the fitted head (benchmarks/fitted_segmentation.py) follows the phantom's
+LV, so the run takes the path real weights take. `--random-segmentation` times the old path;
+study.json says under "segmentation" which network ran and, for the fitted one, how well it fits
+held-out phantom clips.
 
 Results: benchmarks/results/study.json. `--fast` (small clips, a 12-clip exam, one repeat;
 written to study-fast.json, not weighed against the targets) checks that the benchmark works in
@@ -35,19 +44,24 @@ from typing import Any
 
 import torch
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from ai.models import backends
 from ai.models.loader import LoadedModel
+from ai.models.registry import Registry
 from ai.models.store import ModelStore, NotInstalled
 from ai.phantom import generate_study
 from ai.phantom.exam import generate_exam
+from ai.pipelines.a4c import NAME as A4C_PIPELINE
+from ai.pipelines.a4c import SEGMENTATION_MODEL
 from benchmarks.all_models import install_all
+from benchmarks.fitted_segmentation import FIT_RECORD, FITTED_FILE
 from echo_node.cli.importer import import_file
 from echo_node.jobs import queue
 from echo_node.node import open_node
 from echo_node.processing import run_job
 from echo_node.settings import load_settings
-from storage.models import FindingRow
+from storage.models import CLIP_RESULT_KEY, FindingRow, JobClip
 from storage.queue import utc_now
 
 ROOT = Path(__file__).resolve().parent
@@ -101,8 +115,10 @@ class CountingStore(ModelStore):
         return dataclasses.replace(loaded, runner=run)
 
 
-def make_store(models: Path, backend: str, device: str, threads: int) -> CountingStore:
-    store = CountingStore(models, device=device, threads=threads, backend=backend)
+def make_store(
+    models: Path, backend: str, device: str, threads: int, registry: Registry | None = None
+) -> CountingStore:
+    store = CountingStore(models, registry, device=device, threads=threads, backend=backend)
     store.passes = Passes()
     return store
 
@@ -159,6 +175,7 @@ def run_once(paths: list[Path], store: CountingStore, data_dir: Path) -> dict[st
             findings = {
                 f"{r.sop_instance_uid}|{r.pipeline}|{r.name}": [r.value, r.frame] for r in rows
             }
+            a4c = a4c_paths(session, job_id)
     finally:
         node.engine.dispose()
     steps: dict[str, float] = defaultdict(float)
@@ -178,7 +195,29 @@ def run_once(paths: list[Path], store: CountingStore, data_dir: Path) -> dict[st
         "steps_s": {name: round(seconds, 2) for name, seconds in sorted(steps.items())},
         "passes": store.passes.table(),
         "findings": findings,
+        "a4c": a4c,
     }
+
+
+def a4c_paths(session: Session, job_id: int) -> dict[str, dict[str, Any]]:
+    """Per A4C clip, the phases the segmentation found and how LVEF was averaged: whether the
+    EF model ran on the beats' clips ("averaged_over_beats") or on every clip start."""
+    rows = session.execute(
+        select(JobClip.sop_instance_uid, JobClip.detail).where(JobClip.job_id == job_id)
+    ).all()
+    paths: dict[str, dict[str, Any]] = {}
+    for uid, detail in rows:
+        pipelines = detail.get(CLIP_RESULT_KEY, {}).get("pipelines", [])
+        for result in (p for p in pipelines if p["pipeline"] == A4C_PIPELINE):
+            series = result["series"]
+            lvef = [f for f in result["findings"] if f["name"] == "LVEF"]
+            paths[uid] = {
+                "ED_frames": series.get("ED_frames", []),
+                "ES_frames": series.get("ES_frames", []),
+                "LVEF_beat_start_frames": series.get("LVEF_beat_start_frames", []),
+                "LVEF_flags": lvef[0]["flags"] if lvef else None,
+            }
+    return paths
 
 
 def compare(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -240,6 +279,15 @@ def machine(threads: int, device: str) -> dict[str, Any]:
     return info
 
 
+def segmentation_weights(models: Path, registry: Registry) -> dict[str, Any]:
+    """Which A4C segmentation network ran: the file, and how well a fitted head fits."""
+    spec = registry.get(SEGMENTATION_MODEL)
+    if spec.file != FITTED_FILE:
+        return {"weights": "random", "file": spec.file}
+    record = json.loads((models / FIT_RECORD).read_text(encoding="utf-8"))
+    return {"weights": "head fitted to the phantom", "file": spec.file, "fit": record}
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
     parser.add_argument("--fast", action="store_true", help="small clips, 12-clip exam")
@@ -251,6 +299,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--skip-exam", action="store_true")
     parser.add_argument("--skip-study", action="store_true")
     parser.add_argument("--output", type=Path, default=None)
+    parser.add_argument(
+        "--random-segmentation",
+        action="store_true",
+        help="the A4C segmentation network with random weights throughout (no beat is found, "
+        "so the EF model runs on every clip start) instead of its head fitted to the phantom",
+    )
     args = parser.parse_args(argv)
     # A fast run checks the path, on small clips: its figures go beside the full run's, never
     # over them, and are not weighed against the targets (which are for full-size clips).
@@ -268,13 +322,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "machine": machine(args.threads, args.device),
     }
     models = ROOT / "work" / "models"
-    install_all(models)
+    registry = install_all(models, fitted_segmentation=not args.random_segmentation)
+    result["segmentation"] = segmentation_weights(models, registry)
     stores: dict[str, CountingStore] = {}
     result["prepare"] = {}
     for backend in names:
         # OpenVINO always runs on the CPU; torch on the device asked for (CUDA when there).
         device = "cpu" if backend == backends.OPENVINO else args.device
-        stores[backend] = make_store(models, backend, device, args.threads)
+        stores[backend] = make_store(models, backend, device, args.threads, registry)
         result["prepare"][backend] = prepare(stores[backend])
 
     shutil.rmtree(WORK, ignore_errors=True)
