@@ -10,8 +10,8 @@ runs (the same seed writes the same weights); about 3.5 GB for all 22.
 
 Random weights change what runs, not only the values: the segmentation network then sees the
 same LV in every frame, the A4C pipeline finds no beat, and EchoNet-Dynamic's EF model runs on
-every clip start instead of the beats' clips alone (19 passes for 2 on the 4-clip study). So by
-default the segmentation network's head is fitted to the phantom
+every clip start instead of the beats' clips alone (19 clips for 1 on the full-size 4-clip
+study). So by default the segmentation network's head is fitted to the phantom
 (benchmarks/fitted_segmentation.py: backbone still random, its output follows the phantom's
 LV), written under its own file name (FITTED_FILE, with a record of the fit beside it) so that a
 random file cached under the registry's name is never taken for it; install_all returns the

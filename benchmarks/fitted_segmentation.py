@@ -4,9 +4,9 @@ the phantom, so that the benchmarks' A4C pipeline finds the beats as real weight
 With every weight random (benchmarks/all_models.py) the network's output is the same for every
 frame: each of its BatchNorm layers scales by a random weight of about 0.05, so what reaches
 the DeepLab head varies between frames by about 1e-10 (on values of about 0.02). No LV area
-curve, no beat, and the EF model runs on every clip start (19 r2plus1d_18 passes on the 4-clip
-study instead of the beats' two): the benchmark would time a path the node never takes with
-real weights. So:
+curve, no beat, and the EF model runs on every clip start (19 r2plus1d_18 clips on the
+full-size 4-clip study, 43 s on two cores, where the beat found with the fitted head takes one,
+1.6 s): the benchmark would time a path the node never takes with real weights. So:
 
 1. The BatchNorm running statistics are computed on phantom frames (what any network trained on
    echo frames holds: the mean and variance of each channel on such frames). After this the
@@ -25,7 +25,9 @@ taken through the same window, resize and corner mask (ai.pipelines.a4c_frames.d
 geometric only) and thresholded at half. The checkpoint is written in EchoNet-Dynamic's
 published layout, atomically, and a record beside it (FIT_RECORD) says how well the head fits:
 IoU and the ED/ES frames ai.pipelines.a4c.area_phases finds on held-out phantom clips, against
-the phantom's own.
+the phantom's own (measured: IoU 0.89 and 0.90, each ED and ES found within 4 frames of the
+phantom's, none missed or added). The fit takes about 4 minutes on two cores, once: the record
+names the options and seed it was made with, and a file that does not match it is fitted again.
 """
 
 from __future__ import annotations

@@ -12,11 +12,13 @@ first value was computed, and each finding's value, compared between the backend
 
 Why the fitted head: with random weights throughout, the LV segmentation is the same in every
 frame, the A4C pipeline finds no beat and runs EchoNet-Dynamic's EF model on every clip start
-(19 r2plus1d_18 passes on the 4-clip study) where real weights find the beats and run it on the
-beats' clips alone; the fitted head (benchmarks/fitted_segmentation.py) follows the phantom's
-LV, so the run takes the path real weights take. `--random-segmentation` times the old path;
-study.json says under "segmentation" which network ran and, for the fitted one, how well it fits
-held-out phantom clips.
+(19 r2plus1d_18 clips on the full-size 4-clip study) where real weights find the beats and run
+it on the beats' clips alone (there, 1). The fitted head (benchmarks/fitted_segmentation.py;
+about 4 minutes the first time, then kept with the other models) follows the phantom's LV, so
+the run takes the path real weights take. `--random-segmentation` times the old path.
+study.json says under "segmentation" which network ran and, for the fitted one, how well it
+fits held-out phantom clips; under each run's "a4c", the ED/ES frames found per A4C clip and
+LVEF's flags ("averaged_over_beats" or "averaged_over_clip_starts").
 
 Results: benchmarks/results/study.json. `--fast` (small clips, a 12-clip exam, one repeat;
 written to study-fast.json, not weighed against the targets) checks that the benchmark works in

@@ -33,11 +33,15 @@ pytestmark = pytest.mark.model  # trains part of a network
 
 torch.set_num_threads(2)
 
-TINY = FitOptions(  # about 9 s on two shared cores
+# Measured with two training sets (seeds 100-107 and 200-207) on four held-out clips (seeds
+# 90-93): every one had an ED and an ES found, IoU 0.68-0.82; on clip 90, IoU 0.76 and an area
+# correlation of 0.55 and 0.76.
+TINY = FitOptions(
     train=tuple(PhantomClip(seed, 120, 160, 1, 15.0) for seed in range(100, 108)),
     held_out=(PhantomClip(90, 120, 160, 2, 15.0),),
-    calibration_frames=64,
-    epochs=15,
+    calibration_frames=32,
+    epochs=30,
+    learning_rate=3e-3,
 )
 
 
@@ -50,7 +54,7 @@ def test_fitted_head_finds_ed_and_es_on_a_held_out_clip(tmp_path: Path) -> None:
     path = install_fitted(tmp_path, spec, seed=0, options=TINY)
     (held_out,) = record(tmp_path)["held_out"]
     # Random weights give one logit for every pixel: no LV, no phase, an IoU of 0 (or of the
-    # LV's share of the frame). Fitted (0.7-0.8 and 0.75-0.8 measured with two training sets):
+    # LV's share of the frame).
     assert held_out["ed_frames"] and held_out["es_frames"], held_out
     assert held_out["iou"] > 0.5, held_out
     assert held_out["area_correlation"] > 0.3, held_out
@@ -62,7 +66,7 @@ def test_fitted_head_finds_ed_and_es_on_a_held_out_clip(tmp_path: Path) -> None:
 
 def test_a_stale_file_or_other_options_are_fitted_again(tmp_path: Path) -> None:
     spec = small_spec(SEGMENTATION_MODEL, input_height=32, input_width=32)
-    quick = dataclasses.replace(TINY, train=TINY.train[:2], held_out=(), epochs=1)
+    quick = dataclasses.replace(TINY, train=TINY.train[:1], held_out=(), epochs=1)
     path = install_fitted(tmp_path, spec, seed=0, options=quick)
     stale = b"a random-weight checkpoint cached under this name"
     path.write_bytes(stale)
