@@ -41,7 +41,7 @@ def test_every_pipeline_run_is_checked(tmp_path: Path) -> None:
     generate_study(tmp_path, 4, rows=240, columns=320, cycles=1, frame_rate=15.0)
     clip = load_clip(tmp_path / "tr_cw.dcm")
 
-    def collapsed(clip: Clip, models: object) -> PipelineResult:
+    def collapsed(clip: Clip, models: object, *, earlier: object = ()) -> PipelineResult:
         return PipelineResult("plax", PipelineStatus.OK, (_finding("LVIDd", 0.0),))
 
     (finding,) = run_pipeline(collapsed, clip, None).findings
