@@ -5,8 +5,9 @@ No weights ship and none can be fetched here, so the benchmarks time the network
 would run with every model installed: the same architectures, heads and input sizes, random
 weights. Each file is written as its project publishes it (EchoNet-Dynamic: `module.` keys in
 {"state_dict": ...} with NumPy metadata; EchoNet-LVH: `model.`; EchoNet-Measurements: `m.`;
-EchoPrime: a bare state dict), so the loader's real path reads them. Files are kept between
-runs (the same seed writes the same weights); about 3.5 GB for all 22.
+EchoPrime: a bare state dict; benchmarks/checkpoints.py), so the loader's real path reads
+them. Files are kept between runs (the same seed writes the same weights); about 3.5 GB for all
+22.
 
 Random weights change what runs, not only the values: the segmentation network then sees the
 same LV in every frame, the A4C pipeline finds no beat, and EchoNet-Dynamic's EF model runs on
@@ -25,26 +26,13 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from ai.models.registry import ModelSpec, Registry, default_registry
+from ai.models.registry import Registry, default_registry
 from ai.pipelines.a4c import SEGMENTATION_MODEL
+from benchmarks.checkpoints import write_published
 from benchmarks.fitted_segmentation import FITTED_FILE, install_fitted
-from tests.test_models import random_state, save_checkpoint
+from tests.test_models import random_state
 
 logger = logging.getLogger(__name__)
-
-PUBLISHED_FORMATS = {  # name prefix → (key prefix, wrapped in {"state_dict": ...})
-    "echonet-dynamic": ("module.", True),
-    "echonet-lvh": ("model.", False),
-    "echonet-measurements": ("m.", False),
-    "echoprime": ("", False),
-}
-
-
-def published_format(spec: ModelSpec) -> tuple[str, bool]:
-    for start, layout in PUBLISHED_FORMATS.items():
-        if spec.name.startswith(start):
-            return layout
-    raise KeyError(f"no published format known for {spec.name}")
 
 
 def benchmark_registry(fitted_segmentation: bool = True) -> Registry:
@@ -66,9 +54,6 @@ def install_all(model_dir: Path, seed: int = 0, fitted_segmentation: bool = True
             continue
         path = model_dir / spec.file
         if not path.is_file():
-            prefix, wrapped = published_format(spec)
-            partial = path.with_name(f".{path.name}.partial")
-            save_checkpoint(partial, random_state(spec, seed + index), prefix, wrapped)
-            partial.replace(path)
+            write_published(path, spec, random_state(spec, seed + index))
             logger.info("wrote random-weight %s", spec.name)
     return benchmark_registry(fitted_segmentation)

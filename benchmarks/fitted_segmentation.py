@@ -59,7 +59,8 @@ from ai.pipelines.a4c import (
     predict_segmentation,
 )
 from ai.pipelines.a4c_frames import dynamic_frames
-from tests.test_models import random_model, save_checkpoint
+from benchmarks.checkpoints import write_published
+from tests.test_models import random_model
 
 logger = logging.getLogger(__name__)
 
@@ -272,10 +273,7 @@ def install_fitted(
         if same and record.get("sha256") == sha256_file(path):
             return path
     model, figures = fit(spec, seed, options)
-    partial = path.with_name(f".{path.name}.partial")
-    prefix, wrapped = "module.", True  # EchoNet-Dynamic's layout (benchmarks/all_models.py)
-    save_checkpoint(partial, model.state_dict(), prefix, wrapped)
-    partial.replace(path)
+    write_published(path, spec, model.state_dict())
     loaded = load_model(path, spec)  # the node's loader reads what was written
     record = {
         **wanted,
