@@ -56,6 +56,7 @@ from ai.phantom import generate_study
 from ai.phantom.exam import generate_exam
 from ai.pipelines.a4c import NAME as A4C_PIPELINE
 from ai.pipelines.a4c import SEGMENTATION_MODEL
+from ai.result_json import result_from_json
 from benchmarks.all_models import install_all
 from benchmarks.fitted_segmentation import FIT_RECORD, FITTED_FILE
 from echo_node.cli.importer import import_file
@@ -209,15 +210,17 @@ def a4c_paths(session: Session, job_id: int) -> dict[str, dict[str, Any]]:
     ).all()
     paths: dict[str, dict[str, Any]] = {}
     for uid, detail in rows:
-        pipelines = detail.get(CLIP_RESULT_KEY, {}).get("pipelines", [])
-        for result in (p for p in pipelines if p["pipeline"] == A4C_PIPELINE):
-            series = result["series"]
-            lvef = [f for f in result["findings"] if f["name"] == "LVEF"]
+        if CLIP_RESULT_KEY not in detail:
+            continue
+        clip = result_from_json(detail[CLIP_RESULT_KEY])
+        for result in (p for p in clip.pipelines if p.pipeline == A4C_PIPELINE):
+            series = result.series
+            lvef = [f for f in result.findings if f.name == "LVEF"]
             paths[uid] = {
-                "ED_frames": series.get("ED_frames", []),
-                "ES_frames": series.get("ES_frames", []),
-                "LVEF_beat_start_frames": series.get("LVEF_beat_start_frames", []),
-                "LVEF_flags": lvef[0]["flags"] if lvef else None,
+                "ED_frames": list(series.get("ED_frames", ())),
+                "ES_frames": list(series.get("ES_frames", ())),
+                "LVEF_beat_start_frames": list(series.get("LVEF_beat_start_frames", ())),
+                "LVEF_flags": list(lvef[0].flags) if lvef else None,
             }
     return paths
 
