@@ -313,6 +313,72 @@ def test_a_plax_clip_is_scanned_once_when_its_pipelines_run_together(tmp_path: P
     assert found["AoRoot"].frames == (28, 56) and found["LAd"].frames == (14, 42, 70)
     assert all("phase_from_echonet_lvh" in f.flags for f in found.values())
     assert "LVID_cm" not in measured.series
+    # EchoNet-LVH measured the walls and the cavity: they are not measured a second time.
+    assert {f.name for f in lvh.findings} == {"IVSd", "LVIDd", "LVIDs", "LVPWd"}
+    assert set(found) == {"AoRoot", "AoAsc", "LAd"}
+    assert measured.message == "IVSd, LVIDd, LVIDs, LVPWd measured by plax, not again"
+
+
+def _given(
+    pipeline: str, *names: str, status: PipelineStatus = PipelineStatus.OK
+) -> PipelineResult:
+    clip, _ = keyed_clip(frames=4)
+    model = stand_in(PLAX.phase_model, KeyedNet())
+    points = FramePoints([0], np.array([[[30.0, 30.0], [60.0, 80.0]]]))
+    findings = tuple(
+        dataclasses.replace(f, name=n)
+        for n in names
+        if (f := make_finding(PLAX.targets[0], points, clip, model, (), False)) is not None
+    )
+    return PipelineResult(pipeline, status, findings)
+
+
+def _counting_store(
+    tmp_path: Path, names: tuple[str, ...]
+) -> tuple[ModelStore, dict[str, CountingKeyed]]:
+    store, nets = ModelStore(tmp_path), {name: CountingKeyed() for name in names}
+    for name, net in nets.items():
+        store.add(stand_in(name, net))
+    return store, nets
+
+
+def test_a_value_an_earlier_pipeline_gave_is_not_measured_again(tmp_path: Path) -> None:
+    clip, _ = keyed_clip()
+    earlier = (_given("plax", "IVSd", "LVIDd", "LVPWd"), _phases("plax", (30, 58), (44,)))
+    store, nets = _counting_store(tmp_path, PLAX.models)
+    result = run_measurements_2d_plax(clip, store, earlier=earlier)
+    assert {f.name for f in result.findings} == {"LVIDs", "AoRoot", "AoAsc", "LAd"}
+    assert result.message == "IVSd, LVIDd, LVPWd measured by plax, not again"
+    # The LVID model measures LVIDs on the one end-systole only; IVS and LVPW do not run.
+    assert (
+        nets["echonet-measurements-lvid"].frames == 1
+        and nets["echonet-measurements-aorta"].frames == 2
+    )
+    assert nets["echonet-measurements-ivs"].frames == nets["echonet-measurements-lvpw"].frames == 0
+
+    # Asked to, or when the earlier pipeline failed, every value is measured here.
+    store, nets = _counting_store(tmp_path, PLAX.models)
+    again = run_view(clip, store, PLAX, Measurements2DOptions(remeasure=True), earlier)
+    assert len(again.findings) == 7 and again.message == ""
+    assert (
+        nets["echonet-measurements-lvid"].frames == 3
+        and nets["echonet-measurements-ivs"].frames == 2
+    )
+    failed = (_given("plax", "IVSd", status=PipelineStatus.FAILED), *earlier[1:])
+    assert len(run_measurements_2d_plax(clip, store, earlier=failed).findings) == 7
+
+
+def test_only_values_measured_before_means_nothing_to_do_not_a_failure(tmp_path: Path) -> None:
+    clip, _ = keyed_clip()
+    earlier = (_given("plax", "IVSd", "LVIDd", "LVIDs", "LVPWd"), _phases("plax", (30,), (44,)))
+    store, nets = _counting_store(
+        tmp_path, ("echonet-measurements-ivs", "echonet-measurements-lvid")
+    )
+    result = run_measurements_2d_plax(clip, store, earlier=earlier)
+    assert result.status is PipelineStatus.NOT_APPLICABLE and not result.findings
+    assert result.message.startswith("IVSd, LVIDd, LVIDs measured by plax, not again | ")
+    assert "--name echonet-measurements-lvpw" in result.message
+    assert nets["echonet-measurements-ivs"].frames == nets["echonet-measurements-lvid"].frames == 0
 
 
 @pytest.mark.parametrize(

@@ -39,6 +39,14 @@ models measure on those frames, flagged "phase_from_echonet_lvh" / "phase_from_l
 dimension of the clip is then read at the same end-diastole, and the clip is scanned once, not
 twice (docs/METHODS.md, "One end-diastole per clip").
 
+Measured once: a value an earlier pipeline already gave on the clip (PLAX: EchoNet-LVH's IVSd,
+LVIDd, LVIDs and LVPWd) is not measured again, so on a PLAX clip with EchoNet-LVH the IVS, LVID
+and LVPW models do not run (on a clip with two beats, eight 480×640 passes: 13 s on two cores).
+The report would print only one of the two values anyway, EchoNet-LVH's when both are clean
+(docs/REPORTING.md), and LV mass and RWT are then calculated from the walls and cavity of one
+model on one set of frames. The result's message names what was left to the earlier pipeline.
+Measurements2DOptions(remeasure=True) measures them again (both then show in `jobs show`).
+
 Without the phase model (e.g. only IVS installed), or when its curve gives nothing, each model
 runs on `fallback_frames` evenly spaced frames and reports the extreme its quantity takes at
 its phase (walls and aorta thinnest at end-diastole, LVID and RV largest, LVIDs smallest, LA
@@ -51,7 +59,7 @@ PA (PSAX) and IVC (subcostal) models exist in the registry but no view here rout
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -146,6 +154,7 @@ class Measurements2DOptions:
     max_beats: int = 3  # ED (and ES) frames each model runs on at full size
     fallback_frames: int = 6  # frames each model runs on when no beat is found
     share_phases: bool = True  # measure on the ED/ES the view's own pipeline found (see doc)
+    remeasure: bool = False  # measure again what an earlier pipeline measured (see doc)
 
 
 @dataclass(frozen=True)
@@ -204,6 +213,16 @@ def shared_phases(
                 (view.phase_flag,),
             )
     return None
+
+
+def measured_before(earlier: Sequence[PipelineResult]) -> dict[str, str]:
+    """Each value earlier pipelines gave on this clip → the first pipeline that gave it."""
+    given: dict[str, str] = {}
+    for result in earlier:
+        if result.status is PipelineStatus.OK:
+            for finding in result.findings:
+                given.setdefault(finding.name, result.pipeline)
+    return given
 
 
 def find_phases(
@@ -309,9 +328,10 @@ def analyse(
     options: Measurements2DOptions,
     batch_size: int,
     earlier: Sequence[PipelineResult] = (),
+    done: Collection[str] = (),
 ) -> tuple[list[Finding], dict[str, tuple[float, ...]]]:
-    """Findings of the loaded models of a view, and the phase model's per-frame curve (none
-    when the phases came from the view's own pipeline)."""
+    """Findings of the loaded models of a view but those named in `done`, and the phase
+    model's per-frame curve (none when the phases came from the view's own pipeline)."""
     phases = shared_phases(earlier, view, options) if options.share_phases else None
     if phases is None:
         phases = find_phases(
@@ -324,7 +344,9 @@ def analyse(
     mask = sector_mask(clip) if len(clip) else None
     findings: list[Finding] = []
     for name, model in loaded.items():
-        targets = [t for t in view.targets if t.model == name]
+        targets = [t for t in view.targets if t.model == name and t.finding not in done]
+        if not targets:  # the model may still have been the phase model above
+            continue
         wanted = sorted(
             {f for t in targets for f in (phases.ed if t.phase == "diastole" else phases.es)}
         )
@@ -399,9 +421,15 @@ def run_view(
         ", ".join(loaded),
         extra={"sop_instance_uid": clip.sop_instance_uid},
     )
-    findings, series = analyse(
-        clip, view, loaded, options or Measurements2DOptions(), models.batch_size, earlier
-    )
+    options = options or Measurements2DOptions()
+    done = {} if options.remeasure else measured_before(earlier)
+    findings, series = analyse(clip, view, loaded, options, models.batch_size, earlier, done)
+    left = [t.finding for t in view.targets if t.model in loaded and t.finding in done]
+    if left:
+        by = ", ".join(dict.fromkeys(done[n] for n in left))
+        notes = " | ".join(filter(None, [f"{', '.join(left)} measured by {by}, not again", notes]))
+        if not findings:
+            return PipelineResult(view.pipeline, PipelineStatus.NOT_APPLICABLE, (), notes, series)
     if not findings:
         message = " | ".join(filter(None, ["no caliper point found on the ED/ES frames", notes]))
         return PipelineResult(view.pipeline, PipelineStatus.FAILED, message=message, series=series)
