@@ -2,7 +2,8 @@
 its SR is stored in Orthanc (the PACS, on loopback), split by step (issue 6's benchmark).
 TURNAROUND_MODELS_DIR=DIR runs the neural pipelines with the checkpoints in DIR (e.g.
 benchmarks/work/models, which benchmarks/study.py fills with every model), on the backend
-TURNAROUND_BACKEND names (torch, openvino or auto, the default).
+TURNAROUND_BACKEND names (torch, openvino or auto, the default), and writes
+turnaround-models.json instead of turnaround.json, so the figure without weights stays.
 
 Times come from the node's own records, one clock: the last instance's received_at, the job's
 created/started/finished times and per-step seconds, and the SR delivery's sent_at (the moment
@@ -212,7 +213,8 @@ def main() -> dict[str, Any]:
         "median": median,
     }
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "turnaround.json").write_text(json.dumps(summary, indent=2) + "\n")
+    output = RESULTS / ("turnaround-models.json" if MODELS_DIR else "turnaround.json")
+    output.write_text(json.dumps(summary, indent=2) + "\n")
     print(f"study turnaround (last instance received → SR stored in Orthanc), median of {RUNS}:")
     print(f"  total                 {median['turnaround_s']:7.2f} s")
     print(f"  quiet period + sweep  {median['quiet_and_sweep_s']:7.2f} s")
