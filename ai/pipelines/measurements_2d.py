@@ -423,13 +423,14 @@ def run_view(
     )
     options = options or Measurements2DOptions()
     done = {} if options.remeasure else measured_before(earlier)
-    findings, series = analyse(clip, view, loaded, options, models.batch_size, earlier, done)
-    left = [t.finding for t in view.targets if t.model in loaded and t.finding in done]
+    mine = [t.finding for t in view.targets if t.model in loaded]
+    left = [name for name in mine if name in done]
     if left:
         by = ", ".join(dict.fromkeys(done[n] for n in left))
         notes = " | ".join(filter(None, [f"{', '.join(left)} measured by {by}, not again", notes]))
-        if not findings:
-            return PipelineResult(view.pipeline, PipelineStatus.NOT_APPLICABLE, (), notes, series)
+        if len(left) == len(mine):  # nothing to measure: not even a phase scan
+            return PipelineResult(view.pipeline, PipelineStatus.NOT_APPLICABLE, message=notes)
+    findings, series = analyse(clip, view, loaded, options, models.batch_size, earlier, done)
     if not findings:
         message = " | ".join(filter(None, ["no caliper point found on the ED/ES frames", notes]))
         return PipelineResult(view.pipeline, PipelineStatus.FAILED, message=message, series=series)
