@@ -17,7 +17,7 @@ import dataclasses
 from pathlib import Path
 
 from ai.models import ModelStore, default_registry
-from ai.models.registry import ModelSpec
+from ai.models.registry import Registry
 from tests.test_models import random_state, save_checkpoint
 
 # name -> (key prefix, wrapped in {"state_dict": ...}, smaller input for a shared CPU)
@@ -44,20 +44,35 @@ INSTALLED: dict[str, tuple[str, bool, dict[str, int]]] = {
 }
 
 
-def install_all_models(folder: Path, seed: int = 0, ef_percent: float | None = None) -> ModelStore:
-    """Checkpoints of every model in INSTALLED written into `folder`; the store that loads them.
+EF_PERCENT = 57.0  # what the EF network's head is built to answer; every other network is random
+
+
+def _registry() -> Registry:
+    registry = default_registry()
+    for name, (_, _, smaller) in INSTALLED.items():
+        registry = registry.replace(dataclasses.replace(registry.get(name), **smaller))  # type: ignore[arg-type]
+    return registry
+
+
+def write_all_models(folder: Path, seed: int = 0, ef_percent: float = EF_PERCENT) -> None:
+    """Checkpoints of every model in INSTALLED written into `folder` (2.8 GB: the networks are
+    full size, only their inputs are small; tests share one folder, tests/conftest.py).
 
     `ef_percent`: the EF network's head is built to answer exactly this for any clip (its
     weights zero, its bias the value), so a test can follow a plausible AI value to the PACS.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    registry = default_registry()
-    for number, (name, (prefix, wrapped, smaller)) in enumerate(sorted(INSTALLED.items())):
-        spec: ModelSpec = dataclasses.replace(registry.get(name), **smaller)  # type: ignore[arg-type]
-        registry = registry.replace(spec)
+    registry = _registry()
+    for number, name in enumerate(sorted(INSTALLED)):
+        prefix, wrapped, _ = INSTALLED[name]
+        spec = registry.get(name)
         state = random_state(spec, seed + number)
-        if name == "echonet-dynamic-ef" and ef_percent is not None:
+        if name == "echonet-dynamic-ef":
             state["fc.weight"].zero_()
             state["fc.bias"].fill_(ef_percent)
         save_checkpoint(folder / spec.file, state, prefix, wrapped)
-    return ModelStore(folder, registry, threads=2, batch_size=8)
+
+
+def all_models_store(folder: Path) -> ModelStore:
+    """The store that loads what write_all_models wrote, each test with its own loaded copies."""
+    return ModelStore(folder, _registry(), threads=2, batch_size=8)

@@ -55,6 +55,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.peer)
 
 
+@pytest.fixture(scope="session")
+def every_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every model's checkpoint (tests/all_models.py), written once for the session: 2.8 GB
+    that each test using it would otherwise write again."""
+    from tests.all_models import write_all_models
+
+    folder = tmp_path_factory.mktemp("every_model")
+    write_all_models(folder)
+    return folder
+
+
 # The free-space watermark's defaults (10 % and 5 GB free, config/default.toml) are for the
 # disk a node owns. Tests keep their data on whatever disk the machine has, which on a shared
 # runner is often more than 90 % full: the nodes the tests start (in this process and as

@@ -20,7 +20,7 @@ from ai.phantom.study import generate_study
 from echo_node.cli.importer import import_file
 from echo_node.export.deliver import deliver_pass
 from echo_node.processing import run_job
-from tests.all_models import install_all_models
+from tests.all_models import all_models_store
 from tests.orthanc import Orthanc, orthanc_factory  # noqa: F401
 from tests.test_processing import (
     make_node,
@@ -38,9 +38,10 @@ ENCAPSULATED_PDF = "1.2.840.10008.5.1.4.1.1.104.1"
 
 def test_every_model_phantom_study_round_trips_through_orthanc(
     tmp_path: Path,
+    every_model_dir: Path,
     orthanc_factory: Any,  # noqa: F811
 ) -> None:
-    models = install_all_models(tmp_path / "models")
+    models = all_models_store(every_model_dir)
     phantom = tmp_path / "phantom"
     generate_study(phantom, 1, rows=240, columns=320, cycles=1, frame_rate=20.0)
     pacs: Orthanc = orthanc_factory().start()

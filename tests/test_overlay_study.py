@@ -24,14 +24,14 @@ from echo_node.processing import run_job
 from echo_node.results import plan_for, render_for
 from echo_node.results.report import SourceClip, build_report
 from storage.models import CLIP_RESULT_KEY, JobClip
-from tests.all_models import install_all_models
+from tests.all_models import all_models_store
 from tests.test_processing import make_node, output_path, outputs_of, stable_job
 from tests.test_results_data import dciodvfy
 
 
 @pytest.mark.peer
 def test_overlays_print_what_the_report_reports_with_every_model_installed(
-    tmp_path: Path,
+    tmp_path: Path, every_model_dir: Path
 ) -> None:
     phantom = tmp_path / "phantom"
     paths = generate_study(phantom, 4, rows=240, columns=320, cycles=1, frame_rate=15.0)
@@ -40,7 +40,7 @@ def test_overlays_print_what_the_report_reports_with_every_model_installed(
         for path in paths:
             assert import_file(node.ingestor, path).outcome == "stored"
         job_id = stable_job(node)
-        outcome = run_job(node, job_id, install_all_models(tmp_path / "models"))
+        outcome = run_job(node, job_id, all_models_store(every_model_dir))
         assert outcome.state == "done", outcome.message
         with node.sessions() as session:
             recorded = {

@@ -33,7 +33,8 @@ from echo_node.node import Node
 from echo_node.processing import run_job
 from storage.models import Job, Study
 from storage.queue import utc_now
-from tests.all_models import install_all_models
+from tests.all_models import EF_PERCENT as EF
+from tests.all_models import all_models_store
 from tests.conftest import require_tool
 from tests.orthanc import Orthanc
 from tests.test_processing import claim_next, make_node, measured_clips, stable_job, truth
@@ -51,7 +52,6 @@ pytestmark = [
 COMPREHENSIVE_SR = "1.2.840.10008.5.1.4.1.1.88.33"
 SC = "1.2.840.10008.5.1.4.1.1.7.4"
 ENCAPSULATED_PDF = "1.2.840.10008.5.1.4.1.1.104.1"
-EF = 57.0  # what the EF network's head is built to answer; every other network is random
 
 
 @dataclass
@@ -89,11 +89,11 @@ def _record(node: Node, job_id: int) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Study_]:
+def study(tmp_path_factory: pytest.TempPathFactory, every_model_dir: Path) -> Iterator[Study_]:
     root = tmp_path_factory.mktemp("pacs")
     pacs = Orthanc(workdir=root / "orthanc").start()
     try:
-        store = install_all_models(root / "models", ef_percent=EF)
+        store = all_models_store(every_model_dir)
         phantom = root / "phantom"
         generate_study(phantom, 1, rows=240, columns=320, cycles=1, frame_rate=15.0)
         for path in sorted(phantom.glob("*.dcm")):
@@ -123,7 +123,7 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Study_]:
         deliver_due(node, "test")
         records[second] = _record(node, second)
         node.engine.dispose()
-        yield Study_(pacs, phantom, root, root / "models", records, (first, second))
+        yield Study_(pacs, phantom, root, every_model_dir, records, (first, second))
     finally:
         pacs.kill()
 
