@@ -33,3 +33,11 @@ def test_the_durable_parts_and_the_metrics_stand_apart() -> None:
     assert not {m for m in node if m.startswith(("echo_node.dimse", "pynetdicom"))}
     scrape = _loaded_after("import echo_node.metrics.scrape")
     assert "echo_node.node" not in scrape
+
+
+def test_admin_commands_start_without_the_web_app_or_the_result_writers() -> None:
+    """`echo-node status`, `jobs`, `tokens` … load neither FastAPI (serve's web app) nor
+    matplotlib and highdicom (the pipelines' report writers): about 1.5 s of every command's
+    start, which `serve`, `worker` and `analyze` pay only when they run."""
+    loaded = {m.split(".")[0] for m in _loaded_after("import echo_node.cli")}
+    assert not loaded & {"fastapi", "starlette", "matplotlib", "highdicom", "torch"}

@@ -19,7 +19,6 @@ from rich.table import Table
 from ai.findings import ClipResult
 from ai.model_source import ModelSource
 from echo_node.cli.context import state
-from echo_node.processing.classifier import view_classifier
 from echo_node.settings import Settings
 
 
@@ -74,6 +73,7 @@ def analyze(
     from ai.analyze import analyze as run
     from ai.decode import DecodeError
     from ai.result_json import result_to_json
+    from echo_node.processing.classifier import view_classifier
 
     settings = state(ctx).settings()
     try:

@@ -8,8 +8,6 @@ import typer
 
 from echo_node.cli.context import state
 from echo_node.logsetup import configure_logging
-from echo_node.service import serve as run_services
-from echo_node.service import stop_on_signals
 from echo_node.settings import ConfigError
 
 
@@ -21,6 +19,10 @@ def serve(
     ] = None,
 ) -> None:
     """Run the DICOM services until stopped; SIGTERM finishes the instances in flight first."""
+    # Here, not at the top: the web app and the pipelines it pulls in would slow every command.
+    from echo_node.service import serve as run_services
+    from echo_node.service import stop_on_signals
+
     cli = state(ctx)
     settings = cli.settings()
     if ingest_processes is not None:

@@ -7,7 +7,6 @@ from typing import Annotated
 import typer
 
 from echo_node.cli.context import state
-from echo_node.web.auth import SCOPES, add_token, list_tokens, revoke_token
 
 app = typer.Typer(
     help="Bearer tokens for DICOMweb (STOW-RS needs scope write).", no_args_is_help=True
@@ -21,6 +20,10 @@ def add(
     name: Annotated[str | None, typer.Option(help="What the token is for.")] = None,
 ) -> None:
     """Create a token and print it once: only its hash is kept."""
+    # In each command, not at the top: echo_node.web.auth brings FastAPI, which would slow
+    # every other command's start.
+    from echo_node.web.auth import SCOPES, add_token
+
     if scope not in SCOPES:
         typer.echo(f"--scope must be one of: {', '.join(SCOPES)}", err=True)
         raise typer.Exit(2)
@@ -32,6 +35,8 @@ def add(
 @app.command("list")
 def list_(ctx: typer.Context) -> None:
     """List tokens (id, scope, name, created, revoked); never the tokens themselves."""
+    from echo_node.web.auth import list_tokens
+
     tokens = list_tokens(state(ctx).reader().sessions)
     if not tokens:
         typer.echo("no tokens")
@@ -46,6 +51,8 @@ def list_(ctx: typer.Context) -> None:
 @app.command("revoke")
 def revoke(ctx: typer.Context, token_id: Annotated[int, typer.Argument(metavar="ID")]) -> None:
     """Revoke a token by id; requests with it are refused from then on."""
+    from echo_node.web.auth import revoke_token
+
     if not revoke_token(state(ctx).node().sessions, token_id):
         typer.echo(f"no active token with id {token_id}", err=True)
         raise typer.Exit(1)
