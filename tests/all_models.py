@@ -54,22 +54,22 @@ def _registry() -> Registry:
     return registry
 
 
-def write_all_models(folder: Path, seed: int = 0, ef_percent: float = EF_PERCENT) -> None:
+def write_all_models(folder: Path) -> None:
     """Checkpoints of every model in INSTALLED written into `folder` (2.8 GB: the networks are
     full size, only their inputs are small; tests share one folder, tests/conftest.py).
 
-    `ef_percent`: the EF network's head is built to answer exactly this for any clip (its
-    weights zero, its bias the value), so a test can follow a plausible AI value to the PACS.
+    The EF network's head is built to answer EF_PERCENT for any clip (its weights zero, its
+    bias the value), so a test can follow a plausible AI value to the PACS.
     """
     folder.mkdir(parents=True, exist_ok=True)
     registry = _registry()
     for number, name in enumerate(sorted(INSTALLED)):
         prefix, wrapped, _ = INSTALLED[name]
         spec = registry.get(name)
-        state = random_state(spec, seed + number)
+        state = random_state(spec, number)
         if name == "echonet-dynamic-ef":
             state["fc.weight"].zero_()
-            state["fc.bias"].fill_(ef_percent)
+            state["fc.bias"].fill_(EF_PERCENT)
         save_checkpoint(folder / spec.file, state, prefix, wrapped)
 
 

@@ -40,4 +40,4 @@ def test_admin_commands_start_without_the_web_app_or_the_result_writers() -> Non
     matplotlib and highdicom (the pipelines' report writers): about 1.5 s of every command's
     start, which `serve`, `worker` and `analyze` pay only when they run."""
     loaded = {m.split(".")[0] for m in _loaded_after("import echo_node.cli")}
-    assert not loaded & {"fastapi", "starlette", "matplotlib", "highdicom", "torch"}
+    assert not loaded & {"fastapi", "starlette", "matplotlib", "highdicom"}
